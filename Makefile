@@ -1,0 +1,38 @@
+# Two commands matter: `make run` serves the API on :7071, `make test` runs the tests.
+# Both set everything up on a fresh clone (virtualenv, packages, embedded Postgres).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run test lint migrate seed clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: install
+	$(PY) cli.py seed --if-empty
+	$(PY) local_runner.py
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+migrate: install
+	$(PY) cli.py migrate
+
+seed: install
+	$(PY) cli.py seed
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache

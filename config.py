@@ -1,0 +1,105 @@
+"""Settings, read once from the environment (and a `.env` file when present).
+
+Every setting has a default that works on a laptop with no cloud account:
+an embedded Postgres under `./.data/` and the offline `local` AI provider.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def _str(name: str, default: str = "") -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    db_pool_min: int
+    db_pool_max: int
+
+    ai_provider: str  # "local" | "openai" | "azure"
+    ai_timeout_seconds: float
+    ai_max_retries: int
+    embedding_batch_size: int
+    embedding_dimensions: int  # 0 = the model's native size
+
+    openai_api_key: str
+    openai_base_url: str
+    openai_embedding_model: str
+    openai_chat_model: str
+
+    azure_openai_endpoint: str
+    azure_openai_api_key: str
+    azure_openai_api_version: str
+    azure_openai_embedding_deployment: str
+    azure_openai_chat_deployment: str
+
+    local_embedding_model: str
+
+    resuggest_window_hours: float
+    enrich_max_attempts: int
+    hnsw_ef_search: int
+    max_body_bytes: int
+
+
+def _detect_provider() -> str:
+    explicit = _str("AI_PROVIDER").lower()
+    if explicit:
+        if explicit not in {"local", "openai", "azure"}:
+            raise ValueError(f"AI_PROVIDER must be local, openai or azure, not {explicit!r}")
+        return explicit
+    if _str("AZURE_OPENAI_ENDPOINT"):
+        return "azure"
+    if _str("OPENAI_API_KEY") or _str("OPENAI_BASE_URL"):
+        return "openai"
+    return "local"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    load_dotenv(PROJECT_DIR / ".env", override=False)
+    return Settings(
+        database_url=_str("DATABASE_URL"),
+        data_dir=Path(_str("DATA_DIR", str(PROJECT_DIR / ".data"))),
+        db_pool_min=_int("DB_POOL_MIN", 1),
+        db_pool_max=_int("DB_POOL_MAX", 10),
+        ai_provider=_detect_provider(),
+        ai_timeout_seconds=_float("AI_TIMEOUT_SECONDS", 20.0),
+        ai_max_retries=_int("AI_MAX_RETRIES", 2),
+        embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 128),
+        embedding_dimensions=_int("EMBEDDING_DIMENSIONS", 0),
+        openai_api_key=_str("OPENAI_API_KEY"),
+        openai_base_url=_str("OPENAI_BASE_URL"),
+        openai_embedding_model=_str("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small"),
+        openai_chat_model=_str("OPENAI_CHAT_MODEL", "gpt-4o-mini"),
+        azure_openai_endpoint=_str("AZURE_OPENAI_ENDPOINT"),
+        azure_openai_api_key=_str("AZURE_OPENAI_API_KEY"),
+        azure_openai_api_version=_str("AZURE_OPENAI_API_VERSION", "2024-10-21"),
+        azure_openai_embedding_deployment=_str("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "text-embedding-3-small"),
+        azure_openai_chat_deployment=_str("AZURE_OPENAI_CHAT_DEPLOYMENT", "gpt-4o-mini"),
+        local_embedding_model=_str("LOCAL_EMBEDDING_MODEL", "sentence-transformers/all-MiniLM-L6-v2"),
+        resuggest_window_hours=_float("RESUGGEST_WINDOW_HOURS", 24.0),
+        enrich_max_attempts=_int("ENRICH_MAX_ATTEMPTS", 10),
+        hnsw_ef_search=_int("HNSW_EF_SEARCH", 100),
+        max_body_bytes=_int("MAX_BODY_BYTES", 1_000_000),
+    )

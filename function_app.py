@@ -1,0 +1,131 @@
+"""HTTP layer (Azure Functions, Python v2 model): parse and validate, call `recommender`, shape JSON."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import azure.functions as func
+import psycopg2
+from pydantic import BaseModel, ValidationError
+
+import recommender
+from config import get_settings
+from db_utils import SchemaMismatchError
+from recommender import ApiError
+from schemas import AddPodcastRequest, RecommendQuery, UpdateUserHistoryRequest
+
+log = logging.getLogger(__name__)
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+T = TypeVar("T", bound=BaseModel)
+
+
+def json_response(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False, default=str),
+        status_code=status,
+        mimetype="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def error_response(status: int, code: str, message: str, **extra: object) -> func.HttpResponse:
+    return json_response({"error": {"code": code, "message": message, **extra}}, status)
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
+        return ApiError(400, "invalid_json", "the body is not valid JSON")
+    details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+    return ApiError(400, "invalid_request", details)
+
+
+def parse_body(req: func.HttpRequest, model: type[T]) -> T:
+    body = req.get_body() or b""
+    if len(body) > get_settings().max_body_bytes:
+        raise ApiError(413, "body_too_large", f"the body is over {get_settings().max_body_bytes} bytes")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def parse_query(req: func.HttpRequest, model: type[T]) -> T:
+    try:
+        return model.model_validate(dict(req.params))
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def endpoint(
+    method: str, route: str, auth_level: func.AuthLevel | None = None
+) -> Callable[[Handler], Handler]:
+    """Register a handler for one method. Every method reaches it, so others get a JSON 405
+    (the same locally and in Azure), and errors become JSON without internals."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            if req.method.upper() != method:
+                return json_response(
+                    {"error": {"code": "method_not_allowed", "message": f"use {method}"}},
+                    405,
+                    headers={"Allow": method},
+                )
+            try:
+                return handler(req)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message)
+            except SchemaMismatchError as exc:
+                log.error("%s", exc)
+                return error_response(503, "schema_mismatch", str(exc))
+            except Exception:
+                log.exception("unexpected failure in %s", handler.__name__)
+                return error_response(500, "internal_error", "unexpected server error; see the logs")
+
+        methods = [m.value for m in func.HttpMethod]
+        return app.route(route=route, methods=methods, auth_level=auth_level)(wrapper)
+
+    return decorate
+
+
+@endpoint("POST", "add_podcast")
+def add_podcast(req: func.HttpRequest) -> func.HttpResponse:
+    podcast, created = recommender.add_podcast(parse_body(req, AddPodcastRequest))
+    status = 202 if podcast["status"] == "pending" else 201 if created else 200
+    return json_response(podcast, status)
+
+
+@endpoint("POST", "update_user_history")
+def update_user_history(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(recommender.update_user_history(parse_body(req, UpdateUserHistoryRequest)))
+
+
+@endpoint("GET", "recommend_podcasts")
+def recommend_podcasts(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(recommender.recommend(parse_query(req, RecommendQuery)))
+
+
+@endpoint("GET", "health", auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return json_response(recommender.health())
+    except psycopg2.Error as exc:
+        log.warning("health check failed: %s", type(exc).__name__)
+        return json_response({"status": "error", "database": {"reachable": False}}, 503)
+
+
+@app.timer_trigger(schedule="*/10 * * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
+def enrich_pending(timer: func.TimerRequest) -> None:
+    """Retry what the AI service could not process inline (pending podcasts and histories)."""
+    while recommender.enrich_pending():
+        pass

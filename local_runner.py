@@ -1,0 +1,216 @@
+"""Serve the HTTP functions registered on `function_app.app` over real HTTP, like `func start`.
+
+For machines without Azure Functions Core Tools. Routes, methods and the route prefix are read
+from the app and `host.json`, never declared twice. Requests and responses are converted to and
+from `azure.functions.HttpRequest` / `HttpResponse`, and each request runs on its own thread, as
+the Azure Python worker runs sync functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+from azure.functions.decorators.function_app import Function
+
+HOST_JSON = Path(__file__).resolve().parent / "host.json"
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    path: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    arg_name: str
+    handler: Callable[..., func.HttpResponse]
+
+
+def route_prefix() -> str:
+    try:
+        http = json.loads(HOST_JSON.read_text()).get("extensions", {}).get("http", {})
+    except FileNotFoundError:
+        http = {}
+    return http.get("routePrefix", "api").strip("/")
+
+
+def compile_route(prefix: str, template: str) -> re.Pattern[str]:
+    """`podcasts/{id}` or `{id:int}` or `{name?}` → a regex with named groups."""
+
+    def group(match: re.Match[str]) -> str:
+        name, optional = match.group(1), match.group(3) == "?"
+        return f"(?P<{name}>[^/]+){'?' if optional else ''}"
+
+    body = re.sub(
+        r"\{(\w+)(:\w+)?(\??)\}", group, re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+    )
+    path = "/".join(part for part in (prefix, body) if part)
+    return re.compile(f"^/{path}/?$", re.IGNORECASE)
+
+
+def http_routes(functions: list[Function]) -> list[Route]:
+    prefix = route_prefix()
+    routes = []
+    for function in functions:
+        trigger = function.get_trigger()
+        if trigger is None or trigger.type != "httpTrigger":
+            continue
+        methods = frozenset(
+            str(getattr(m, "value", m)).upper() for m in (trigger.methods or [])
+        ) or frozenset(m.value for m in func.HttpMethod)
+        template = trigger.route or function.get_function_name()
+        routes.append(
+            Route(
+                name=function.get_function_name(),
+                path="/" + "/".join(p for p in (prefix, template) if p),
+                pattern=compile_route(prefix, template),
+                methods=methods,
+                arg_name=trigger.name,
+                handler=function.get_user_function(),
+            )
+        )
+    return routes
+
+
+@dataclass(frozen=True)
+class Timer:
+    name: str
+    interval_seconds: float
+    arg_name: str
+    handler: Callable[..., None]
+
+
+def schedule_interval(schedule: str) -> float:
+    """Seconds between runs for the NCRONTAB forms `*/N * * * * *` and `0 */N * * * *`."""
+    fields = schedule.split()
+    if len(fields) == 6 and fields[0].startswith("*/") and fields[1:] == ["*"] * 5:
+        return float(fields[0][2:])
+    if len(fields) == 6 and fields[0] == "0" and fields[1].startswith("*/"):
+        return 60.0 * float(fields[1][2:])
+    return 60.0
+
+
+def timers(functions: list[Function]) -> list[Timer]:
+    return [
+        Timer(f.get_function_name(), schedule_interval(t.schedule), t.name, f.get_user_function())
+        for f in functions
+        if (t := f.get_trigger()) is not None and t.type == "timerTrigger"
+    ]
+
+
+def run_timer(timer: Timer, stop: threading.Event) -> None:
+    log = logging.getLogger("local_runner")
+    while not stop.wait(timer.interval_seconds):
+        try:
+            timer.handler(**{timer.arg_name: func.TimerRequest()})
+        except Exception:
+            log.exception("timer function %s failed", timer.name)
+
+
+def make_handler(routes: list[Route]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _dispatch(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            for route in routes:
+                match = route.pattern.match(url.path)
+                if match is None:
+                    continue
+                if self.command not in route.methods:
+                    return self._send(405, b'{"error": {"code": "method_not_allowed"}}', {})
+                request = func.HttpRequest(
+                    method=self.command,
+                    url=f"http://{self.headers.get('Host', 'localhost')}{self.path}",
+                    headers=dict(self.headers.items()),
+                    params=dict(parse_qsl(url.query, keep_blank_values=True)),
+                    route_params={k: v for k, v in match.groupdict().items() if v is not None},
+                    body=body,
+                )
+                response = route.handler(**{route.arg_name: request})
+                headers = dict(response.headers)
+                headers.setdefault("Content-Type", f"{response.mimetype}; charset={response.charset}")
+                return self._send(response.status_code, response.get_body(), headers)
+            self._send(404, b'{"error": {"code": "not_found", "message": "no such route"}}', {})
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            headers.setdefault("Content-Type", "application/json")
+            for key, value in headers.items():
+                if key.lower() not in {"content-length", "connection"}:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+        def log_message(self, format: str, *args: object) -> None:
+            logging.getLogger("local_runner").info("%s %s", self.address_string(), format % args)
+
+    return Handler
+
+
+def serve(
+    functions: list[Function], host: str = "127.0.0.1", port: int = 7071
+) -> tuple[ThreadingHTTPServer, threading.Event]:
+    """Serve the HTTP functions and run the timer functions, all in daemon threads.
+
+    Returns the server (`server_address` tells the port bound) and the event that stops timers.
+    """
+    server = ThreadingHTTPServer((host, port), make_handler(http_routes(functions)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="local-runner", daemon=True).start()
+    stop = threading.Event()
+    for timer in timers(functions):
+        threading.Thread(target=run_timer, args=(timer, stop), name=timer.name, daemon=True).start()
+    return server, stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7071)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import recommender
+    from db_utils import SchemaMismatchError
+    from function_app import app
+
+    try:
+        recommender.ensure_database()
+    except SchemaMismatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    functions = app.get_functions()  # the app lets its functions be read only once
+    server, stop = serve(functions, args.host, args.port)
+    host, port = server.server_address[:2]
+    for route in http_routes(functions):
+        print(f"  {route.name}: http://{host}:{port}{route.path}")
+    for timer in timers(functions):
+        print(f"  {timer.name}: every {timer.interval_seconds:g} s")
+    print(f"Serving on http://{host}:{port} (Ctrl+C to stop)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        stop.set()
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

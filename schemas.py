@@ -1,0 +1,54 @@
+"""Request shapes, validated by pydantic. Wrong types are rejected, not coerced."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Category = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)
+]
+UserId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AddPodcastRequest(Body):
+    title: Annotated[Text, StringConstraints(max_length=500)]
+    transcript: Annotated[Text, StringConstraints(max_length=200_000)]
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
+    external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    category: Category | None = None
+    language: Annotated[Text, StringConstraints(max_length=35)] | None = None
+    duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
+    published_at: datetime | None = None
+
+
+class UpdateUserHistoryRequest(Body):
+    user_id: UserId
+    name: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    listening_history: Annotated[Text, StringConstraints(max_length=20_000)] | None = None
+    listened_podcast_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=1_000)] = []
+
+    @model_validator(mode="after")
+    def _has_history(self) -> UpdateUserHistoryRequest:
+        if self.listening_history is None and not self.listened_podcast_ids:
+            raise ValueError("give listening_history, listened_podcast_ids or both")
+        return self
+
+
+class RecommendQuery(BaseModel):
+    """Query-string parameters arrive as text, so numbers are parsed here (lax mode)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: UserId
+    limit: Annotated[int, Field(ge=1, le=50)] = 5
+    category: Category | None = None
