@@ -61,7 +61,7 @@ def parse_body(req: func.HttpRequest, model: type[T]) -> T:
 
 def parse_query(req: func.HttpRequest, model: type[T]) -> T:
     try:
-        return model.model_validate(dict(req.params))
+        return model.model_validate({k: v for k, v in req.params.items() if v != ""})  # `?category=` = none
     except ValidationError as exc:
         raise validation_error(exc) from exc
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 from azure.functions.decorators.function_app import Function
+from azure.functions.timer import TimerRequest
 
 HOST_JSON = Path(__file__).resolve().parent / "host.json"
 
@@ -112,7 +113,7 @@ def run_timer(timer: Timer, stop: threading.Event) -> None:
     log = logging.getLogger("local_runner")
     while not stop.wait(timer.interval_seconds):
         try:
-            timer.handler(**{timer.arg_name: func.TimerRequest()})
+            timer.handler(**{timer.arg_name: TimerRequest()})
         except Exception:
             log.exception("timer function %s failed", timer.name)
 
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "pgserver", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     import recommender
     from db_utils import SchemaMismatchError

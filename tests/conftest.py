@@ -1,0 +1,190 @@
+"""Shared fixtures: a real embedded Postgres, the fake OpenAI server and the local runner.
+
+Nothing here mocks the database. The one thing replaced is the remote AI service, by
+`FakeOpenAIServer`, so the real `openai` client runs over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg2
+import pytest
+from psycopg2.extensions import make_dsn, parse_dsn
+
+from tests.fake_openai_server import FakeOpenAIServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "sample_data"
+FAKE_API_KEY = "sk-test-secret-do-not-leak-4242"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded Postgres with pgvector for the whole session; yields its admin DSN."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def create_database(postgres: str):
+    """Make a fresh, empty database and return its DSN."""
+
+    def create(name: str) -> str:
+        conn = psycopg2.connect(postgres)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return make_dsn(**{**parse_dsn(postgres), "dbname": name})
+
+    return create
+
+
+def query(dsn: str, sql: str, params: Any = None) -> list[tuple]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(dimensions=384) as server:
+        yield server
+
+
+@pytest.fixture
+def ai(fake_openai: FakeOpenAIServer) -> FakeOpenAIServer:
+    """The fake AI server, with counters and failures reset for this test."""
+    fake_openai.reset()
+    return fake_openai
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Api:
+    """A running local runner: its base URL, an HTTP client, its database and its log."""
+
+    def __init__(self, base_url: str, dsn: str, log_path: Path) -> None:
+        self.base_url, self.dsn, self.log_path = base_url, dsn, log_path
+        self.client = httpx.Client(base_url=base_url, timeout=60)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.get(path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        if body is not None:
+            kwargs["json"] = body
+        return self.client.post(path, **kwargs)
+
+    def query(self, sql: str, params: Any = None) -> list[tuple]:
+        return query(self.dsn, sql, params)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@contextmanager
+def run_api(dsn: str, env: dict[str, str], log_path: Path) -> Iterator[Api]:
+    """Start `local_runner.py` in a subprocess, as a user would, and wait until it answers."""
+    port = free_port()
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))},
+        "DATABASE_URL": dsn,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "local_runner.py"), "--port", str(port)],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = Api(f"http://127.0.0.1:{port}", dsn, log_path)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"local runner exited:\n{log_path.read_text()}")
+            try:
+                if api.get("/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"local runner did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield api
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        api.client.close()
+
+
+def seed_sample_catalog(api: Api) -> dict[str, int]:
+    """Post the sample catalog and users through the API; returns podcast ids by external_id."""
+    ids = {}
+    for item in json.loads((SAMPLE_DIR / "podcasts.json").read_text()):
+        response = api.post("/api/add_podcast", item)
+        assert response.status_code == 201, response.text
+        ids[item["external_id"]] = response.json()["id"]
+    for user in json.loads((SAMPLE_DIR / "users.json").read_text()):
+        response = api.post(
+            "/api/update_user_history",
+            {
+                "user_id": user["user_id"],
+                "name": user["name"],
+                "listening_history": user["listening_history"],
+                "listened_podcast_ids": [ids[e] for e in user["listened_external_ids"]],
+            },
+        )
+        assert response.status_code == 200, response.text
+    return ids
+
+
+@pytest.fixture(scope="session")
+def local_api(create_database, tmp_path_factory) -> Iterator[Api]:
+    """The service as `make run` starts it: offline `local` provider, sample catalog loaded."""
+    dsn = create_database("local_api")
+    with run_api(dsn, {"AI_PROVIDER": "local"}, tmp_path_factory.mktemp("logs") / "local.log") as api:
+        api.sample_ids = seed_sample_catalog(api)
+        yield api
+
+
+@pytest.fixture(scope="session")
+def openai_api(create_database, fake_openai, tmp_path_factory) -> Iterator[Api]:
+    """The service on the `openai` provider, talking to the fake server over HTTP."""
+    dsn = create_database("openai_api")
+    env = {
+        "AI_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake_openai.openai_base_url,
+        "OPENAI_API_KEY": FAKE_API_KEY,
+        "OPENAI_EMBEDDING_MODEL": "fake-embedding",
+        "OPENAI_CHAT_MODEL": "fake-chat",
+        "EMBEDDING_DIMENSIONS": "384",
+        "AI_MAX_RETRIES": "1",
+        "AI_TIMEOUT_SECONDS": "5",
+    }
+    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "openai.log") as api:
+        yield api

@@ -1,0 +1,104 @@
+"""The OpenAI and Azure OpenAI providers, with the real `openai` client against the fake server."""
+
+from __future__ import annotations
+
+import numpy as np
+import openai
+import pytest
+
+from openai_client import AIProviderError, OpenAIProvider, ReasonItem, extractive_summary
+from tests.fake_openai_server import FakeOpenAIServer
+
+
+def provider(ai: FakeOpenAIServer, *, azure: bool = False, retries: int = 0, **kwargs) -> OpenAIProvider:
+    if azure:
+        client = openai.AzureOpenAI(
+            azure_endpoint=ai.url, api_key="k", api_version="2024-10-21", max_retries=retries, timeout=5
+        )
+    else:
+        client = openai.OpenAI(base_url=ai.openai_base_url, api_key="k", max_retries=retries, timeout=5)
+    options = {
+        "name": "openai",
+        "embedding_model": "fake-embedding",
+        "chat_model": "fake-chat",
+        "dimensions": 384,
+    }
+    return OpenAIProvider(client, **{**options, **kwargs})
+
+
+def test_embeddings_are_batched_and_unit_length(ai: FakeOpenAIServer):
+    texts = [f"roman legion number {i}" for i in range(5)]
+    vectors = provider(ai, batch_size=2).embed(texts)
+    assert vectors.shape == (5, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert (ai.embedding_requests, ai.embedding_inputs) == (3, 5)
+
+
+def test_embeddings_keep_input_order(ai: FakeOpenAIServer):
+    p = provider(ai)
+    together = p.embed(["sourdough bread", "black holes", "jewel heist"])
+    alone = np.vstack([p.embed([t]) for t in ["sourdough bread", "black holes", "jewel heist"]])
+    assert np.allclose(together, alone, atol=1e-6)
+
+
+def test_unknown_model_dimension_is_probed_once(ai: FakeOpenAIServer):
+    p = provider(ai, embedding_model="some-new-model", dimensions=0)
+    assert p.dimensions == 384
+    assert p.dimensions == 384
+    assert ai.embedding_requests == 1
+
+
+def test_known_model_dimension_needs_no_call(ai: FakeOpenAIServer):
+    p = provider(ai, embedding_model="text-embedding-3-small", dimensions=0)
+    assert p.dimensions == 1536
+    assert ai.embedding_requests == 0
+
+
+def test_summary_comes_from_the_chat_model(ai: FakeOpenAIServer):
+    summary = provider(ai).summarize("Black holes", "Gravity.", "Stars collapse. Light cannot escape. More.")
+    assert summary.startswith("Summary:")
+    assert ai.chat_requests == 1
+    assert ai.requests[-1]["model"] == "fake-chat"
+
+
+def test_reasons_for_a_whole_page_take_one_call(ai: FakeOpenAIServer):
+    items = [ReasonItem(i, f"Episode {i}", "about things") for i in range(1, 8)]
+    reasons = provider(ai).write_reasons("likes things", items)
+    assert reasons == {i: f"Picked for you: Episode {i}" for i in range(1, 8)}
+    assert ai.chat_requests == 1
+    assert ai.requests[-1]["response_format"] == {"type": "json_object"}
+
+
+def test_failures_raise_provider_error_after_bounded_retries(ai: FakeOpenAIServer):
+    ai.fail_next = 10
+    with pytest.raises(AIProviderError):
+        provider(ai, retries=2).embed(["x"])
+    assert ai.failed_requests == 3  # the first try and two retries, then it gives up
+
+
+def test_a_transient_failure_is_retried(ai: FakeOpenAIServer):
+    ai.fail_next = 1
+    ai.fail_status = 429
+    assert provider(ai, retries=2).embed(["x"]).shape == (1, 384)
+    assert (ai.failed_requests, ai.embedding_requests) == (1, 1)
+
+
+def test_azure_provider_uses_deployment_paths(ai: FakeOpenAIServer):
+    p = provider(ai, azure=True, name="azure", embedding_model="my-embedding-deployment")
+    assert p.embed(["hello"]).shape == (1, 384)
+    assert p.write_reasons("x", [ReasonItem(3, "Three", "")]) == {3: "Picked for you: Three"}
+    assert {r["path"].split("?")[0] for r in ai.requests} == {
+        "/openai/deployments/my-embedding-deployment/embeddings",
+        "/openai/deployments/fake-chat/chat/completions",
+    }
+
+
+def test_extractive_summary_picks_central_sentences():
+    text = (
+        "Welcome back everyone. Sourdough bread needs a lively starter. "
+        "The starter ferments the dough and gives sourdough bread its flavour. "
+        "My cat sat on the keyboard. Bake the bread hot and steamy for a good sourdough crust."
+    )
+    summary = extractive_summary(text)
+    assert "sourdough" in summary.lower()
+    assert "cat" not in summary
