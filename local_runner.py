@@ -46,17 +46,17 @@ def route_prefix() -> str:
 
 
 def compile_route(prefix: str, template: str) -> re.Pattern[str]:
-    """`podcasts/{id}` or `{id:int}` or `{name?}` → a regex with named groups."""
-
-    def group(match: re.Match[str]) -> str:
-        name, optional = match.group(1), match.group(3) == "?"
-        return f"(?P<{name}>[^/]+){'?' if optional else ''}"
-
-    body = re.sub(
-        r"\{(\w+)(:\w+)?(\??)\}", group, re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
-    )
-    path = "/".join(part for part in (prefix, body) if part)
-    return re.compile(f"^/{path}/?$", re.IGNORECASE)
+    """`podcasts/{id}`, `{id:int}` or an optional last `{part?}` → a regex with named groups."""
+    pattern = ""
+    for part in re.split(r"(\{[^}]+\})", "/".join(p for p in (prefix, template.strip("/")) if p)):
+        param = re.fullmatch(r"\{(\w+)(?::[^}?]+)?(\?)?\}", part)
+        if param is None:
+            pattern += re.escape(part)
+        elif param.group(2):
+            pattern = pattern.removesuffix("/") + f"(?:/(?P<{param.group(1)}>[^/]+))?"
+        else:
+            pattern += f"(?P<{param.group(1)}>[^/]+)"
+    return re.compile(f"^/{pattern}/?$", re.IGNORECASE)
 
 
 def http_routes(functions: list[Function]) -> list[Route]:

@@ -1,0 +1,98 @@
+"""Migrations, schema checks and nearest-neighbour queries, straight against the embedded Postgres."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg2
+import pytest
+
+import db_utils
+
+DIMS = 384
+
+
+@pytest.fixture(scope="module")
+def dsn(create_database) -> str:
+    dsn = create_database("db_tests")
+    with psycopg2.connect(dsn) as conn:
+        db_utils.migrate(conn, DIMS, "test-model")
+    return dsn
+
+
+@pytest.fixture
+def conn(dsn: str):
+    connection = psycopg2.connect(dsn)
+    yield connection
+    connection.rollback()
+    connection.close()
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def test_migrations_are_idempotent(dsn: str):
+    with psycopg2.connect(dsn) as conn:
+        first = db_utils.migrate(conn, DIMS, "test-model")
+    with psycopg2.connect(dsn) as conn:
+        second = db_utils.migrate(conn, DIMS, "test-model")
+    assert first == second == [p.stem for p in db_utils.migration_files()]
+
+
+def test_hnsw_cosine_index_exists(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'podcasts_embedding_hnsw'")
+        [(definition,)] = cur.fetchall()
+    assert "hnsw" in definition and "vector_cosine_ops" in definition
+
+
+@pytest.mark.parametrize(("dims", "model"), [(1536, "test-model"), (DIMS, "another-model")])
+def test_a_different_embedding_model_fails_with_what_to_do(dsn: str, dims: int, model: str):
+    with psycopg2.connect(dsn) as conn, pytest.raises(db_utils.SchemaMismatchError) as error:
+        db_utils.migrate(conn, dims, model)
+    message = str(error.value)
+    assert "test-model" in message and "DATABASE_URL" in message
+
+
+def test_combine_profile_weighs_history_and_listens_equally():
+    history, listened = np.array([3.0, 0, 0]), np.array([0, 0.5, 0])
+    assert np.allclose(db_utils.combine_profile(history, listened), unit(np.array([1.0, 1.0, 0])))
+    assert np.allclose(db_utils.combine_profile(None, listened), [0, 1, 0])
+    assert db_utils.combine_profile(None, None) is None
+
+
+def insert_podcasts(conn, vectors: np.ndarray, category: str) -> list[int]:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO podcasts (title, transcript, category, embedding, status)"
+            " VALUES ('t', 'x', %s, %s, 'ready')",
+            [(category, v) for v in vectors],
+        )
+        cur.execute("SELECT id FROM podcasts WHERE category = %s ORDER BY id", (category,))
+        return [row[0] for row in cur.fetchall()]
+
+
+def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too_much(conn):
+    """2000 'near' episodes surround the query; the 30 wanted ones are far away. The HNSW scan
+    alone sees only ef_search candidates, none of them 'far', so the fallback must find them."""
+    rng = np.random.default_rng(7)
+    query = unit(rng.normal(size=DIMS))
+    near = np.array([unit(query + 0.3 * rng.normal(size=DIMS)) for _ in range(2000)])
+    far = np.array([unit(rng.normal(size=DIMS)) for _ in range(30)])
+    insert_podcasts(conn, near, "near")
+    far_ids = insert_podcasts(conn, far, "far")
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO users (id) VALUES ('filter-user')")
+    items = db_utils.nearest_podcasts(
+        conn, query, 10, user_id="filter-user", resuggest_window_hours=24, category="far", ef_search=40
+    )
+    exact = sorted(zip(far @ query, far_ids, strict=True), reverse=True)[:10]
+    assert [i["podcast_id"] for i in items] == [pid for _, pid in exact]
+    assert [i["similarity"] for i in items] == pytest.approx([s for s, _ in exact], abs=1e-5)
+
+
+def test_iterative_scan_needs_pgvector_0_8():
+    assert not db_utils.supports_iterative_scan("0.6.2")
+    assert not db_utils.supports_iterative_scan("0.7.4")
+    assert db_utils.supports_iterative_scan("0.8.0")
+    assert db_utils.supports_iterative_scan("1.0.1")
