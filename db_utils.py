@@ -236,8 +236,7 @@ def claim_pending_podcasts(conn, limit: int, max_attempts: int, lease_seconds: i
     with dict_cursor(conn) as cur:
         cur.execute(
             """
-            UPDATE podcasts p SET enrich_attempts = p.enrich_attempts + 1,
-                                  next_attempt_at = now() + make_interval(secs => %s)
+            UPDATE podcasts p SET next_attempt_at = now() + make_interval(secs => %s)
             FROM (SELECT id FROM podcasts
                   WHERE status = 'pending' AND next_attempt_at <= now() AND enrich_attempts < %s
                   ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due
@@ -250,13 +249,14 @@ def claim_pending_podcasts(conn, limit: int, max_attempts: int, lease_seconds: i
 
 
 def record_enrichment_failure(conn, podcast_ids: Sequence[int], error: str) -> None:
-    """Keep the error and back off exponentially: 2 s, 4 s, 8 s ... at most 10 minutes."""
+    """Count the attempt, keep the error, back off exponentially: 2 s, 4 s, 8 s ... at most 10 min."""
     with conn.cursor() as cur:
         cur.execute(
             """
             UPDATE podcasts
             SET last_error = %s,
-                next_attempt_at = now() + make_interval(secs => least(600, 2 ^ enrich_attempts))
+                enrich_attempts = enrich_attempts + 1,
+                next_attempt_at = now() + make_interval(secs => least(600, 2 ^ (enrich_attempts + 1)))
             WHERE id = ANY(%s) AND status = 'pending'
             """,
             (error[:500], list(podcast_ids)),
