@@ -200,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     functions = app.get_functions()  # the app lets its functions be read only once
-    server, stop = serve(functions, args.host, args.port)
+    try:
+        server, stop = serve(functions, args.host, args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); try --port", file=sys.stderr)
+        return 2
     host, port = server.server_address[:2]
     for route in http_routes(functions):
         print(f"  {route.name}: http://{host}:{port}{route.path}")
