@@ -36,3 +36,13 @@ seed: install
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache
+
+# Benchmarks (bench/README in bench/RESULTS.md): latency, throughput, recall, ingest, scale.
+# Writes bench/results.json and bench/RESULTS.md; built catalogs are cached in bench/.work/.
+.PHONY: bench bench-quick
+
+bench: install
+	$(PY) -m bench.run
+
+bench-quick: install
+	$(PY) -m bench.run --quick

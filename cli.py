@@ -1,4 +1,4 @@
-"""Command line: `python cli.py migrate` and `python cli.py seed`."""
+"""Command line: `python cli.py migrate | seed | export-suggestions`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import datetime
 
 import db_utils
 import recommender
@@ -46,6 +47,22 @@ def seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_suggestions(args: argparse.Namespace) -> int:
+    """Suggestions with their outcomes, one JSON object a line: an evaluation data set."""
+    recommender.ensure_database()
+    since = datetime.fromisoformat(args.since) if args.since else datetime.min
+    output = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    count = 0
+    with db_utils.connection() as conn:
+        for row in db_utils.suggestions_with_outcomes(conn, since):
+            output.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+            count += 1
+    if args.output:
+        output.close()
+    print(f"exported {count} suggestions", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description="Podcast recommender administration")
@@ -54,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     seed_parser = commands.add_parser("seed", help="load sample_data/ (podcasts and users)")
     seed_parser.add_argument("--if-empty", action="store_true", help="only when there are no podcasts")
     seed_parser.set_defaults(run=seed)
+    export_parser = commands.add_parser("export-suggestions", help="suggestions with outcomes, as JSONL")
+    export_parser.add_argument("--since", help="ISO date or time (default: everything)")
+    export_parser.add_argument("--output", help="file to write (default: standard output)")
+    export_parser.set_defaults(run=export_suggestions)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -57,6 +57,11 @@ class Settings:
     local_embedding_model: str
 
     resuggest_window_hours: float
+    feedback_half_life_days: float
+    feedback_weight: float
+    profile_refresh_events: int
+    ab_split: str
+    ab_salt: str
     enrich_max_attempts: int
     hnsw_ef_search: int
     max_body_bytes: int
@@ -99,6 +104,11 @@ def get_settings() -> Settings:
         azure_openai_chat_deployment=_str("AZURE_OPENAI_CHAT_DEPLOYMENT", "gpt-4o-mini"),
         local_embedding_model=_str("LOCAL_EMBEDDING_MODEL", "sentence-transformers/all-MiniLM-L6-v2"),
         resuggest_window_hours=_float("RESUGGEST_WINDOW_HOURS", 24.0),
+        feedback_half_life_days=_float("FEEDBACK_HALF_LIFE_DAYS", 30.0),
+        feedback_weight=_float("FEEDBACK_WEIGHT", 0.5),
+        profile_refresh_events=_int("PROFILE_REFRESH_EVENTS", 5),
+        ab_split=_str("AB_SPLIT", "loop:90,history_only:10"),
+        ab_salt=_str("AB_SALT", "v1"),
         enrich_max_attempts=_int("ENRICH_MAX_ATTEMPTS", 10),
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 100),
         max_body_bytes=_int("MAX_BODY_BYTES", 1_000_000),

@@ -16,6 +16,7 @@ import psycopg2.pool
 from pgvector import Vector
 from pgvector.psycopg2 import register_vector
 
+import ranking
 from config import PROJECT_DIR, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,10 @@ log = logging.getLogger(__name__)
 SQL_DIR = PROJECT_DIR / "sql"
 MIGRATION_LOCK_ID = 4_711_001  # pg_advisory_lock key: one migrator at a time across instances
 
+POOL_WAIT_SECONDS = 30
+
 _pool: psycopg2.pool.ThreadedConnectionPool | None = None
+_pool_slots: threading.BoundedSemaphore | None = None  # psycopg2's pool raises when empty; this waits
 _pool_lock = threading.Lock()
 _embedded_server: Any = None  # keeps the embedded Postgres alive while the process runs
 _iterative_scan = False  # set by migrate() from the pgvector version
@@ -48,12 +52,17 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or embedded_database_url(settings.data_dir)
 
 
+class DatabaseBusyError(RuntimeError):
+    """Every pooled connection stayed in use for POOL_WAIT_SECONDS."""
+
+
 def get_pool() -> psycopg2.pool.ThreadedConnectionPool:
     """The process-wide pool, created on first use (Azure runs sync functions on threads)."""
-    global _pool
+    global _pool, _pool_slots
     with _pool_lock:
         if _pool is None:
             settings = get_settings()
+            _pool_slots = threading.BoundedSemaphore(settings.db_pool_max)
             _pool = psycopg2.pool.ThreadedConnectionPool(
                 settings.db_pool_min,
                 settings.db_pool_max,
@@ -75,18 +84,26 @@ def close_pool() -> None:
 
 @contextmanager
 def connection() -> Iterator[psycopg2.extensions.connection]:
-    """A pooled connection inside one transaction: committed on success, rolled back on error."""
+    """A pooled connection inside one transaction: committed on success, rolled back on error.
+
+    Waits for a free connection when all are in use (up to POOL_WAIT_SECONDS)."""
     pool = get_pool()
-    conn = pool.getconn()
+    slots = _pool_slots
+    if not slots.acquire(timeout=POOL_WAIT_SECONDS):
+        raise DatabaseBusyError("no database connection became free in time")
     broken = False
     try:
-        with conn:
-            yield conn
-    except (psycopg2.OperationalError, psycopg2.InterfaceError):
-        broken = True  # e.g. Neon closed an idle connection: drop it from the pool
-        raise
+        conn = pool.getconn()
+        try:
+            with conn:
+                yield conn
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            broken = True  # e.g. Neon closed an idle connection: drop it from the pool
+            raise
+        finally:
+            pool.putconn(conn, close=broken or conn.closed != 0)
     finally:
-        pool.putconn(conn, close=broken or conn.closed != 0)
+        slots.release()
 
 
 # --- migrations -------------------------------------------------------------------------
@@ -332,7 +349,7 @@ def upsert_user_history(
         created = cur.fetchone()["created"]
         if history is not None:  # new text: its vector, or NULL (pending) if the AI failed
             cur.execute(
-                "UPDATE users SET history_embedding = %s WHERE id = %s",
+                "UPDATE users SET history_embedding = %s, reasons_valid_from = now() WHERE id = %s",
                 (history_embedding, user_id),
             )
         if listened_ids:
@@ -357,21 +374,35 @@ def upsert_user_history(
 
 
 def refresh_profile(conn, user_id: str) -> None:
-    """Rebuild the profile vector from its parts, with the user's row locked."""
-    with conn.cursor() as cur:
+    """Rebuild both profile vectors from their parts, with the user's row locked.
+
+    `history_profile` is the history text plus the mean of the listened episodes (what the
+    `history_only` variant ranks by); `embedding` adds the generated interest profile and the
+    decayed feedback vector (what the learning `loop` variant ranks by).
+    """
+    settings = get_settings()
+    with dict_cursor(conn) as cur:
         cur.execute(
             """
-            SELECT u.history_embedding,
+            SELECT u.history_embedding, u.interest_embedding, u.feedback_vector,
+                   extract(epoch FROM now() - u.feedback_at) AS feedback_age,
                    (SELECT avg(p.embedding) FROM user_listens l JOIN podcasts p ON p.id = l.podcast_id
                     WHERE l.user_id = u.id AND p.status = 'ready') AS listened_mean
             FROM users u WHERE u.id = %s FOR UPDATE
             """,
             (user_id,),
         )
-        history, listened_mean = cur.fetchone()
+        parts = {k: as_array(v) if k != "feedback_age" else v for k, v in cur.fetchone().items()}
+        history_profile = ranking.combine(parts["history_embedding"], parts["listened_mean"])
+        feedback = ranking.decayed(
+            parts["feedback_vector"], parts["feedback_age"], settings.feedback_half_life_days
+        )
+        profile = ranking.learned_profile(
+            history_profile, parts["interest_embedding"], feedback, settings.feedback_weight
+        )
         cur.execute(
-            "UPDATE users SET embedding = %s WHERE id = %s",
-            (combine_profile(history, listened_mean), user_id),
+            "UPDATE users SET history_profile = %s, embedding = %s WHERE id = %s",
+            (history_profile, profile, user_id),
         )
 
 
@@ -379,20 +410,12 @@ def as_array(vector: Vector | np.ndarray | None) -> np.ndarray | None:
     return vector.to_numpy() if isinstance(vector, Vector) else vector
 
 
-def combine_profile(*vectors: Vector | np.ndarray | None) -> np.ndarray | None:
-    arrays = [as_array(v) for v in vectors]
-    present = [v / n for v in arrays if v is not None and (n := np.linalg.norm(v)) > 0]
-    if not present:
-        return None
-    total = np.sum(present, axis=0)
-    return (total / np.linalg.norm(total)).astype(np.float32)
-
-
 def get_user(conn, user_id: str) -> dict[str, Any] | None:
     with dict_cursor(conn) as cur:
         cur.execute(
             """
-            SELECT u.id, u.name, u.listening_history, u.embedding,
+            SELECT u.id, u.name, u.listening_history, u.embedding, u.history_profile,
+                   u.interest_profile, u.reasons_valid_from,
                    ARRAY(SELECT p.title FROM user_listens l JOIN podcasts p ON p.id = l.podcast_id
                          WHERE l.user_id = u.id ORDER BY l.listened_at DESC LIMIT 10) AS listened_titles
             FROM users u WHERE u.id = %s
@@ -404,48 +427,67 @@ def get_user(conn, user_id: str) -> dict[str, Any] | None:
 
 # --- recommendations --------------------------------------------------------------------
 
+EXCLUDED_FOR_USER = """
+    NOT EXISTS (SELECT 1 FROM user_listens l WHERE l.user_id = %(user_id)s AND l.podcast_id = p.id)
+    AND NOT EXISTS (SELECT 1 FROM feedback_events f WHERE f.user_id = %(user_id)s
+                    AND f.podcast_id = p.id AND f.event IN ('dislike', 'complete'))
+"""
 
-def nearest_podcasts(
+
+def recently_suggested(cur, user_id: str, window_hours: float) -> set[int]:
+    cur.execute(
+        "SELECT DISTINCT podcast_id FROM suggested_podcasts"
+        " WHERE user_id = %s AND suggested_at > now() - make_interval(secs => %s)",
+        (user_id, window_hours * 3600),
+    )
+    return {row["podcast_id"] for row in cur.fetchall()}
+
+
+def candidate_podcasts(
     conn,
     query: np.ndarray,
-    limit: int,
+    count: int,
     *,
     user_id: str,
     resuggest_window_hours: float,
+    reasons_valid_from: Any,
     category: str | None = None,
     ef_search: int = 100,
 ) -> list[dict[str, Any]]:
-    """The `limit` ready podcasts closest to `query` by cosine, through the HNSW index.
+    """Up to `count` ready podcasts nearest to `query` by cosine, through the HNSW index.
 
-    Episodes the user listened to are excluded. Episodes suggested within the window come
-    last, so they only fill the page when nothing else is left.
+    Listened, completed and disliked episodes are excluded. Each row carries its vector, whether
+    it was suggested to this user within the window, and a reason already written for this user
+    since `reasons_valid_from`, if any (so it need not be written again).
     """
     with dict_cursor(conn) as cur:
-        cur.execute(
-            "SELECT DISTINCT podcast_id FROM suggested_podcasts"
-            " WHERE user_id = %s AND suggested_at > now() - make_interval(secs => %s)",
-            (user_id, resuggest_window_hours * 3600),
-        )
-        recent = {row["podcast_id"] for row in cur.fetchall()}
-        wanted = limit + len(recent)
+        recent = recently_suggested(cur, user_id, resuggest_window_hours)
+        wanted = count + len(recent)
         cur.execute(
             "SELECT set_config('hnsw.ef_search', %s, true)", (str(min(max(ef_search, wanted), 1000)),)
         )
         if _iterative_scan:
             cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        sql = """
-            SELECT * FROM (
-                SELECT p.id AS podcast_id, p.title, p.summary, p.category,
+        sql = f"""
+            SELECT c.*, r.reason AS cached_reason FROM (
+                SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
                        p.embedding <=> %(q)s AS distance
                 FROM podcasts p
                 WHERE p.status = 'ready'
                   AND (%(category)s::text IS NULL OR p.category = %(category)s)
-                  AND NOT EXISTS (SELECT 1 FROM user_listens l
-                                  WHERE l.user_id = %(user_id)s AND l.podcast_id = p.id)
-                ORDER BY {order} LIMIT %(k)s
-            ) c ORDER BY distance
+                  AND {EXCLUDED_FOR_USER}
+                ORDER BY {{order}} LIMIT %(k)s
+            ) c
+            LEFT JOIN LATERAL (
+                SELECT s.reason FROM suggested_podcasts s
+                WHERE s.user_id = %(user_id)s AND s.podcast_id = c.podcast_id
+                  AND s.reason_source <> 'fallback' AND s.suggested_at >= %(valid_from)s
+                ORDER BY s.suggested_at DESC LIMIT 1
+            ) r ON true
+            ORDER BY c.distance
         """
         params = {"q": query, "category": category, "user_id": user_id, "k": wanted}
+        params["valid_from"] = reasons_valid_from
         cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
         rows = cur.fetchall()
         if len(rows) < wanted:
@@ -453,20 +495,296 @@ def nearest_podcasts(
             # too many, an exact scan is the only way to know nothing closer qualifies.
             cur.execute(sql.format(order="(p.embedding <=> %(q)s) + 0"), params)
             rows = cur.fetchall()
-    rows.sort(key=lambda r: (r["podcast_id"] in recent, r["distance"]))
     for row in rows:
         row["similarity"] = 1.0 - float(row.pop("distance"))
-    return rows[:limit]
+        row["embedding"] = as_array(row["embedding"])
+        row["recently_suggested"] = row["podcast_id"] in recent
+    rows.sort(key=lambda r: r["recently_suggested"])  # stable: fresh first, each by distance
+    return rows[:count]
 
 
-def insert_suggestions(conn, user_id: str, items: Sequence[dict[str, Any]]) -> list[int]:
+def popular_podcasts(
+    conn, count: int, *, user_id: str, resuggest_window_hours: float, category: str | None = None
+) -> list[dict[str, Any]]:
+    """For users with nothing to go on: most engaged lately (the last week counts double),
+    then the newest. Episodes suggested within the window come last."""
+    with dict_cursor(conn) as cur:
+        recent = recently_suggested(cur, user_id, resuggest_window_hours)
+        params = {"user_id": user_id, "category": category, "k": count + len(recent)}
+        cur.execute(
+            f"""
+            WITH engagement AS (
+                SELECT podcast_id,
+                       sum(CASE WHEN created_at > now() - interval '7 days' THEN 2 ELSE 1 END * weight)
+                           AS score
+                FROM feedback_events
+                WHERE weight > 0 AND created_at > now() - interval '30 days'
+                GROUP BY podcast_id
+            ), ranked AS (
+                (SELECT p.id, e.score FROM engagement e JOIN podcasts p ON p.id = e.podcast_id
+                 WHERE p.status = 'ready' AND (%(category)s::text IS NULL OR p.category = %(category)s)
+                   AND {EXCLUDED_FOR_USER}
+                 ORDER BY e.score DESC LIMIT %(k)s)
+                UNION ALL
+                (SELECT p.id, 0 FROM podcasts p
+                 WHERE p.status = 'ready' AND (%(category)s::text IS NULL OR p.category = %(category)s)
+                   AND {EXCLUDED_FOR_USER}
+                 ORDER BY p.published_at DESC NULLS LAST, p.id DESC LIMIT %(k)s)
+            )
+            SELECT p.id AS podcast_id, p.title, p.summary, p.category, max(r.score) AS score
+            FROM ranked r JOIN podcasts p ON p.id = r.id
+            GROUP BY p.id ORDER BY score DESC, p.published_at DESC NULLS LAST, p.id DESC
+            """,
+            params,
+        )
+        rows = cur.fetchall()
+    rows.sort(key=lambda r: r["podcast_id"] in recent)
+    for row in rows:
+        del row["score"]
+        row["similarity"] = None
+    return rows[:count]
+
+
+def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:
+    """Vectors of the episodes this user most recently disliked, skipped or rated low."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT p.embedding FROM podcasts p JOIN (
+                SELECT podcast_id, max(created_at) AS at FROM feedback_events
+                WHERE user_id = %s AND weight < 0 GROUP BY podcast_id ORDER BY at DESC LIMIT %s
+            ) n ON n.podcast_id = p.id
+            WHERE p.status = 'ready'
+            """,
+            (user_id, limit),
+        )
+        vectors = [as_array(row[0]) for row in cur.fetchall()]
+    return np.vstack(vectors) if vectors else None
+
+
+def insert_suggestions(conn, user_id: str, variant: str, items: Sequence[dict[str, Any]]) -> list[int]:
     """One row per suggestion, in one statement; returns the ids in the order given."""
     with conn.cursor() as cur:
         rows = psycopg2.extras.execute_values(
             cur,
-            "INSERT INTO suggested_podcasts (user_id, podcast_id, similarity, rank, reason)"
+            "INSERT INTO suggested_podcasts"
+            " (user_id, podcast_id, similarity, rank, reason, variant, strategy, reason_source)"
             " VALUES %s RETURNING id",
-            [(user_id, i["podcast_id"], i["similarity"], i["rank"], i["reason"]) for i in items],
+            [
+                (
+                    user_id,
+                    i["podcast_id"],
+                    i["similarity"],
+                    i["rank"],
+                    i["reason"],
+                    variant,
+                    i["strategy"],
+                    i["reason_source"],
+                )
+                for i in items
+            ],
             fetch=True,
         )
     return [row[0] for row in rows]
+
+
+# --- feedback -----------------------------------------------------------------------------
+
+
+def lock_user(conn, user_id: str) -> bool:
+    """Lock the user's row for this transaction: feedback for one user is applied one at a time."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (user_id,))
+        return cur.fetchone() is not None
+
+
+def podcast_vector(conn, podcast_id: int) -> tuple[bool, np.ndarray | None]:
+    """(exists, vector or None while it is pending)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT embedding FROM podcasts WHERE id = %s", (podcast_id,))
+        row = cur.fetchone()
+    return (row is not None, as_array(row[0]) if row else None)
+
+
+def suggestion_owner(conn, suggestion_id: int) -> tuple[str, int] | None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT user_id, podcast_id FROM suggested_podcasts WHERE id = %s", (suggestion_id,))
+        return cur.fetchone()
+
+
+def insert_feedback(conn, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Store the event; a repeated `event_id` returns the stored one. Returns (row, created)."""
+    columns = "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, created_at"
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            f"""
+            INSERT INTO feedback_events
+                (user_id, podcast_id, suggestion_id, event, value, weight, event_id)
+            VALUES (%(user_id)s, %(podcast_id)s, %(suggestion_id)s, %(event)s, %(value)s, %(weight)s,
+                    %(event_id)s)
+            ON CONFLICT (user_id, event_id) DO NOTHING
+            RETURNING {columns}
+            """,
+            event,
+        )
+        row = cur.fetchone()
+        if row is not None:
+            return row, True
+        cur.execute(
+            f"SELECT {columns} FROM feedback_events WHERE user_id = %(user_id)s AND event_id = %(event_id)s",
+            event,
+        )
+        return cur.fetchone(), False
+
+
+def apply_feedback(
+    conn, user_id: str, podcast_id: int, podcast_vec: np.ndarray | None, weight: float, listened: bool
+) -> None:
+    """Fold one event into the user's decayed feedback vector and rebuild the profile.
+
+    Call with the user's row locked (`lock_user`) in the same transaction as `insert_feedback`.
+    """
+    settings = get_settings()
+    with conn.cursor() as cur:
+        if listened:
+            cur.execute(
+                "INSERT INTO user_listens (user_id, podcast_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (user_id, podcast_id),
+            )
+        if podcast_vec is not None:
+            cur.execute(
+                "SELECT feedback_vector, extract(epoch FROM now() - feedback_at) FROM users WHERE id = %s",
+                (user_id,),
+            )
+            stored, age = cur.fetchone()
+            current = ranking.decayed(as_array(stored), age, settings.feedback_half_life_days)
+            update = weight * podcast_vec if current is None else current + weight * podcast_vec
+            cur.execute(
+                "UPDATE users SET feedback_vector = %s, feedback_at = now() WHERE id = %s", (update, user_id)
+            )
+        cur.execute(
+            "UPDATE users SET feedback_count = feedback_count + 1,"
+            " events_since_profile = events_since_profile + 1 WHERE id = %s",
+            (user_id,),
+        )
+    refresh_profile(conn, user_id)
+
+
+# --- generated interest profiles ----------------------------------------------------------
+
+
+def users_needing_interest_profile(conn, min_events: int, limit: int) -> list[dict[str, Any]]:
+    """Users with enough new feedback since their profile was written, with what to write it from."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT u.id, u.listening_history, u.events_since_profile,
+                   ARRAY(SELECT p.title FROM feedback_events f JOIN podcasts p ON p.id = f.podcast_id
+                         WHERE f.user_id = u.id AND f.weight > 0
+                         GROUP BY p.id, p.title ORDER BY sum(f.weight) DESC LIMIT 12) AS liked_titles,
+                   ARRAY(SELECT p.title FROM feedback_events f JOIN podcasts p ON p.id = f.podcast_id
+                         WHERE f.user_id = u.id AND f.weight < 0
+                         GROUP BY p.id, p.title ORDER BY sum(f.weight) LIMIT 8) AS disliked_titles
+            FROM users u WHERE u.events_since_profile >= %s
+            ORDER BY u.events_since_profile DESC LIMIT %s
+            """,
+            (min_events, limit),
+        )
+        return cur.fetchall()
+
+
+def save_interest_profile(conn, user_id: str, text: str, embedding: np.ndarray, events_seen: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE users SET interest_profile = %s, interest_embedding = %s, interest_profile_at = now(),
+                             reasons_valid_from = now(),
+                             events_since_profile = greatest(events_since_profile - %s, 0)
+            WHERE id = %s
+            """,
+            (text, embedding, events_seen, user_id),
+        )
+    refresh_profile(conn, user_id)
+
+
+# --- analytics ----------------------------------------------------------------------------
+
+
+def suggestion_figures(conn, since: Any) -> list[dict[str, Any]]:
+    """Suggestions, mean similarity and engaged suggestions (with a positive attributed event),
+    overall and per variant, per day and per rank. `grouped_by` tells which row is which."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            WITH s AS (
+                SELECT s.variant, s.rank, s.similarity, (s.suggested_at AT TIME ZONE 'UTC')::date AS day,
+                       EXISTS (SELECT 1 FROM feedback_events f
+                               WHERE f.suggestion_id = s.id AND f.weight > 0) AS engaged
+                FROM suggested_podcasts s WHERE s.suggested_at >= %s
+            )
+            SELECT CASE GROUPING(variant, day, rank) WHEN 7 THEN 'all' WHEN 3 THEN 'variant'
+                        WHEN 5 THEN 'day' ELSE 'rank' END AS grouped_by,
+                   variant, day, rank, count(*) AS suggestions, avg(similarity) AS average_similarity,
+                   count(*) FILTER (WHERE engaged) AS engaged
+            FROM s GROUP BY GROUPING SETS ((), (variant), (day), (rank))
+            ORDER BY grouped_by, variant, day, rank
+            """,
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def event_figures(conn, since: Any) -> list[dict[str, Any]]:
+    """Counts of each event kind, overall and per variant of the suggestion they answer."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT s.variant, f.event, count(*) AS events
+            FROM feedback_events f LEFT JOIN suggested_podcasts s ON s.id = f.suggestion_id
+            WHERE f.created_at >= %s
+            GROUP BY GROUPING SETS ((f.event), (s.variant, f.event))
+            """,
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def engaged_podcasts(conn, since: Any, limit: int = 100) -> list[dict[str, Any]]:
+    """The episodes with the most positive engagement since `since`, with their vectors."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT p.id AS podcast_id, p.title, p.category, p.embedding, sum(f.weight) AS engagement
+            FROM feedback_events f JOIN podcasts p ON p.id = f.podcast_id
+            WHERE f.created_at >= %s AND f.weight > 0 AND p.status = 'ready'
+            GROUP BY p.id ORDER BY engagement DESC LIMIT %s
+            """,
+            (since, limit),
+        )
+        rows = cur.fetchall()
+    for row in rows:
+        row["embedding"] = as_array(row["embedding"])
+        row["engagement"] = float(row["engagement"])
+    return rows
+
+
+def suggestions_with_outcomes(conn, since: Any) -> Iterator[dict[str, Any]]:
+    """Every suggestion since `since` with the events attributed to it, streamed from the server."""
+    with conn.cursor(name="export_suggestions", cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            """
+            SELECT s.id AS suggestion_id, s.user_id, s.podcast_id, p.title, s.variant, s.strategy, s.rank,
+                   s.similarity, s.reason, s.reason_source, s.suggested_at,
+                   coalesce(json_agg(json_build_object('event', f.event, 'value', f.value,
+                                                       'weight', f.weight, 'at', f.created_at)
+                                     ORDER BY f.created_at) FILTER (WHERE f.id IS NOT NULL), '[]') AS events,
+                   CASE WHEN bool_or(f.weight > 0) THEN 'positive'
+                        WHEN bool_or(f.weight < 0) THEN 'negative' ELSE 'none' END AS outcome
+            FROM suggested_podcasts s JOIN podcasts p ON p.id = s.podcast_id
+            LEFT JOIN feedback_events f ON f.suggestion_id = s.id
+            WHERE s.suggested_at >= %s
+            GROUP BY s.id, p.title ORDER BY s.id
+            """,
+            (since,),
+        )
+        yield from cur

@@ -14,9 +14,15 @@ from pydantic import BaseModel, ValidationError
 
 import recommender
 from config import get_settings
-from db_utils import SchemaMismatchError
+from db_utils import DatabaseBusyError, SchemaMismatchError
 from recommender import ApiError
-from schemas import AddPodcastRequest, RecommendQuery, UpdateUserHistoryRequest
+from schemas import (
+    AddPodcastRequest,
+    AnalyticsQuery,
+    FeedbackRequest,
+    RecommendQuery,
+    UpdateUserHistoryRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,8 @@ def endpoint(
                 return handler(req)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message)
+            except DatabaseBusyError:
+                return error_response(503, "busy", "the database is busy; retry shortly")
             except SchemaMismatchError as exc:
                 log.error("%s", exc)
                 return error_response(503, "schema_mismatch", str(exc))
@@ -113,6 +121,17 @@ def update_user_history(req: func.HttpRequest) -> func.HttpResponse:
 @endpoint("GET", "recommend_podcasts")
 def recommend_podcasts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(recommender.recommend(parse_query(req, RecommendQuery)))
+
+
+@endpoint("POST", "feedback")
+def feedback(req: func.HttpRequest) -> func.HttpResponse:
+    event, created = recommender.record_feedback(parse_body(req, FeedbackRequest))
+    return json_response(event, 201 if created else 200)
+
+
+@endpoint("GET", "analytics")
+def analytics(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(recommender.analytics(parse_query(req, AnalyticsQuery)))
 
 
 @endpoint("GET", "health", auth_level=func.AuthLevel.ANONYMOUS)

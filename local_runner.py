@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server, stop = serve(functions, args.host, args.port)
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); try --port", file=sys.stderr)
+        print(
+            f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); try --port", file=sys.stderr
+        )
         return 2
     host, port = server.server_address[:2]
     for route in http_routes(functions):

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY_MAX_CHARS = 400
 REASON_MAX_CHARS = 240
+PROFILE_MAX_CHARS = 600
 TRANSCRIPT_PROMPT_CHARS = 12_000
 
 SUMMARY_PROMPT = (
@@ -36,6 +37,16 @@ REASONS_PROMPT = (
     "You recommend podcast episodes. For each item, write one short sentence (at most 25 words) "
     "telling this listener why it suits them, based on their profile. Answer only with JSON: "
     '{"reasons": [{"podcast_id": <int>, "reason": "<sentence>"}]} with one entry per item.'
+)
+
+PROFILE_PROMPT = (
+    "Write a short interest profile (at most 60 words) of a podcast listener: the topics, formats "
+    "and angles they enjoy, inferred from their stated history and the episodes they engaged with. "
+    "Describe only what they like, without negations. Plain text, no preamble."
+)
+LABELS_PROMPT = (
+    "Give each group of podcast episode titles a short topic label of two to four words. Answer "
+    'only with JSON: {"labels": ["<label>", ...]} with one label per group, in the same order.'
 )
 
 KNOWN_DIMENSIONS = {
@@ -72,6 +83,12 @@ class AIProvider(Protocol):
 
     def write_reasons(self, profile: str, items: list[ReasonItem]) -> dict[int, str]:
         """Reasons by podcast id, all written in a single call."""
+
+    def write_interest_profile(self, history: str, liked: list[str], disliked: list[str]) -> str:
+        """A short text of what the listener enjoys (positive only: it is embedded)."""
+
+    def label_topics(self, groups: list[list[str]]) -> list[str]:
+        """A short label per group of episode titles, all in a single call."""
 
 
 def _normalize(matrix: np.ndarray) -> np.ndarray:
@@ -158,6 +175,20 @@ class OpenAIProvider:
             raise AIProviderError("reasons answer was not the JSON asked for") from exc
         wanted = {i.podcast_id for i in items}
         return {pid: _clip(r, REASON_MAX_CHARS) for pid, r in reasons.items() if pid in wanted and r}
+
+    def write_interest_profile(self, history: str, liked: list[str], disliked: list[str]) -> str:
+        payload = {"stated_history": history, "engaged_with": liked, "did_not_enjoy": disliked}
+        return _clip(self._chat(PROFILE_PROMPT, json.dumps(payload, ensure_ascii=False)), PROFILE_MAX_CHARS)
+
+    def label_topics(self, groups: list[list[str]]) -> list[str]:
+        answer = self._chat(LABELS_PROMPT, json.dumps({"groups": groups}, ensure_ascii=False), json_mode=True)
+        try:
+            labels = [_clip(str(label), 60) for label in json.loads(answer)["labels"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AIProviderError("labels answer was not the JSON asked for") from exc
+        if len(labels) != len(groups):
+            raise AIProviderError("labels answer has the wrong number of labels")
+        return labels
 
 
 # --- the offline provider -------------------------------------------------------------
@@ -356,14 +387,27 @@ class LocalProvider:
         interests = Counter(_words(profile))
         reasons = {}
         for item in items:
-            shared = [
-                w for w, _ in interests.most_common() if w in set(_words(f"{item.title} {item.summary}"))
-            ]
+            words = set(_words(f"{item.title} {item.summary}"))
+            shared = [w for w, _ in interests.most_common() if w in words]
             if shared:
-                reasons[item.podcast_id] = f"Because you are into {', '.join(shared[:3])}."
+                reasons[item.podcast_id] = f"Matches your interest in {' and '.join(shared[:2])}."
             else:
-                reasons[item.podcast_id] = "Close to what you have been listening to."
+                reasons[item.podcast_id] = "Close to the episodes you have been enjoying."
         return reasons
+
+    def write_interest_profile(self, history: str, liked: list[str], disliked: list[str]) -> str:
+        keywords = [w for w, _ in Counter(_words(" ".join([history, *liked]))).most_common(8)]
+        parts = [f"Enjoys {', '.join(keywords)}." if keywords else ""]
+        if liked:
+            parts.append("Engaged with: " + "; ".join(liked[:6]) + ".")
+        return _clip(" ".join(p for p in parts if p), PROFILE_MAX_CHARS)
+
+    def label_topics(self, groups: list[list[str]]) -> list[str]:
+        labels = []
+        for titles in groups:
+            common = [w for w, _ in Counter(_words(" ".join(titles))).most_common(2)]
+            labels.append(" & ".join(common) if common else "mixed")
+        return labels
 
 
 def load_sentence_transformer(name: str):

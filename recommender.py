@@ -8,14 +8,28 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 import db_utils
+import ranking
 from config import get_settings
 from openai_client import AIProviderError, ReasonItem, get_provider
-from schemas import AddPodcastRequest, RecommendQuery, UpdateUserHistoryRequest
+from schemas import (
+    AddPodcastRequest,
+    AnalyticsQuery,
+    FeedbackRequest,
+    RecommendQuery,
+    UpdateUserHistoryRequest,
+)
 
 log = logging.getLogger(__name__)
+
+CANDIDATES_PER_SLOT = 4  # candidates fetched per requested item, for re-ranking to choose from
+MIN_CANDIDATES = 20
 
 _ready = False
 _ready_lock = threading.Lock()
@@ -104,7 +118,8 @@ def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 
 def enrich_pending(batch_size: int = 32) -> int:
-    """One worker pass: due pending podcasts, then histories whose vector is missing."""
+    """One worker pass: due pending podcasts, histories whose vector is missing, and interest
+    profiles with enough new feedback. Returns how many things it enriched."""
     _database_ready()
     settings = get_settings()
     with db_utils.connection() as conn:
@@ -122,7 +137,7 @@ def enrich_pending(batch_size: int = 32) -> int:
             for history, vector in zip(histories, vectors, strict=True):
                 db_utils.save_history_embedding(conn, history["id"], history["listening_history"], vector)
         done += len(histories)
-    return done
+    return done + refresh_interest_profiles()
 
 
 def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
@@ -151,16 +166,15 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
 
 def listener_profile(user: dict[str, Any]) -> str:
     """The text the reason writer sees about the listener."""
-    parts = []
-    if user["listening_history"]:
-        parts.append(user["listening_history"][:1500])
+    parts = [user["interest_profile"] or "", (user["listening_history"] or "")[:1500]]
     if user["listened_titles"]:
         parts.append("Recently listened: " + "; ".join(user["listened_titles"]))
-    return "\n".join(parts)
+    return "\n".join(p for p in parts if p)
 
 
 def recommend(query: RecommendQuery) -> dict[str, Any]:
-    """Nearest episodes to the user's profile, each with a reason, each written back."""
+    """Candidates from the HNSW index, re-ranked for the user's variant, each with a reason,
+    each written back to `suggested_podcasts`. Users with no vector get popular episodes."""
     _database_ready()
     settings = get_settings()
     with db_utils.connection() as conn:
@@ -169,28 +183,66 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
             raise ApiError(
                 404, "user_not_found", f"no user {query.user_id!r}; create it with update_user_history"
             )
-        if user["embedding"] is None:
-            raise ApiError(409, "no_profile", "this user has no history with a vector yet")
-        items = db_utils.nearest_podcasts(
-            conn,
-            user["embedding"],
-            query.limit,
-            user_id=query.user_id,
-            resuggest_window_hours=settings.resuggest_window_hours,
-            category=query.category,
-            ef_search=settings.hnsw_ef_search,
+        variant = ranking.assign_variant(
+            query.user_id, ranking.parse_split(settings.ab_split), settings.ab_salt
         )
-    reasons = write_reasons(listener_profile(user), items)
+        profile = db_utils.as_array(user["embedding"] if variant.use_feedback else user["history_profile"])
+        scope = {"user_id": query.user_id, "resuggest_window_hours": settings.resuggest_window_hours}
+        if profile is None:
+            items = db_utils.popular_podcasts(conn, query.limit, category=query.category, **scope)
+            for item in items:
+                item["strategy"], item["cached_reason"] = "popular", None
+        else:
+            candidates = db_utils.candidate_podcasts(
+                conn,
+                profile,
+                max(query.limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES),
+                category=query.category,
+                reasons_valid_from=user["reasons_valid_from"],
+                ef_search=settings.hnsw_ef_search,
+                **scope,
+            )
+            negatives = db_utils.negative_examples(conn, query.user_id) if variant.use_feedback else None
+            items = choose(profile, candidates, query.limit, variant, negatives)
+    reasons = write_reasons(listener_profile(user), [i for i in items if not i["cached_reason"]])
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
-        item["reason"] = reasons.get(item["podcast_id"]) or item["summary"] or item["title"]
+        cached = item.pop("cached_reason")
+        if cached:
+            item["reason"], item["reason_source"] = cached, "cached"
+        elif item["podcast_id"] in reasons:
+            item["reason"], item["reason_source"] = reasons[item["podcast_id"]], "generated"
+        else:
+            item["reason"], item["reason_source"] = item["summary"] or item["title"], "fallback"
     if items:
         with db_utils.connection() as conn:
-            ids = db_utils.insert_suggestions(conn, query.user_id, items)
+            ids = db_utils.insert_suggestions(conn, query.user_id, variant.name, items)
         for item, suggestion_id in zip(items, ids, strict=True):
             item["suggestion_id"] = suggestion_id
-            item["similarity"] = round(item["similarity"], 4)
-    return {"user_id": query.user_id, "recommendations": items}
+    return {"user_id": query.user_id, "variant": variant.name, "recommendations": items}
+
+
+def choose(
+    profile: np.ndarray,
+    candidates: list[dict[str, Any]],
+    limit: int,
+    variant: ranking.Variant,
+    negatives: np.ndarray | None,
+) -> list[dict[str, Any]]:
+    """Re-rank; episodes suggested within the window are used only when fresh ones run out."""
+    fresh = [c for c in candidates if not c["recently_suggested"]]
+    pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c["recently_suggested"]]
+    if not pool:
+        return []
+    vectors = np.vstack([c["embedding"] for c in pool])
+    picks = ranking.rerank(profile, vectors, limit, variant, negatives)
+    items = []
+    for row, strategy in picks:
+        item = {k: v for k, v in pool[row].items() if k not in {"embedding", "recently_suggested"}}
+        item["strategy"] = strategy
+        item["similarity"] = round(item["similarity"], 4)
+        items.append(item)
+    return items
 
 
 def write_reasons(profile: str, items: list[dict[str, Any]]) -> dict[int, str]:
@@ -203,6 +255,167 @@ def write_reasons(profile: str, items: list[dict[str, Any]]) -> dict[int, str]:
     except AIProviderError as exc:
         log.warning("reasons fell back to summaries: %s", exc)
         return {}
+
+
+# --- feedback ---------------------------------------------------------------------------
+
+EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
+
+
+def event_weight(event: str, value: float | None) -> float:
+    """How far one event moves the profile toward (+) or away from (-) the episode."""
+    if event == "listen":
+        return 0.6 * (0.5 if value is None else value)
+    if event == "rate":
+        return (float(value) - 3) / 2  # 1 → -1, 3 → 0, 5 → +1
+    return EVENT_WEIGHTS[event]
+
+
+def record_feedback(request: FeedbackRequest) -> tuple[dict[str, Any], bool]:
+    """Store the event and fold it into the user's profile in one transaction.
+
+    The user's row is locked first, so concurrent events for one user apply one after the
+    other and none is lost. Returns (event, created); a repeated `event_id` is not re-applied.
+    """
+    _database_ready()
+    weight = event_weight(request.event, request.value)
+    with db_utils.connection() as conn:
+        if not db_utils.lock_user(conn, request.user_id):
+            raise ApiError(404, "user_not_found", f"no user {request.user_id!r}")
+        exists, vector = db_utils.podcast_vector(conn, request.podcast_id)
+        if not exists:
+            raise ApiError(404, "podcast_not_found", f"no podcast {request.podcast_id}")
+        if request.suggestion_id is not None:
+            owner = db_utils.suggestion_owner(conn, request.suggestion_id)
+            if owner != (request.user_id, request.podcast_id):
+                raise ApiError(
+                    422,
+                    "suggestion_mismatch",
+                    "suggestion_id is not a suggestion of this podcast to this user",
+                )
+        event, created = db_utils.insert_feedback(conn, {**request.model_dump(), "weight": weight})
+        if created:
+            db_utils.apply_feedback(
+                conn,
+                request.user_id,
+                request.podcast_id,
+                vector,
+                weight,
+                listened=request.event == "complete",
+            )
+    event["created_at"] = event["created_at"].isoformat()
+    return event, created
+
+
+def refresh_interest_profiles(batch_size: int = 16) -> int:
+    """Rewrite the interest profile of users with enough new feedback, embed and store it.
+
+    Runs in the background worker, never on the recommend path."""
+    settings = get_settings()
+    with db_utils.connection() as conn:
+        users = db_utils.users_needing_interest_profile(conn, settings.profile_refresh_events, batch_size)
+    if not users:
+        return 0
+    provider = get_provider()
+    try:
+        texts = [
+            provider.write_interest_profile(
+                u["listening_history"] or "", u["liked_titles"], u["disliked_titles"]
+            )
+            for u in users
+        ]
+        vectors = provider.embed(texts)
+    except AIProviderError as exc:
+        log.warning("interest profiles left stale: %s", exc)
+        return 0
+    with db_utils.connection() as conn:
+        for user, text, vector in zip(users, texts, vectors, strict=True):
+            db_utils.save_interest_profile(conn, user["id"], text, vector, user["events_since_profile"])
+    return len(users)
+
+
+# --- analytics ------------------------------------------------------------------------------
+
+
+def analytics(query: AnalyticsQuery) -> dict[str, Any]:
+    """The figures the loop is judged by, since `since` (default: the last 30 days)."""
+    _database_ready()
+    since = query.since or datetime.now(UTC) - timedelta(days=30)
+    with db_utils.connection() as conn:
+        suggestion_rows = db_utils.suggestion_figures(conn, since)
+        event_rows = db_utils.event_figures(conn, since)
+        engaged = db_utils.engaged_podcasts(conn, since)
+    events = Counter({r["event"]: r["events"] for r in event_rows if r["variant"] is None})
+    events_by_variant: dict[str, Counter] = {}
+    for row in event_rows:
+        if row["variant"] is not None:
+            events_by_variant.setdefault(row["variant"], Counter())[row["event"]] = row["events"]
+
+    def figures(row: dict[str, Any], counts: Counter | None = None) -> dict[str, Any]:
+        figure = {
+            "suggestions": row["suggestions"],
+            "average_similarity": None
+            if row["average_similarity"] is None
+            else round(row["average_similarity"], 4),
+            "engaged_suggestions": row["engaged"],
+            "engagement_rate": round(row["engaged"] / row["suggestions"], 4),
+        }
+        if counts is not None:
+            figure |= {"likes": counts["like"], "dislikes": counts["dislike"]}
+        return figure
+
+    groups: dict[str, list[dict[str, Any]]] = {"all": [], "variant": [], "day": [], "rank": []}
+    for row in suggestion_rows:
+        groups[row["grouped_by"]].append(row)
+    total = (
+        groups["all"][0] if groups["all"] else {"suggestions": 0, "average_similarity": None, "engaged": 0}
+    )
+    return {
+        "since": since.isoformat(),
+        **(
+            figures(total)
+            if total["suggestions"]
+            else {
+                "suggestions": 0,
+                "average_similarity": None,
+                "engaged_suggestions": 0,
+                "engagement_rate": None,
+            }
+        ),
+        "likes": events["like"],
+        "dislikes": events["dislike"],
+        "events": dict(events),
+        "by_variant": [
+            {"variant": r["variant"], **figures(r, events_by_variant.get(r["variant"], Counter()))}
+            for r in groups["variant"]
+        ],
+        "by_day": [{"day": r["day"].isoformat(), **figures(r)} for r in groups["day"]],
+        "by_rank": [{"rank": r["rank"], **figures(r)} for r in groups["rank"]],
+        "trending_topics": trending_topics(engaged),
+    }
+
+
+def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[dict[str, Any]]:
+    """Clusters of recently engaged episodes, each labelled by one AI call for all of them."""
+    if not engaged:
+        return []
+    groups = ranking.cluster(np.vstack([e["embedding"] for e in engaged]))[:max_topics]
+    titles = [[engaged[i]["title"] for i in group[:8]] for group in groups]
+    try:
+        labels = get_provider().label_topics(titles)
+    except AIProviderError as exc:
+        log.warning("topic labels fell back to categories: %s", exc)
+        labels = [Counter(engaged[i]["category"] or "other" for i in g).most_common(1)[0][0] for g in groups]
+    return [
+        {
+            "label": label,
+            "engagement": round(sum(engaged[i]["engagement"] for i in group), 3),
+            "podcasts": [
+                {"podcast_id": engaged[i]["podcast_id"], "title": engaged[i]["title"]} for i in group[:5]
+            ],
+        }
+        for label, group in zip(labels, groups, strict=True)
+    ]
 
 
 def health() -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -52,3 +52,29 @@ class RecommendQuery(BaseModel):
     user_id: UserId
     limit: Annotated[int, Field(ge=1, le=50)] = 5
     category: Category | None = None
+
+
+FeedbackEvent = Literal["click", "listen", "complete", "skip", "like", "dislike", "rate"]
+
+
+class FeedbackRequest(Body):
+    user_id: UserId
+    podcast_id: Annotated[int, Field(ge=1)]
+    event: FeedbackEvent
+    suggestion_id: Annotated[int, Field(ge=1)] | None = None
+    value: float | int | None = None  # listen progress 0..1, or a rating 1..5 with "rate"
+    event_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_event(self) -> FeedbackRequest:
+        if self.event == "listen" and self.value is not None and not 0 <= self.value <= 1:
+            raise ValueError("value of a listen is the progress, from 0 to 1")
+        if self.event == "rate" and (self.value is None or not 1 <= self.value <= 5):
+            raise ValueError("a rate event needs a value from 1 to 5")
+        return self
+
+
+class AnalyticsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    since: datetime | None = None

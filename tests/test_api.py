@@ -89,9 +89,7 @@ def test_history_lover_gets_history_and_every_suggestion_is_written_back(local_a
     assert [i["rank"] for i in items] == [1, 2, 3]
     assert Counter(i["category"] for i in items)["history"] >= 2
     assert not listened & {i["podcast_id"] for i in items}
-    similarities = [i["similarity"] for i in items]
-    assert similarities == sorted(similarities, reverse=True)
-    assert all(-1 <= s <= 1 for s in similarities)
+    assert all(-1 <= i["similarity"] <= 1 for i in items)
     for item in items:
         assert set(item) >= {
             "suggestion_id",

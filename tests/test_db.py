@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import psycopg2
 import pytest
@@ -54,13 +56,6 @@ def test_a_different_embedding_model_fails_with_what_to_do(dsn: str, dims: int, 
     assert "test-model" in message and "DATABASE_URL" in message
 
 
-def test_combine_profile_weighs_history_and_listens_equally():
-    history, listened = np.array([3.0, 0, 0]), np.array([0, 0.5, 0])
-    assert np.allclose(db_utils.combine_profile(history, listened), unit(np.array([1.0, 1.0, 0])))
-    assert np.allclose(db_utils.combine_profile(None, listened), [0, 1, 0])
-    assert db_utils.combine_profile(None, None) is None
-
-
 def insert_podcasts(conn, vectors: np.ndarray, category: str) -> list[int]:
     with conn.cursor() as cur:
         cur.executemany(
@@ -83,8 +78,15 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
     far_ids = insert_podcasts(conn, far, "far")
     with conn.cursor() as cur:
         cur.execute("INSERT INTO users (id) VALUES ('filter-user')")
-    items = db_utils.nearest_podcasts(
-        conn, query, 10, user_id="filter-user", resuggest_window_hours=24, category="far", ef_search=40
+    items = db_utils.candidate_podcasts(
+        conn,
+        query,
+        10,
+        user_id="filter-user",
+        resuggest_window_hours=24,
+        reasons_valid_from=datetime.now(UTC),
+        category="far",
+        ef_search=40,
     )
     exact = sorted(zip(far @ query, far_ids, strict=True), reverse=True)[:10]
     assert [i["podcast_id"] for i in items] == [pid for _, pid in exact]

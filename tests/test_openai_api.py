@@ -132,14 +132,27 @@ def test_history_is_kept_during_an_outage_and_embedded_later(openai_api: Api, ca
     assert {i["category"] for i in items["recommendations"]} == {"baking"}
 
 
-def test_user_without_any_vector_is_409(openai_api: Api, catalog, ai: FakeOpenAIServer):
-    ai.fail_next = 1000
+def test_cold_start_user_gets_popular_episodes(openai_api: Api, catalog, ai: FakeOpenAIServer):
+    fans = [new_user(openai_api, "sailing boats") for _ in range(3)]
+    favourite = catalog["baking"][2]
+    for fan in fans:
+        response = openai_api.post(
+            "/api/feedback", {"user_id": fan, "podcast_id": favourite, "event": "like"}
+        )
+        assert response.status_code == 201, response.text
+    ai.fail_next = 1000  # the history cannot be embedded: the user has no vector at all
     user_id = f"user-{uuid.uuid4().hex[:8]}"
     openai_api.post("/api/update_user_history", {"user_id": user_id, "listening_history": "anything"})
-    response = openai_api.get("/api/recommend_podcasts", params={"user_id": user_id})
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "no_profile"
+    response = openai_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 3})
     ai.fail_next = 0
+    assert response.status_code == 200, response.text
+    items = response.json()["recommendations"]
+    assert len(items) == 3
+    assert items[0]["podcast_id"] == favourite
+    assert all(i["strategy"] == "popular" and i["similarity"] is None for i in items)
+    assert openai_api.query("SELECT count(*) FROM suggested_podcasts WHERE user_id = %s", (user_id,)) == [
+        (3,)
+    ]
 
 
 def test_the_api_key_never_reaches_logs_or_responses(openai_api: Api, catalog, ai: FakeOpenAIServer):

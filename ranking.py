@@ -1,0 +1,159 @@
+"""Re-ranking and A/B variants, as plain numpy functions.
+
+Candidates come from the HNSW index ordered by cosine similarity. Re-ranking then
+1. lowers episodes close to what the user disliked or skipped,
+2. picks by maximal marginal relevance, so near-identical episodes do not fill a page,
+3. gives a small share of the slots to exploration: random picks among the better half of
+   the remaining candidates, so the loop also learns about what it would not have shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How one arm of the A/B test ranks."""
+
+    name: str
+    use_feedback: bool  # rank by the learned profile (else: history text + listens only)
+    mmr_lambda: float  # 1.0 ranks by relevance alone; lower values favour diversity
+    exploration: float  # expected share of the page given to exploration
+    negative_penalty: float  # how much closeness to a disliked/skipped episode costs
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("loop", use_feedback=True, mmr_lambda=0.75, exploration=0.1, negative_penalty=0.5),
+        # The reference design: history similarity only, feedback stored but never used.
+        Variant("history_only", use_feedback=False, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.0),
+    )
+}
+
+
+def combine(*vectors: np.ndarray | None) -> np.ndarray | None:
+    """The normalized sum of the given vectors, each normalized first so each counts equally."""
+    present = [v / n for v in vectors if v is not None and (n := np.linalg.norm(v)) > 0]
+    if not present:
+        return None
+    return unit(np.sum(present, axis=0))
+
+
+def unit(vector: np.ndarray) -> np.ndarray | None:
+    norm = np.linalg.norm(vector)
+    return (vector / norm).astype(np.float32) if norm > 0 else None
+
+
+def decayed(vector: np.ndarray | None, age_seconds: float | None, half_life_days: float) -> np.ndarray | None:
+    """Feedback fades: its weight halves every `half_life_days`."""
+    if vector is None:
+        return None
+    return vector * 0.5 ** (float(age_seconds or 0) / (half_life_days * 86400))
+
+
+def learned_profile(
+    history_profile: np.ndarray | None,
+    interest: np.ndarray | None,
+    feedback: np.ndarray | None,
+    feedback_weight: float,
+) -> np.ndarray | None:
+    """What the user is into: stated history and the generated interest profile (unit vectors),
+    plus the feedback vector, whose length grows with consistent feedback and which points
+    toward liked episodes and away from disliked ones."""
+    base = combine(history_profile, interest)
+    if feedback is None:
+        return base
+    total = feedback_weight * feedback + (base if base is not None else 0)
+    return unit(total)
+
+
+def parse_split(text: str) -> list[tuple[str, float]]:
+    """`"loop:90,history_only:10"` → [("loop", 90.0), ("history_only", 10.0)]."""
+    split = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition(":")
+        if name not in VARIANTS:
+            raise ValueError(f"unknown variant {name!r} in AB_SPLIT; known: {', '.join(VARIANTS)}")
+        split.append((name, float(weight or 1)))
+    if not split or sum(w for _, w in split) <= 0:
+        raise ValueError("AB_SPLIT needs at least one variant with a positive weight")
+    return split
+
+
+def assign_variant(user_id: str, split: list[tuple[str, float]], salt: str) -> Variant:
+    """The same user always lands in the same variant for a given split and salt."""
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(w for _, w in split)
+    for name, weight in split:
+        if point < weight:
+            return VARIANTS[name]
+        point -= weight
+    return VARIANTS[split[-1][0]]
+
+
+def rerank(
+    query: np.ndarray,
+    candidates: np.ndarray,
+    limit: int,
+    variant: Variant,
+    negatives: np.ndarray | None = None,
+    rng: random.Random | None = None,
+) -> list[tuple[int, str]]:
+    """Choose `limit` rows of `candidates` (unit vectors); returns (row, "similar"|"explore")."""
+    if len(candidates) == 0:
+        return []
+    rng = rng or random.Random()
+    relevance = candidates @ query
+    if negatives is not None and len(negatives) and variant.negative_penalty:
+        closeness = np.clip((candidates @ negatives.T).max(axis=1), 0, None)
+        relevance = relevance - variant.negative_penalty * closeness
+    limit = min(limit, len(candidates))
+    explore = min(int(limit * variant.exploration + rng.random()), limit - 1, len(candidates) - limit)
+    chosen = maximal_marginal_relevance(candidates, relevance, limit - explore, variant.mmr_lambda)
+    picks = [(row, "similar") for row in chosen]
+    if explore > 0:  # from the better half of the rest, so nothing close to a dislike comes back
+        rest = sorted(set(range(len(candidates))) - set(chosen), key=lambda row: -relevance[row])
+        picks += [(row, "explore") for row in rng.sample(rest[: max(explore, len(rest) // 2)], explore)]
+    return picks
+
+
+def maximal_marginal_relevance(
+    vectors: np.ndarray, relevance: np.ndarray, count: int, mmr_lambda: float
+) -> list[int]:
+    """Greedy MMR: each pick maximizes lambda*relevance - (1-λ)·(similarity to what is already picked)."""
+    if mmr_lambda >= 1.0:
+        return [int(i) for i in np.argsort(-relevance, kind="stable")[:count]]
+    chosen: list[int] = []
+    redundancy = np.full(len(vectors), -np.inf)
+    available = np.ones(len(vectors), dtype=bool)
+    for _ in range(min(count, len(vectors))):
+        penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
+        score = np.where(available, mmr_lambda * relevance - (1 - mmr_lambda) * penalty, -np.inf)
+        best = int(np.argmax(score))
+        chosen.append(best)
+        available[best] = False
+        redundancy = np.maximum(redundancy, vectors @ vectors[best])
+    return chosen
+
+
+def cluster(vectors: np.ndarray, threshold: float = 0.5) -> list[list[int]]:
+    """Greedy leader clustering: in the given order (most important first), each vector joins
+    the first cluster whose leader is at least `threshold` similar, or starts a new one."""
+    leaders: list[int] = []
+    groups: list[list[int]] = []
+    for row in range(len(vectors)):
+        similar = [
+            g for g, leader in enumerate(leaders) if float(vectors[row] @ vectors[leader]) >= threshold
+        ]
+        if similar:
+            groups[similar[0]].append(row)
+        else:
+            leaders.append(row)
+            groups.append([row])
+    return groups

@@ -1,0 +1,86 @@
+"""Re-ranking, profiles and variants: plain functions, no database."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import ranking
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+PLAIN = ranking.Variant("plain", use_feedback=True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.0)
+
+
+def test_mmr_does_not_fill_a_page_with_near_duplicates():
+    query = unit(1, 0, 0)
+    candidates = np.vstack([unit(1, 0.1, 0), unit(1, 0.11, 0), unit(1, 0, 0.5)])  # 0 and 1 are twins
+    plain = [row for row, _ in ranking.rerank(query, candidates, 2, PLAIN)]
+    diverse = ranking.Variant("mmr", True, mmr_lambda=0.5, exploration=0.0, negative_penalty=0.0)
+    assert plain == [0, 1]
+    assert [row for row, _ in ranking.rerank(query, candidates, 2, diverse)] == [0, 2]
+
+
+def test_closeness_to_a_dislike_lowers_an_episode():
+    query = unit(1, 1.05)
+    candidates = np.vstack([unit(1, 0.9), unit(0.9, 1)])
+    assert ranking.rerank(query, candidates, 1, PLAIN)[0][0] == 1
+    penalized = ranking.Variant("neg", True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.5)
+    assert ranking.rerank(query, candidates, 1, penalized, negatives=np.vstack([unit(0, 1)]))[0][0] == 0
+
+
+def test_exploration_takes_its_share_of_slots_from_the_better_half():
+    rng = random.Random(3)
+    candidates = np.vstack([unit(1, i / 40) for i in range(40)])
+    explorer = ranking.Variant("x", True, mmr_lambda=1.0, exploration=0.2, negative_penalty=0.0)
+    strategies, explored_rows = Counter(), set()
+    for _ in range(200):
+        for row, strategy in ranking.rerank(unit(1, 0), candidates, 10, explorer, rng=rng):
+            strategies[strategy] += 1
+            if strategy == "explore":
+                explored_rows.add(row)
+    assert strategies["explore"] / (200 * 10) == pytest.approx(0.2, abs=0.02)
+    assert explored_rows and max(explored_rows) < 10 + 15  # never the worst half of the rest
+
+
+def test_variant_assignment_is_deterministic_and_follows_the_split():
+    split = ranking.parse_split("loop:90,history_only:10")
+    names = Counter(ranking.assign_variant(f"user-{i}", split, "v1").name for i in range(4000))
+    assert names["history_only"] / 4000 == pytest.approx(0.1, abs=0.02)
+    assert all(ranking.assign_variant("alice", split, "v1") is ranking.assign_variant("alice", split, "v1")
+               for _ in range(3))  # fmt: skip
+    with pytest.raises(ValueError, match="unknown variant"):
+        ranking.parse_split("loop:50,bogus:50")
+
+
+def test_profile_moves_toward_likes_and_away_from_dislikes():
+    history = unit(1, 0, 0)
+    liked, disliked = unit(0, 1, 0), unit(0, 0, 1)
+    feedback = 1.0 * liked - 1.0 * disliked
+    profile = ranking.learned_profile(history, None, feedback, feedback_weight=0.5)
+    assert float(profile @ liked) > 0.3
+    assert float(profile @ disliked) < 0
+    assert np.allclose(ranking.learned_profile(history, None, None, 0.5), history)
+
+
+def test_feedback_halves_every_half_life():
+    vector = np.array([4.0, 0.0])
+    assert np.allclose(ranking.decayed(vector, 30 * 86400, half_life_days=30), [2.0, 0.0])
+    assert np.allclose(ranking.decayed(vector, None, half_life_days=30), vector)
+
+
+def test_combine_weighs_each_part_equally():
+    assert np.allclose(ranking.combine(np.array([3.0, 0]), np.array([0, 0.5])), unit(1, 1))
+    assert ranking.combine(None, None) is None
+
+
+def test_cluster_groups_similar_vectors():
+    vectors = np.vstack([unit(1, 0), unit(0, 1), unit(1, 0.1), unit(0.1, 1), unit(1, 0.05)])
+    assert ranking.cluster(vectors, threshold=0.9) == [[0, 2, 4], [1, 3]]
