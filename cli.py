@@ -10,7 +10,7 @@ from datetime import datetime
 
 import db_utils
 import recommender
-from config import PROJECT_DIR
+from config import PROJECT_DIR, get_settings
 from schemas import AddPodcastRequest, UpdateUserHistoryRequest
 
 SAMPLE_DIR = PROJECT_DIR / "sample_data"
@@ -26,9 +26,9 @@ def seed(args: argparse.Namespace) -> int:
     """Load the sample catalog and users through the same code path as the API."""
     recommender.ensure_database()
     with db_utils.connection() as conn, conn.cursor() as cur:
-        counts = db_utils.podcast_counts(cur)
-    if args.if_empty and sum(counts.values()):
-        print(f"catalog already has {sum(counts.values())} podcasts; not seeding")
+        counts = db_utils.podcast_counts(cur, get_settings().enrich_max_attempts)
+    if args.if_empty and counts["ready"] + counts["pending"]:
+        print(f"catalog already has {counts['ready'] + counts['pending']} podcasts; not seeding")
         return 0
     ids_by_external_id = {}
     for item in json.loads((SAMPLE_DIR / "podcasts.json").read_text()):

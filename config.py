@@ -65,6 +65,8 @@ class Settings:
     enrich_max_attempts: int
     hnsw_ef_search: int
     max_body_bytes: int
+    max_bulk_items: int
+    ai_concurrency: int
 
 
 def _detect_provider() -> str:
@@ -111,5 +113,7 @@ def get_settings() -> Settings:
         ab_salt=_str("AB_SALT", "v1"),
         enrich_max_attempts=_int("ENRICH_MAX_ATTEMPTS", 10),
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 100),
-        max_body_bytes=_int("MAX_BODY_BYTES", 1_000_000),
+        max_body_bytes=_int("MAX_BODY_BYTES", 10_000_000),
+        max_bulk_items=_int("MAX_BULK_ITEMS", 500),
+        ai_concurrency=_int("AI_CONCURRENCY", 4),
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import select
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,35 @@ def connection() -> Iterator[psycopg2.extensions.connection]:
         slots.release()
 
 
+CHANGES_CHANNEL = "podcasts_pending"  # NOTIFY channel of the podcasts_notify_* triggers
+
+
+def listen(channel: str, on_notify: Callable[[], None], stop: threading.Event) -> None:
+    """Call `on_notify` whenever `channel` is notified, until `stop` is set.
+
+    Uses its own connection (LISTEN needs one that stays open, outside the pool) and
+    reconnects after errors."""
+    while not stop.is_set():
+        conn = None
+        try:
+            conn = psycopg2.connect(database_url(get_settings()), application_name="podcast-listener")
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"LISTEN {channel}")
+            while not stop.is_set():
+                if select.select([conn], [], [], 1.0)[0]:
+                    conn.poll()
+                    if conn.notifies:
+                        conn.notifies.clear()
+                        on_notify()
+        except psycopg2.Error as exc:
+            log.warning("listener lost its connection (%s); reconnecting", type(exc).__name__)
+            stop.wait(2)
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 # --- migrations -------------------------------------------------------------------------
 
 
@@ -184,7 +214,7 @@ PODCAST_FIELDS = (
 )  # fmt: skip
 PODCAST_COLUMNS = (
     "id, external_id, title, description, category, language, duration_seconds, published_at,"
-    " summary, status, created_at, updated_at"
+    " summary, status, last_error, created_at, updated_at"
 )
 
 
@@ -195,7 +225,8 @@ def dict_cursor(conn):
 def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Insert a podcast, or update the one with the same external_id. Returns (row, created).
 
-    Changed text (title, description, transcript) puts the podcast back to 'pending'.
+    Whether it needs enriching is decided by the `podcasts_mark_changed` trigger, for every
+    write path alike: new or changed text becomes 'pending', unchanged text keeps its state.
     """
     values = [fields.get(name) for name in PODCAST_FIELDS]
     with dict_cursor(conn) as cur:
@@ -204,20 +235,37 @@ def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             INSERT INTO podcasts ({", ".join(PODCAST_FIELDS)})
             VALUES ({", ".join(["%s"] * len(PODCAST_FIELDS))})
             ON CONFLICT (external_id) DO UPDATE SET
-                {", ".join(f"{n} = EXCLUDED.{n}" for n in PODCAST_FIELDS[1:])},
-                status = CASE WHEN (podcasts.title, podcasts.description, podcasts.transcript)
-                                   IS NOT DISTINCT FROM
-                                   (EXCLUDED.title, EXCLUDED.description, EXCLUDED.transcript)
-                              THEN podcasts.status ELSE 'pending' END,
-                enrich_attempts = 0,
-                next_attempt_at = now(),
-                updated_at = now()
-            RETURNING {PODCAST_COLUMNS}, transcript, (xmax = 0) AS created
+                {", ".join(f"{n} = EXCLUDED.{n}" for n in PODCAST_FIELDS[1:])}
+            RETURNING {PODCAST_COLUMNS}, transcript, content_hash, (xmax = 0) AS created
             """,
             values,
         )
         row = cur.fetchone()
     return row, row.pop("created")
+
+
+def update_podcast(conn, podcast_id: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """Change some fields of a podcast; the trigger decides whether it needs enriching again."""
+    assignments = ", ".join(f"{name} = %({name})s" for name in fields if name in PODCAST_FIELDS)
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            f"UPDATE podcasts SET {assignments}, updated_at = now() WHERE id = %(podcast_id)s"
+            f" RETURNING {PODCAST_COLUMNS}, transcript, content_hash",
+            {**fields, "podcast_id": podcast_id},
+        )
+        return cur.fetchone()
+
+
+def delete_podcast(conn, podcast_id: int) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM podcasts WHERE id = %s", (podcast_id,))
+        return cur.rowcount == 1
+
+
+def get_podcast(conn, podcast_id: int) -> dict[str, Any] | None:
+    with dict_cursor(conn) as cur:
+        cur.execute(f"SELECT {PODCAST_COLUMNS} FROM podcasts WHERE id = %s", (podcast_id,))
+        return cur.fetchone()
 
 
 def save_enrichment(
@@ -228,20 +276,23 @@ def save_enrichment(
         cur.execute(
             f"""
             UPDATE podcasts SET summary = %s, embedding = %s, status = 'ready', last_error = NULL,
-                                updated_at = now()
-            WHERE id = %s AND (title, description, transcript) IS NOT DISTINCT FROM (%s, %s, %s)
+                                enriched_hash = content_hash, updated_at = now()
+            WHERE id = %s AND content_hash = %s
             RETURNING {PODCAST_COLUMNS}
             """,
-            (
-                summary,
-                embedding,
-                podcast["id"],
-                podcast["title"],
-                podcast["description"],
-                podcast["transcript"],
-            ),
+            (summary, embedding, podcast["id"], podcast["content_hash"]),
         )
         return cur.fetchone()
+
+
+def lease_podcasts(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -> None:
+    """Keep the worker off podcasts this process is enriching itself (until the lease expires)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE podcasts SET next_attempt_at = now() + make_interval(secs => %s)"
+            " WHERE id = ANY(%s) AND status = 'pending'",
+            (lease_seconds, list(podcast_ids)),
+        )
 
 
 def claim_pending_podcasts(conn, limit: int, max_attempts: int, lease_seconds: int = 120) -> list[dict]:
@@ -258,7 +309,7 @@ def claim_pending_podcasts(conn, limit: int, max_attempts: int, lease_seconds: i
                   WHERE status = 'pending' AND next_attempt_at <= now() AND enrich_attempts < %s
                   ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due
             WHERE p.id = due.id
-            RETURNING p.id, p.title, p.description, p.transcript, p.enrich_attempts
+            RETURNING p.id, p.title, p.description, p.transcript, p.content_hash
             """,
             (lease_seconds, max_attempts, limit),
         )
@@ -311,11 +362,14 @@ def missing_podcast_ids(conn, ids: Sequence[int]) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def podcast_counts(cur) -> dict[str, int]:
-    cur.execute("SELECT status, count(*) FROM podcasts GROUP BY status")
-    counts = {"ready": 0, "pending": 0}
-    counts.update(dict(cur.fetchall()))
-    return counts
+def podcast_counts(cur, max_attempts: int) -> dict[str, int]:
+    """Ready and pending episodes; `failed` are pending ones the worker gave up on."""
+    cur.execute(
+        "SELECT count(*) FILTER (WHERE status = 'ready'), count(*) FILTER (WHERE status = 'pending'),"
+        " count(*) FILTER (WHERE status = 'pending' AND enrich_attempts >= %s) FROM podcasts",
+        (max_attempts,),
+    )
+    return dict(zip(("ready", "pending", "failed"), cur.fetchone(), strict=True))
 
 
 # --- users --------------------------------------------------------------------------------
@@ -463,11 +517,6 @@ def candidate_podcasts(
     with dict_cursor(conn) as cur:
         recent = recently_suggested(cur, user_id, resuggest_window_hours)
         wanted = count + len(recent)
-        cur.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true)", (str(min(max(ef_search, wanted), 1000)),)
-        )
-        if _iterative_scan:
-            cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         sql = f"""
             SELECT c.*, r.reason AS cached_reason FROM (
                 SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
@@ -488,19 +537,62 @@ def candidate_podcasts(
         """
         params = {"q": query, "category": category, "user_id": user_id, "k": wanted}
         params["valid_from"] = reasons_valid_from
-        cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
-        rows = cur.fetchall()
-        if len(rows) < wanted:
-            # The index scan filters after it finds its ef_search nearest; when filters drop
-            # too many, an exact scan is the only way to know nothing closer qualifies.
-            cur.execute(sql.format(order="(p.embedding <=> %(q)s) + 0"), params)
-            rows = cur.fetchall()
+        rows = nearest(cur, sql, params, wanted, ef_search)
     for row in rows:
         row["similarity"] = 1.0 - float(row.pop("distance"))
         row["embedding"] = as_array(row["embedding"])
         row["recently_suggested"] = row["podcast_id"] in recent
     rows.sort(key=lambda r: r["recently_suggested"])  # stable: fresh first, each by distance
     return rows[:count]
+
+
+def nearest(cur, sql: str, params: dict[str, Any], wanted: int, ef_search: int) -> list[dict[str, Any]]:
+    """Run a nearest-neighbour query whose ORDER BY is `{order}`, through the HNSW index.
+
+    The index scan applies WHERE filters to the ef_search nearest it finds, so selective
+    filters can leave fewer than `wanted` rows. pgvector >= 0.8 keeps scanning (iterative
+    scans); older versions fall back to an exact scan, the only way to be sure.
+    """
+    cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(max(ef_search, wanted), 1000)),))
+    if _iterative_scan:
+        cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+    cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
+    rows = cur.fetchall()
+    if len(rows) < wanted:
+        cur.execute(sql.format(order="(p.embedding <=> %(q)s) + 0"), params)  # not indexable: exact
+        rows = cur.fetchall()
+    return rows
+
+
+def search_podcasts(
+    conn,
+    query: np.ndarray,
+    limit: int,
+    *,
+    category: str | None = None,
+    language: str | None = None,
+    max_duration_seconds: int | None = None,
+    published_after: Any = None,
+    ef_search: int = 100,
+) -> list[dict[str, Any]]:
+    """The `limit` ready podcasts nearest to `query` that pass every given filter."""
+    params = {"q": query, "k": limit, "category": category, "language": language}
+    params |= {"max_duration": max_duration_seconds, "published_after": published_after}
+    sql = """
+        SELECT * FROM (
+            SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.language, p.duration_seconds,
+                   p.published_at, 1 - (p.embedding <=> %(q)s) AS score
+            FROM podcasts p
+            WHERE p.status = 'ready'
+              AND (%(category)s::text IS NULL OR p.category = %(category)s)
+              AND (%(language)s::text IS NULL OR p.language = %(language)s)
+              AND (%(max_duration)s::int IS NULL OR p.duration_seconds <= %(max_duration)s)
+              AND (%(published_after)s::timestamptz IS NULL OR p.published_at > %(published_after)s)
+            ORDER BY {order} LIMIT %(k)s
+        ) c ORDER BY score DESC
+    """
+    with dict_cursor(conn) as cur:
+        return nearest(cur, sql, params, limit, ef_search)
 
 
 def popular_podcasts(
@@ -589,6 +681,21 @@ def insert_suggestions(conn, user_id: str, variant: str, items: Sequence[dict[st
 
 
 # --- feedback -----------------------------------------------------------------------------
+
+
+def delete_user(conn, user_id: str) -> dict[str, int] | None:
+    """Remove the user and, by cascade, their listens, feedback and suggestions."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT (SELECT count(*) FROM feedback_events WHERE user_id = %s),"
+            " (SELECT count(*) FROM suggested_podcasts WHERE user_id = %s)",
+            (user_id, user_id),
+        )
+        events, suggestions = cur.fetchone()
+        cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
+        if cur.rowcount == 0:
+            return None
+    return {"feedback_events": events, "suggestions": suggestions}
 
 
 def lock_user(conn, user_id: str) -> bool:

@@ -19,8 +19,11 @@ from recommender import ApiError
 from schemas import (
     AddPodcastRequest,
     AnalyticsQuery,
+    BulkItems,
     FeedbackRequest,
     RecommendQuery,
+    SearchQuery,
+    UpdatePodcastRequest,
     UpdateUserHistoryRequest,
 )
 
@@ -72,20 +75,28 @@ def parse_query(req: func.HttpRequest, model: type[T]) -> T:
         raise validation_error(exc) from exc
 
 
+def route_id(req: func.HttpRequest, name: str) -> int:
+    value = req.route_params.get(name, "")
+    if not value.isdigit():
+        raise ApiError(400, "invalid_request", f"{name} must be a positive integer")
+    return int(value)
+
+
 def endpoint(
-    method: str, route: str, auth_level: func.AuthLevel | None = None
+    methods: str | list[str], route: str, auth_level: func.AuthLevel | None = None
 ) -> Callable[[Handler], Handler]:
-    """Register a handler for one method. Every method reaches it, so others get a JSON 405
+    """Register a handler for its methods. Every method reaches it, so others get a JSON 405
     (the same locally and in Azure), and errors become JSON without internals."""
+    allowed = [methods] if isinstance(methods, str) else methods
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-            if req.method.upper() != method:
+            if req.method.upper() not in allowed:
                 return json_response(
-                    {"error": {"code": "method_not_allowed", "message": f"use {method}"}},
+                    {"error": {"code": "method_not_allowed", "message": f"use {', '.join(allowed)}"}},
                     405,
-                    headers={"Allow": method},
+                    headers={"Allow": ", ".join(allowed)},
                 )
             try:
                 return handler(req)
@@ -111,6 +122,44 @@ def add_podcast(req: func.HttpRequest) -> func.HttpResponse:
     podcast, created = recommender.add_podcast(parse_body(req, AddPodcastRequest))
     status = 202 if podcast["status"] == "pending" else 201 if created else 200
     return json_response(podcast, status)
+
+
+@endpoint("POST", "add_podcasts")
+def add_podcasts(req: func.HttpRequest) -> func.HttpResponse:
+    """Bulk ingest: one result per item, in order; a bad item does not stop the good ones."""
+    items = parse_body(req, BulkItems).root
+    if len(items) > get_settings().max_bulk_items:
+        raise ApiError(413, "too_many_items", f"at most {get_settings().max_bulk_items} items per request")
+    results: list[dict | None] = [None] * len(items)
+    valid: list[tuple[int, AddPodcastRequest]] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append((index, AddPodcastRequest.model_validate_json(json.dumps(item))))
+        except ValidationError as exc:
+            error = validation_error(exc)
+            results[index] = {"error": {"code": error.code, "message": error.message}}
+    stored = recommender.add_podcasts([request for _, request in valid]) if valid else []
+    for (index, _), (podcast, created) in zip(valid, stored, strict=True):
+        results[index] = {"id": podcast["id"], "status": podcast["status"], "created": created}
+    return json_response({"results": results})
+
+
+@endpoint(["PATCH", "DELETE"], "podcasts/{podcast_id}")
+def podcast(req: func.HttpRequest) -> func.HttpResponse:
+    podcast_id = route_id(req, "podcast_id")
+    if req.method.upper() == "DELETE":
+        return json_response(recommender.delete_podcast(podcast_id))
+    return json_response(recommender.update_podcast(podcast_id, parse_body(req, UpdatePodcastRequest)))
+
+
+@endpoint("DELETE", "users/{user_id}")
+def user(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(recommender.delete_user(req.route_params["user_id"]))
+
+
+@endpoint("GET", "search")
+def search(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(recommender.search(parse_query(req, SearchQuery)))
 
 
 @endpoint("POST", "update_user_history")

@@ -109,9 +109,14 @@ def timers(functions: list[Function]) -> list[Timer]:
     ]
 
 
-def run_timer(timer: Timer, stop: threading.Event) -> None:
+def run_timer(timer: Timer, stop: threading.Event, wake: threading.Event) -> None:
+    """Run the timer function every interval, or at once when `wake` is set."""
     log = logging.getLogger("local_runner")
-    while not stop.wait(timer.interval_seconds):
+    while not stop.is_set():
+        wake.wait(timer.interval_seconds)
+        wake.clear()
+        if stop.is_set():
+            return
         try:
             timer.handler(**{timer.arg_name: TimerRequest()})
         except Exception:
@@ -165,20 +170,36 @@ def make_handler(routes: list[Route]) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(
-    functions: list[Function], host: str = "127.0.0.1", port: int = 7071
-) -> tuple[ThreadingHTTPServer, threading.Event]:
-    """Serve the HTTP functions and run the timer functions, all in daemon threads.
+@dataclass
+class Running:
+    server: ThreadingHTTPServer  # `server.server_address` tells the port bound
+    stop: threading.Event
+    wakes: list[threading.Event]
 
-    Returns the server (`server_address` tells the port bound) and the event that stops timers.
-    """
+    def wake_timers(self) -> None:
+        """Run every timer function now (e.g. because the database says there is work)."""
+        for wake in self.wakes:
+            wake.set()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake_timers()
+        self.server.shutdown()
+
+
+def serve(functions: list[Function], host: str = "127.0.0.1", port: int = 7071) -> Running:
+    """Serve the HTTP functions and run the timer functions, all in daemon threads."""
     server = ThreadingHTTPServer((host, port), make_handler(http_routes(functions)))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="local-runner", daemon=True).start()
-    stop = threading.Event()
+    running = Running(server, threading.Event(), [])
     for timer in timers(functions):
-        threading.Thread(target=run_timer, args=(timer, stop), name=timer.name, daemon=True).start()
-    return server, stop
+        wake = threading.Event()
+        running.wakes.append(wake)
+        threading.Thread(
+            target=run_timer, args=(timer, running.stop, wake), name=timer.name, daemon=True
+        ).start()
+    return running
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2", "pgserver", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    import db_utils
     import recommender
     from db_utils import SchemaMismatchError
     from function_app import app
@@ -201,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     functions = app.get_functions()  # the app lets its functions be read only once
     try:
-        server, stop = serve(functions, args.host, args.port)
+        running = serve(functions, args.host, args.port)
     except OSError as exc:
         print(
             f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); try --port", file=sys.stderr
         )
         return 2
-    host, port = server.server_address[:2]
+    # Catalog changes made anywhere (even plain SQL) notify this channel: run the worker at once.
+    listener = (db_utils.CHANGES_CHANNEL, running.wake_timers, running.stop)
+    threading.Thread(target=db_utils.listen, args=listener, name="listener", daemon=True).start()
+    host, port = running.server.server_address[:2]
     for route in http_routes(functions):
         print(f"  {route.name}: http://{host}:{port}{route.path}")
     for timer in timers(functions):
@@ -216,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
-        stop.set()
-        server.shutdown()
+        running.shutdown()
     return 0
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,8 @@ from schemas import (
     AnalyticsQuery,
     FeedbackRequest,
     RecommendQuery,
+    SearchQuery,
+    UpdatePodcastRequest,
     UpdateUserHistoryRequest,
 )
 
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATES_PER_SLOT = 4  # candidates fetched per requested item, for re-ranking to choose from
 MIN_CANDIDATES = 20
+SEARCH_PROFILE_WEIGHT = 0.3  # how much a user's profile bends a search toward their taste
 
 _ready = False
 _ready_lock = threading.Lock()
@@ -78,43 +83,129 @@ def add_podcast(request: AddPodcastRequest) -> tuple[dict[str, Any], bool]:
 
     If the AI service fails the episode stays stored as 'pending' and the worker retries it.
     """
+    [(podcast, created)] = add_podcasts([request])
+    return podcast, created
+
+
+def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[dict[str, Any], bool]]:
+    """Store many episodes in one transaction, then enrich the new or changed ones together
+    (one embedding request per batch). Returns (podcast, created) per request, in order."""
     _database_ready()
     with db_utils.connection() as conn:
-        row, created = db_utils.upsert_podcast(conn, request.model_dump())
-    if row["status"] == "ready":  # same text as before: nothing to redo
-        return _public_podcast(row), created
-    saved = enrich([row]).get(row["id"])
-    return _public_podcast(saved or row), created
+        stored = [db_utils.upsert_podcast(conn, r.model_dump()) for r in requests]
+        pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # unchanged text: no AI
+        db_utils.lease_podcasts(conn, list(pending))
+    saved = enrich(list(pending.values())) if pending else {}
+    return [(_public_podcast(saved.get(row["id"]) or row), created) for row, created in stored]
+
+
+def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> dict[str, Any]:
+    """Change some fields; changed text is summarized and embedded again (or left pending)."""
+    _database_ready()
+    with db_utils.connection() as conn:
+        row = db_utils.update_podcast(conn, podcast_id, request.model_dump(exclude_unset=True))
+        if row is not None:
+            db_utils.lease_podcasts(conn, [podcast_id])
+    if row is None:
+        raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
+    if row["status"] == "pending":
+        row = enrich([row]).get(podcast_id) or row
+    return _public_podcast(row)
+
+
+def delete_podcast(podcast_id: int) -> dict[str, Any]:
+    _database_ready()
+    with db_utils.connection() as conn:
+        if not db_utils.delete_podcast(conn, podcast_id):
+            raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
+    return {"podcast_id": podcast_id, "deleted": True}
+
+
+def delete_user(user_id: str) -> dict[str, Any]:
+    """A privacy request: the user, their listens, feedback and suggestions are all removed."""
+    _database_ready()
+    with db_utils.connection() as conn:
+        removed = db_utils.delete_user(conn, user_id)
+    if removed is None:
+        raise ApiError(404, "user_not_found", f"no user {user_id!r}")
+    return {"user_id": user_id, "deleted": True, **removed}
 
 
 def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Summarize each podcast and embed them all in one batch; returns the saved rows by id.
-
-    On an AI failure nothing is saved: the error is recorded and the worker retries later.
-    """
+    """Summarize each podcast (a few at a time), embed them all in batched requests and store
+    the results; returns the saved rows by id. What the AI service fails on stays pending,
+    with the error recorded, for the worker to retry with backoff."""
     provider = get_provider()
-    try:
-        summaries = [
-            provider.summarize(p["title"], p["description"] or "", p["transcript"]) for p in podcasts
-        ]
-        vectors = provider.embed(
-            [
-                embedding_text(p["title"], s, p["description"])
-                for p, s in zip(podcasts, summaries, strict=True)
-            ]
-        )
-    except AIProviderError as exc:
-        log.warning("%d podcast(s) left pending: %s", len(podcasts), exc)
-        with db_utils.connection() as conn:
-            db_utils.record_enrichment_failure(conn, [p["id"] for p in podcasts], str(exc))
-        return {}
+
+    def summarize(podcast: dict[str, Any]) -> str | AIProviderError:
+        try:
+            return provider.summarize(podcast["title"], podcast["description"] or "", podcast["transcript"])
+        except AIProviderError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=get_settings().ai_concurrency) as pool:
+        summaries = list(pool.map(summarize, podcasts))
+    failed = {p["id"]: str(s) for p, s in zip(podcasts, summaries, strict=True) if isinstance(s, Exception)}
+    done = [(p, s) for p, s in zip(podcasts, summaries, strict=True) if not isinstance(s, Exception)]
+    vectors = []
+    if done:
+        try:
+            vectors = provider.embed([embedding_text(p["title"], s, p["description"]) for p, s in done])
+        except AIProviderError as exc:
+            failed |= {p["id"]: str(exc) for p, _ in done}
+            done = []
     saved = {}
     with db_utils.connection() as conn:
-        for podcast, summary, vector in zip(podcasts, summaries, vectors, strict=True):
+        for (podcast, summary), vector in zip(done, vectors, strict=True):
             row = db_utils.save_enrichment(conn, podcast, summary, vector)
             if row is not None:
                 saved[row["id"]] = row
+        for error in set(failed.values()):
+            db_utils.record_enrichment_failure(conn, [pid for pid, e in failed.items() if e == error], error)
+    if failed:
+        log.warning("%d podcast(s) left pending: %s", len(failed), "; ".join(set(failed.values())))
     return saved
+
+
+def search(query: SearchQuery) -> dict[str, Any]:
+    """Plain-language search with filters; with `user_id`, the user's profile is blended in."""
+    _database_ready()
+    settings = get_settings()
+    try:
+        vector = embed_query(query.q)
+    except AIProviderError as exc:
+        raise ApiError(503, "ai_unavailable", "the embedding service is unavailable; retry shortly") from exc
+    if query.user_id is not None:
+        with db_utils.connection() as conn:
+            user = db_utils.get_user(conn, query.user_id)
+        if user is None:
+            raise ApiError(404, "user_not_found", f"no user {query.user_id!r}")
+        profile = db_utils.as_array(user["embedding"])
+        if profile is not None:
+            vector = ranking.unit(vector + SEARCH_PROFILE_WEIGHT * profile)
+    with db_utils.connection() as conn:
+        results = db_utils.search_podcasts(
+            conn,
+            vector,
+            query.limit,
+            category=query.category,
+            language=query.language,
+            max_duration_seconds=query.max_duration_seconds,
+            published_after=query.published_after,
+            ef_search=settings.hnsw_ef_search,
+        )
+    for row in results:
+        row["score"] = round(float(row["score"]), 4)
+        if row["published_at"] is not None:
+            row["published_at"] = row["published_at"].isoformat()
+    return {"query": query.q, "results": results}
+
+
+@lru_cache(maxsize=2048)
+def embed_query(text: str) -> np.ndarray:
+    """Search queries repeat; their vectors are kept (in this process) to save AI calls."""
+    [vector] = get_provider().embed([text])
+    return vector
 
 
 def enrich_pending(batch_size: int = 32) -> int:
@@ -423,7 +514,7 @@ def health() -> dict[str, Any]:
     applied = ensure_database() if not _ready else None
     with db_utils.connection() as conn, conn.cursor() as cur:
         applied = applied or db_utils.applied_migrations(cur)
-        counts = db_utils.podcast_counts(cur)
+        counts = db_utils.podcast_counts(cur, get_settings().enrich_max_attempts)
         version = db_utils.pgvector_version(cur)
     expected = [p.stem for p in db_utils.migration_files()]
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, model_validator
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Category = Annotated[
@@ -29,6 +29,32 @@ class AddPodcastRequest(Body):
     language: Annotated[Text, StringConstraints(max_length=35)] | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
     published_at: datetime | None = None
+
+
+class BulkItems(RootModel[list[dict]]):
+    """A JSON array of `add_podcast` bodies; each item is validated on its own."""
+
+
+class UpdatePodcastRequest(Body):
+    """Any subset of the fields of `AddPodcastRequest`."""
+
+    title: Annotated[Text, StringConstraints(max_length=500)] | None = None
+    transcript: Annotated[Text, StringConstraints(max_length=200_000)] | None = None
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
+    external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    category: Category | None = None
+    language: Annotated[Text, StringConstraints(max_length=35)] | None = None
+    duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
+    published_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> UpdatePodcastRequest:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for required in ("title", "transcript"):
+            if required in self.model_fields_set and getattr(self, required) is None:
+                raise ValueError(f"{required} cannot be removed")
+        return self
 
 
 class UpdateUserHistoryRequest(Body):
@@ -78,3 +104,17 @@ class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     since: datetime | None = None
+
+
+class SearchQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000)]
+    limit: Annotated[int, Field(ge=1, le=50)] = 10
+    category: Category | None = None
+    language: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35)] | None = (
+        None
+    )
+    max_duration_seconds: Annotated[int, Field(ge=0)] | None = None
+    published_after: datetime | None = None
+    user_id: UserId | None = None

@@ -34,8 +34,8 @@ def test_serves_exactly_the_registered_functions_over_http():
     def echo(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(req.get_body(), mimetype="application/octet-stream")
 
-    server, stop = local_runner.serve(app.get_functions(), port=0)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    running = local_runner.serve(app.get_functions(), port=0)
+    base = f"http://127.0.0.1:{running.server.server_address[1]}"
     try:
         got = httpx.get(f"{base}/api/items/7", params={"q": "a b"})
         assert (got.status_code, got.text, got.headers["x-seen"]) == (203, "7:a b:GET", "1")
@@ -44,5 +44,4 @@ def test_serves_exactly_the_registered_functions_over_http():
         assert httpx.delete(f"{base}/api/items/7").status_code == 405
         assert httpx.get(f"{base}/api/other").status_code == 404
     finally:
-        stop.set()
-        server.shutdown()
+        running.shutdown()
