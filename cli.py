@@ -1,12 +1,17 @@
-"""Command line: `python cli.py migrate | seed | export-suggestions`."""
+"""Command line: `python cli.py migrate | seed | import FILE | export-suggestions`."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
+
+from pydantic import ValidationError
 
 import db_utils
 import recommender
@@ -47,6 +52,42 @@ def seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_records(path: Path) -> Iterator[dict]:
+    """Rows of a CSV file (a header line, `add_podcast` field names) or objects of a JSONL file."""
+    with path.open(newline="") as handle:
+        if path.suffix.lower() == ".csv":
+            for row in csv.DictReader(handle):
+                record = {k: v for k, v in row.items() if v not in (None, "")}
+                if record.get("duration_seconds", "").isdigit():
+                    record["duration_seconds"] = int(record["duration_seconds"])
+                yield record
+        else:
+            yield from (json.loads(line) for line in handle if line.strip())
+
+
+def import_podcasts(args: argparse.Namespace) -> int:
+    """Bulk-load episodes from CSV or JSONL through the same path as `POST /api/add_podcasts`."""
+    from tqdm import tqdm
+
+    recommender.ensure_database()
+    counts = {"ready": 0, "pending": 0, "invalid": 0}
+    records = list(read_records(Path(args.file)))
+    with tqdm(total=len(records), unit="episode", disable=args.quiet) as progress:
+        for start in range(0, len(records), args.batch_size):
+            batch = []
+            for number, record in enumerate(records[start : start + args.batch_size], start=start + 1):
+                try:
+                    batch.append(AddPodcastRequest.model_validate_json(json.dumps(record)))
+                except (ValidationError, ValueError) as exc:
+                    counts["invalid"] += 1
+                    progress.write(f"record {number}: {exc}".splitlines()[0] + " (skipped)")
+            for podcast, _ in recommender.add_podcasts(batch) if batch else []:
+                counts[podcast["status"]] += 1
+            progress.update(len(records[start : start + args.batch_size]))
+    print(f"imported {counts['ready']} ready, {counts['pending']} pending, {counts['invalid']} invalid")
+    return 0 if not counts["invalid"] else 1
+
+
 def export_suggestions(args: argparse.Namespace) -> int:
     """Suggestions with their outcomes, one JSON object a line: an evaluation data set."""
     recommender.ensure_database()
@@ -71,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     seed_parser = commands.add_parser("seed", help="load sample_data/ (podcasts and users)")
     seed_parser.add_argument("--if-empty", action="store_true", help="only when there are no podcasts")
     seed_parser.set_defaults(run=seed)
+    import_parser = commands.add_parser("import", help="load episodes from a CSV or JSONL file")
+    import_parser.add_argument("file", help="a .csv (with a header line) or .jsonl file")
+    import_parser.add_argument("--batch-size", type=int, default=100)
+    import_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    import_parser.set_defaults(run=import_podcasts)
     export_parser = commands.add_parser("export-suggestions", help="suggestions with outcomes, as JSONL")
     export_parser.add_argument("--since", help="ISO date or time (default: everything)")
     export_parser.add_argument("--output", help="file to write (default: standard output)")

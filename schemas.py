@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, model_validator
 
@@ -31,7 +31,7 @@ class AddPodcastRequest(Body):
     published_at: datetime | None = None
 
 
-class BulkItems(RootModel[list[dict]]):
+class BulkItems(RootModel[list[Any]]):
     """A JSON array of `add_podcast` bodies; each item is validated on its own."""
 
 

@@ -183,7 +183,7 @@ def openai_api(create_database, fake_openai, tmp_path_factory) -> Iterator[Api]:
         "OPENAI_EMBEDDING_MODEL": "fake-embedding",
         "OPENAI_CHAT_MODEL": "fake-chat",
         "EMBEDDING_DIMENSIONS": "384",
-        "AI_MAX_RETRIES": "1",
+        "AI_MAX_RETRIES": "2",
         "AI_TIMEOUT_SECONDS": "5",
     }
     with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "openai.log") as api:
