@@ -145,7 +145,7 @@ def add_podcasts(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @endpoint(["PATCH", "DELETE"], "podcasts/{podcast_id}")
-def podcast(req: func.HttpRequest) -> func.HttpResponse:
+def podcast_by_id(req: func.HttpRequest) -> func.HttpResponse:
     podcast_id = route_id(req, "podcast_id")
     if req.method.upper() == "DELETE":
         return json_response(recommender.delete_podcast(podcast_id))
@@ -153,7 +153,7 @@ def podcast(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @endpoint("DELETE", "users/{user_id}")
-def user(req: func.HttpRequest) -> func.HttpResponse:
+def delete_user(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(recommender.delete_user(req.route_params["user_id"]))
 
 

@@ -70,8 +70,7 @@ def embedding_text(title: str, summary: str | None, description: str | None) -> 
 
 
 def _public_podcast(row: dict[str, Any]) -> dict[str, Any]:
-    row = dict(row)
-    row.pop("transcript", None)
+    row = {k: v for k, v in row.items() if k not in {"transcript", "content_hash"}}
     for key in ("published_at", "created_at", "updated_at"):
         if row.get(key) is not None:
             row[key] = row[key].isoformat()
