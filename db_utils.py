@@ -744,20 +744,15 @@ def insert_feedback(conn, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         return cur.fetchone(), False
 
 
-def apply_feedback(
-    conn, user_id: str, podcast_id: int, podcast_vec: np.ndarray | None, weight: float, listened: bool
-) -> None:
+def apply_feedback(conn, user_id: str, podcast_vec: np.ndarray | None, weight: float) -> None:
     """Fold one event into the user's decayed feedback vector and rebuild the profile.
 
     Call with the user's row locked (`lock_user`) in the same transaction as `insert_feedback`.
+    Feedback never touches `user_listens`: that is the stated history, which the `history_only`
+    variant ranks by, and counting a completed episode there too would count it twice.
     """
     settings = get_settings()
     with conn.cursor() as cur:
-        if listened:
-            cur.execute(
-                "INSERT INTO user_listens (user_id, podcast_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (user_id, podcast_id),
-            )
         if podcast_vec is not None:
             cur.execute(
                 "SELECT feedback_vector, extract(epoch FROM now() - feedback_at) FROM users WHERE id = %s",

@@ -385,14 +385,7 @@ def record_feedback(request: FeedbackRequest) -> tuple[dict[str, Any], bool]:
                 )
         event, created = db_utils.insert_feedback(conn, {**request.model_dump(), "weight": weight})
         if created:
-            db_utils.apply_feedback(
-                conn,
-                request.user_id,
-                request.podcast_id,
-                vector,
-                weight,
-                listened=request.event == "complete",
-            )
+            db_utils.apply_feedback(conn, request.user_id, vector, weight)
     event["created_at"] = event["created_at"].isoformat()
     return event, created
 

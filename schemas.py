@@ -20,32 +20,35 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class AddPodcastRequest(Body):
-    title: Annotated[Text, StringConstraints(max_length=500)]
-    transcript: Annotated[Text, StringConstraints(max_length=200_000)]
+Title = Annotated[Text, StringConstraints(max_length=500)]
+Transcript = Annotated[Text, StringConstraints(max_length=200_000)]
+
+
+class PodcastFields(Body):
+    """The optional fields of an episode, shared by adding and updating one."""
+
     description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
     external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
     category: Category | None = None
     language: Annotated[Text, StringConstraints(max_length=35)] | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
     published_at: datetime | None = None
+
+
+class AddPodcastRequest(PodcastFields):
+    title: Title
+    transcript: Transcript
 
 
 class BulkItems(RootModel[list[Any]]):
     """A JSON array of `add_podcast` bodies; each item is validated on its own."""
 
 
-class UpdatePodcastRequest(Body):
+class UpdatePodcastRequest(PodcastFields):
     """Any subset of the fields of `AddPodcastRequest`."""
 
-    title: Annotated[Text, StringConstraints(max_length=500)] | None = None
-    transcript: Annotated[Text, StringConstraints(max_length=200_000)] | None = None
-    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
-    external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
-    category: Category | None = None
-    language: Annotated[Text, StringConstraints(max_length=35)] | None = None
-    duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
-    published_at: datetime | None = None
+    title: Title | None = None
+    transcript: Transcript | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> UpdatePodcastRequest:

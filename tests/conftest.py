@@ -74,6 +74,16 @@ def ai(fake_openai: FakeOpenAIServer) -> FakeOpenAIServer:
     return fake_openai
 
 
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

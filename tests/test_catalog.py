@@ -15,7 +15,7 @@ import httpx
 import psycopg2
 import pytest
 
-from tests.conftest import ROOT, Api
+from tests.conftest import ROOT, Api, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 TOPICS = {
@@ -41,16 +41,6 @@ def status_of(api: Api, podcast_id: int) -> str | None:
     return rows[0][0] if rows else None
 
 
-def wait_for(predicate, timeout: float) -> float | None:
-    """Seconds until `predicate()` held, or None if it never did within `timeout`."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    return None
-
-
 # --- change capture -------------------------------------------------------------------------
 
 
@@ -61,22 +51,14 @@ def test_plain_sql_insert_and_edit_are_enriched_within_seconds(openai_api: Api, 
             " VALUES ('Lava lakes', 'magma lava crater', 'volcano') RETURNING id"
         )
         [podcast_id] = cur.fetchone()
-    assert wait_for(lambda: status_of(openai_api, podcast_id) == "ready", 5) is not None
+    assert wait_for(lambda: status_of(openai_api, podcast_id) == "ready", 5)
     [(summary,)] = openai_api.query("SELECT summary FROM podcasts WHERE id = %s", (podcast_id,))
     with psycopg2.connect(openai_api.dsn) as conn, conn.cursor() as cur:
         cur.execute(
             "UPDATE podcasts SET transcript = 'Chess gambits and endgames.' WHERE id = %s", (podcast_id,)
         )
-    assert (
-        wait_for(
-            lambda: (
-                openai_api.query("SELECT status, summary FROM podcasts WHERE id = %s", (podcast_id,))[0]
-                not in {("pending", summary), ("ready", summary)}
-            ),
-            5,
-        )
-        is not None
-    )
+    sql = "SELECT status = 'ready' AND summary <> %s FROM podcasts WHERE id = %s"
+    assert wait_for(lambda: openai_api.query(sql, (summary, podcast_id)) == [(True,)], 5)
     [(new_summary,)] = openai_api.query("SELECT summary FROM podcasts WHERE id = %s", (podcast_id,))
     assert "Chess" in new_summary
 
@@ -129,9 +111,7 @@ def test_burst_of_200_with_half_the_ai_calls_failing_ends_all_ready_without_dupl
         "SELECT count(*), count(*) FILTER (WHERE status = 'ready') FROM podcasts WHERE external_id = ANY(%s)"
     )
     assert openai_api.query(count, (ids,))[0][0] == 200
-    assert wait_for(lambda: openai_api.query(count, (ids,))[0] == (200, 200), 90) is not None, (
-        ai.failed_requests
-    )
+    assert wait_for(lambda: openai_api.query(count, (ids,))[0] == (200, 200), 90), ai.failed_requests
     assert ai.failed_requests > 0
     assert openai_api.get("/api/health").json()["podcasts"]["pending"] == 0
 

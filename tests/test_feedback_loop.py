@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 import ranking
-from tests.conftest import ROOT, Api
+from tests.conftest import ROOT, Api, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 DEFAULT_SPLIT = ranking.parse_split("loop:90,history_only:10")
@@ -45,15 +44,6 @@ def page(api: Api, user_id: str, limit: int = 5) -> list[dict]:
 def send(api: Api, user_id: str, item: dict, event: str, **extra) -> httpx.Response:
     body = {"user_id": user_id, "podcast_id": item["podcast_id"], "suggestion_id": item["suggestion_id"]}
     return api.post("/api/feedback", {**body, "event": event, **extra})
-
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
 
 
 # --- capture ------------------------------------------------------------------------------
@@ -224,8 +214,8 @@ def test_history_only_variant_ignores_feedback(local_api: Api):
     create_user(local_api, user_id, "Roman history and ancient empires")
     before = local_api.query("SELECT history_profile::text FROM users WHERE id = %s", (user_id,))
     cooking = [pid for ext, pid in local_api.sample_ids.items() if "cooking" in ext]
-    for pid in cooking[:4]:
-        local_api.post("/api/feedback", {"user_id": user_id, "podcast_id": pid, "event": "like"})
+    for pid, event in zip(cooking[:4], ["like", "like", "complete", "complete"], strict=True):
+        local_api.post("/api/feedback", {"user_id": user_id, "podcast_id": pid, "event": event})
     assert local_api.query("SELECT history_profile::text FROM users WHERE id = %s", (user_id,)) == before
     assert Counter(i["category"] for i in page(local_api, user_id, 3))["cooking"] == 0
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
-from tests.conftest import FAKE_API_KEY, Api
+from tests.conftest import FAKE_API_KEY, Api, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 TOPICS = {
@@ -42,15 +41,6 @@ def new_user(api: Api, history: str) -> str:
     response = api.post("/api/update_user_history", {"user_id": user_id, "listening_history": history})
     assert response.status_code == 200, response.text
     return user_id
-
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
 
 
 def test_add_podcast_uses_one_summary_and_one_embedding_call(openai_api: Api, ai: FakeOpenAIServer):
