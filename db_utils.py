@@ -14,7 +14,6 @@ import numpy as np
 import psycopg2
 import psycopg2.extras
 import psycopg2.pool
-from pgvector import Vector
 from pgvector.psycopg2 import register_vector
 
 import ranking
@@ -171,8 +170,24 @@ def migrate(conn, dimensions: int, embedding_model: str) -> list[str]:
             log.info("applied migration %s", path.stem)
         global _iterative_scan
         _iterative_scan = supports_iterative_scan(pgvector_version(cur))
-    register_vector(conn, globally=True)
+    register_vector_types(conn)
     return sorted(applied)
+
+
+def register_vector_types(conn) -> None:
+    """pgvector's adapter writes numpy arrays as vectors; vectors are read back as float32 numpy
+    arrays by a caster that parses in C (pgvector's parses in Python, 2-3x slower: this is on
+    the recommend path, which reads dozens of candidate vectors per request)."""
+    register_vector(conn, globally=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 'vector'::regtype::oid")
+        [oid] = cur.fetchone()
+    caster = psycopg2.extensions.new_type((oid,), "VECTOR_NUMPY", parse_vector)
+    psycopg2.extensions.register_type(caster)
+
+
+def parse_vector(text: str | None, _cursor: Any) -> np.ndarray | None:
+    return None if text is None else np.fromstring(text[1:-1], sep=",", dtype=np.float32)
 
 
 def check_embedding_model(cur, dimensions: int, embedding_model: str) -> None:
@@ -446,7 +461,7 @@ def refresh_profile(conn, user_id: str) -> None:
             """,
             (user_id,),
         )
-        parts = {k: as_array(v) if k != "feedback_age" else v for k, v in cur.fetchone().items()}
+        parts = cur.fetchone()
         history_profile = ranking.combine(parts["history_embedding"], parts["listened_mean"])
         feedback = ranking.decayed(
             parts["feedback_vector"], parts["feedback_age"], settings.feedback_half_life_days
@@ -458,10 +473,6 @@ def refresh_profile(conn, user_id: str) -> None:
             "UPDATE users SET history_profile = %s, embedding = %s WHERE id = %s",
             (history_profile, profile, user_id),
         )
-
-
-def as_array(vector: Vector | np.ndarray | None) -> np.ndarray | None:
-    return vector.to_numpy() if isinstance(vector, Vector) else vector
 
 
 def get_user(conn, user_id: str) -> dict[str, Any] | None:
@@ -481,11 +492,18 @@ def get_user(conn, user_id: str) -> dict[str, Any] | None:
 
 # --- recommendations --------------------------------------------------------------------
 
-EXCLUDED_FOR_USER = """
-    NOT EXISTS (SELECT 1 FROM user_listens l WHERE l.user_id = %(user_id)s AND l.podcast_id = p.id)
-    AND NOT EXISTS (SELECT 1 FROM feedback_events f WHERE f.user_id = %(user_id)s
-                    AND f.podcast_id = p.id AND f.event IN ('dislike', 'complete'))
-"""
+
+def excluded_for_user(cur, user_id: str) -> list[int]:
+    """Episodes never to recommend to this user: listened, completed or disliked.
+
+    Fetched first and passed as a plain `id <> ALL(...)` filter: a NOT EXISTS in the nearest-
+    neighbour query would make the planner join first and give up the index-ordered scan."""
+    cur.execute(
+        "SELECT podcast_id FROM user_listens WHERE user_id = %(u)s UNION SELECT podcast_id"
+        " FROM feedback_events WHERE user_id = %(u)s AND event IN ('dislike', 'complete')",
+        {"u": user_id},
+    )
+    return [row["podcast_id"] for row in cur.fetchall()]
 
 
 def recently_suggested(cur, user_id: str, window_hours: float) -> set[int]:
@@ -516,16 +534,16 @@ def candidate_podcasts(
     """
     with dict_cursor(conn) as cur:
         recent = recently_suggested(cur, user_id, resuggest_window_hours)
+        excluded = excluded_for_user(cur, user_id)
         wanted = count + len(recent)
-        sql = f"""
+        sql = """
             SELECT c.*, r.reason AS cached_reason FROM (
                 SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
                        p.embedding <=> %(q)s AS distance
                 FROM podcasts p
-                WHERE p.status = 'ready'
+                WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
                   AND (%(category)s::text IS NULL OR p.category = %(category)s)
-                  AND {EXCLUDED_FOR_USER}
-                ORDER BY {{order}} LIMIT %(k)s
+                ORDER BY {order} LIMIT %(k)s
             ) c
             LEFT JOIN LATERAL (
                 SELECT s.reason FROM suggested_podcasts s
@@ -536,24 +554,27 @@ def candidate_podcasts(
             ORDER BY c.distance
         """
         params = {"q": query, "category": category, "user_id": user_id, "k": wanted}
-        params["valid_from"] = reasons_valid_from
-        rows = nearest(cur, sql, params, wanted, ef_search)
+        params |= {"valid_from": reasons_valid_from, "excluded": excluded}
+        rows = nearest(cur, sql, params, wanted, ef_search, filtered_out=len(excluded))
     for row in rows:
         row["similarity"] = 1.0 - float(row.pop("distance"))
-        row["embedding"] = as_array(row["embedding"])
         row["recently_suggested"] = row["podcast_id"] in recent
     rows.sort(key=lambda r: r["recently_suggested"])  # stable: fresh first, each by distance
     return rows[:count]
 
 
-def nearest(cur, sql: str, params: dict[str, Any], wanted: int, ef_search: int) -> list[dict[str, Any]]:
+def nearest(
+    cur, sql: str, params: dict[str, Any], wanted: int, ef_search: int, filtered_out: int = 0
+) -> list[dict[str, Any]]:
     """Run a nearest-neighbour query whose ORDER BY is `{order}`, through the HNSW index.
 
     The index scan applies WHERE filters to the ef_search nearest it finds, so selective
-    filters can leave fewer than `wanted` rows. pgvector >= 0.8 keeps scanning (iterative
-    scans); older versions fall back to an exact scan, the only way to be sure.
+    filters can leave fewer than `wanted` rows: ef_search grows with the rows known to be
+    filtered out, pgvector >= 0.8 keeps scanning (iterative scans), and older versions fall
+    back to an exact scan when that is still not enough, the only way to be sure.
     """
-    cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(max(ef_search, wanted), 1000)),))
+    candidates = min(max(ef_search, wanted + filtered_out), 1000)
+    cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(candidates),))
     if _iterative_scan:
         cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
     cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
@@ -602,9 +623,10 @@ def popular_podcasts(
     then the newest. Episodes suggested within the window come last."""
     with dict_cursor(conn) as cur:
         recent = recently_suggested(cur, user_id, resuggest_window_hours)
-        params = {"user_id": user_id, "category": category, "k": count + len(recent)}
+        excluded = excluded_for_user(cur, user_id)
+        params = {"excluded": excluded, "category": category, "k": count + len(recent)}
         cur.execute(
-            f"""
+            """
             WITH engagement AS (
                 SELECT podcast_id,
                        sum(CASE WHEN created_at > now() - interval '7 days' THEN 2 ELSE 1 END * weight)
@@ -615,12 +637,12 @@ def popular_podcasts(
             ), ranked AS (
                 (SELECT p.id, e.score FROM engagement e JOIN podcasts p ON p.id = e.podcast_id
                  WHERE p.status = 'ready' AND (%(category)s::text IS NULL OR p.category = %(category)s)
-                   AND {EXCLUDED_FOR_USER}
+                   AND p.id <> ALL(%(excluded)s::bigint[])
                  ORDER BY e.score DESC LIMIT %(k)s)
                 UNION ALL
                 (SELECT p.id, 0 FROM podcasts p
                  WHERE p.status = 'ready' AND (%(category)s::text IS NULL OR p.category = %(category)s)
-                   AND {EXCLUDED_FOR_USER}
+                   AND p.id <> ALL(%(excluded)s::bigint[])
                  ORDER BY p.published_at DESC NULLS LAST, p.id DESC LIMIT %(k)s)
             )
             SELECT p.id AS podcast_id, p.title, p.summary, p.category, max(r.score) AS score
@@ -650,7 +672,7 @@ def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:
             """,
             (user_id, limit),
         )
-        vectors = [as_array(row[0]) for row in cur.fetchall()]
+        vectors = [row[0] for row in cur.fetchall()]
     return np.vstack(vectors) if vectors else None
 
 
@@ -710,7 +732,7 @@ def podcast_vector(conn, podcast_id: int) -> tuple[bool, np.ndarray | None]:
     with conn.cursor() as cur:
         cur.execute("SELECT embedding FROM podcasts WHERE id = %s", (podcast_id,))
         row = cur.fetchone()
-    return (row is not None, as_array(row[0]) if row else None)
+    return (row is not None, row[0] if row else None)
 
 
 def suggestion_owner(conn, suggestion_id: int) -> tuple[str, int] | None:
@@ -759,7 +781,7 @@ def apply_feedback(conn, user_id: str, podcast_vec: np.ndarray | None, weight: f
                 (user_id,),
             )
             stored, age = cur.fetchone()
-            current = ranking.decayed(as_array(stored), age, settings.feedback_half_life_days)
+            current = ranking.decayed(stored, age, settings.feedback_half_life_days)
             update = weight * podcast_vec if current is None else current + weight * podcast_vec
             cur.execute(
                 "UPDATE users SET feedback_vector = %s, feedback_at = now() WHERE id = %s", (update, user_id)
@@ -865,7 +887,6 @@ def engaged_podcasts(conn, since: Any, limit: int = 100) -> list[dict[str, Any]]
         )
         rows = cur.fetchall()
     for row in rows:
-        row["embedding"] = as_array(row["embedding"])
         row["engagement"] = float(row["engagement"])
     return rows
 

@@ -7,6 +7,7 @@ transaction (so slow AI calls never hold a pooled connection) and returns plain 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -179,7 +180,7 @@ def search(query: SearchQuery) -> dict[str, Any]:
             user = db_utils.get_user(conn, query.user_id)
         if user is None:
             raise ApiError(404, "user_not_found", f"no user {query.user_id!r}")
-        profile = db_utils.as_array(user["embedding"])
+        profile = user["embedding"]
         if profile is not None:
             vector = ranking.unit(vector + SEARCH_PROFILE_WEIGHT * profile)
     with db_utils.connection() as conn:
@@ -276,7 +277,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
         variant = ranking.assign_variant(
             query.user_id, ranking.parse_split(settings.ab_split), settings.ab_salt
         )
-        profile = db_utils.as_array(user["embedding"] if variant.use_feedback else user["history_profile"])
+        profile = user["embedding"] if variant.use_feedback else user["history_profile"]
         scope = {"user_id": query.user_id, "resuggest_window_hours": settings.resuggest_window_hours}
         if profile is None:
             items = db_utils.popular_podcasts(conn, query.limit, category=query.category, **scope)
@@ -293,7 +294,10 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
                 **scope,
             )
             negatives = db_utils.negative_examples(conn, query.user_id) if variant.use_feedback else None
-            items = choose(profile, candidates, query.limit, variant, negatives)
+            # Exploration is random but stable for a user within a day, so repeated requests
+            # show (and reuse the cached reasons of) the same picks.
+            rng = random.Random(f"{query.user_id}:{datetime.now(UTC).date()}")
+            items = choose(profile, candidates, query.limit, variant, negatives, rng)
     reasons = write_reasons(listener_profile(user), [i for i in items if not i["cached_reason"]])
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
@@ -318,6 +322,7 @@ def choose(
     limit: int,
     variant: ranking.Variant,
     negatives: np.ndarray | None,
+    rng: random.Random,
 ) -> list[dict[str, Any]]:
     """Re-rank; episodes suggested within the window are used only when fresh ones run out."""
     fresh = [c for c in candidates if not c["recently_suggested"]]
@@ -325,7 +330,7 @@ def choose(
     if not pool:
         return []
     vectors = np.vstack([c["embedding"] for c in pool])
-    picks = ranking.rerank(profile, vectors, limit, variant, negatives)
+    picks = ranking.rerank(profile, vectors, limit, variant, negatives, rng)
     items = []
     for row, strategy in picks:
         item = {k: v for k, v in pool[row].items() if k not in {"embedding", "recently_suggested"}}
