@@ -37,7 +37,7 @@ seed: install
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache
 
-# Benchmarks (bench/README in bench/RESULTS.md): latency, throughput, recall, ingest, scale.
+# Benchmarks: recommend latency and throughput against a naive baseline, recall, ingest, scale.
 # Writes bench/results.json and bench/RESULTS.md; built catalogs are cached in bench/.work/.
 .PHONY: bench bench-quick
 
@@ -46,3 +46,9 @@ bench: install
 
 bench-quick: install
 	$(PY) -m bench.run --quick
+
+# Feedback-loop simulation (bench/LOOP_RESULTS.md): synthetic listeners, history-only vs the loop.
+.PHONY: bench-loop
+
+bench-loop: install
+	$(PY) bench/simulate_loop.py

@@ -40,7 +40,13 @@ class SchemaMismatchError(RuntimeError):
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or join) the embedded Postgres under `data_dir` and return its URL."""
     global _embedded_server
-    import pgserver  # a local/dev dependency, never needed in Azure
+    try:
+        import pgserver  # a local/dev dependency, never needed in Azure
+    except ImportError as exc:
+        raise RuntimeError(
+            "DATABASE_URL is not set and the embedded database is not installed "
+            "(pip install -r requirements-dev.txt); set DATABASE_URL to a Postgres with pgvector"
+        ) from exc
 
     pgdata = data_dir / "pgdata"
     pgdata.mkdir(parents=True, exist_ok=True)
