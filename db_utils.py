@@ -404,11 +404,7 @@ def upsert_user_history(
     history_embedding: np.ndarray | None,
     listened_ids: Sequence[int],
 ) -> dict[str, Any]:
-    """Create or update the user, add listens and rebuild the profile vector, in one transaction.
-
-    The profile is the normalized sum of the history text's vector and the mean vector of the
-    listened episodes, so both count equally however many episodes there are.
-    """
+    """Create or update the user, add listens and rebuild the profile vectors, in one transaction."""
     with dict_cursor(conn) as cur:
         cur.execute(
             """
