@@ -126,6 +126,9 @@ def run_timer(timer: Timer, stop: threading.Event, wake: threading.Event) -> Non
 def make_handler(routes: list[Route]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm the second waits for
+        # the client's delayed ACK (~40 ms) on a kept-alive connection.
+        disable_nagle_algorithm = True
 
         def _dispatch(self) -> None:
             url = urlsplit(self.path)
