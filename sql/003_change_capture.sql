@@ -5,9 +5,11 @@
 ALTER TABLE podcasts
     ADD COLUMN content_hash  text,  -- of title, description and transcript as they are now
     ADD COLUMN enriched_hash text;  -- of the text the stored summary and vector were made from
+-- One pass over existing rows (each updated row also gets a new HNSW entry: keep it to one).
 UPDATE podcasts
-SET content_hash = md5(concat_ws(E'\x1f', title, coalesce(description, ''), transcript));
-UPDATE podcasts SET enriched_hash = content_hash WHERE status = 'ready';
+SET content_hash = md5(concat_ws(E'\x1f', title, coalesce(description, ''), transcript)),
+    enriched_hash = CASE WHEN status = 'ready'
+                         THEN md5(concat_ws(E'\x1f', title, coalesce(description, ''), transcript)) END;
 
 CREATE FUNCTION podcasts_mark_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
