@@ -1,0 +1,1 @@
+"""Benchmarks of the podcast recommender: latency, throughput, recall, ingest and scale."""

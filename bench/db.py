@@ -1,0 +1,72 @@
+"""The embedded Postgres used by the benchmarks: one server, one database per catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg2
+from psycopg2.extensions import make_dsn, parse_dsn
+
+WORK_DIR = Path(__file__).resolve().parent / ".work"
+
+
+def start_server(data_dir: Path = WORK_DIR / "pg") -> Any:
+    """Start (or join) the embedded Postgres under `data_dir`; the object keeps it alive."""
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(data_dir, cleanup_mode="stop")
+
+
+def database_dsn(server: Any, name: str) -> str:
+    return make_dsn(**{**parse_dsn(server.get_uri()), "dbname": name})
+
+
+def ensure_database(server: Any, name: str) -> str:
+    """Create database `name` if missing; returns its DSN."""
+    conn = psycopg2.connect(server.get_uri())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return database_dsn(server, name)
+
+
+def connect(dsn: str, autocommit: bool = False) -> psycopg2.extensions.connection:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = autocommit
+    return conn
+
+
+def scalar(dsn: str, sql: str, params: Any = None) -> Any:
+    conn = connect(dsn, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+            return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def postgres_memory(server: Any) -> dict[str, float]:
+    """Memory of the postmaster and all its children, in MiB.
+
+    `rss_mb` sums resident sets (shared buffers are counted once per process that touched
+    them, so it overstates); `pss_mb` shares each shared page among its users (the honest sum).
+    """
+    root = psutil.Process(server.get_pid())
+    rss = pss = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            info = proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)
+    mib = 1024 * 1024
+    return {"rss_mb": round(rss / mib, 1), "pss_mb": round(pss / mib, 1)}

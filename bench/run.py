@@ -1,0 +1,222 @@
+"""Run the benchmarks and write bench/results.json and bench/RESULTS.md.
+
+    python -m bench.run                          # 10k, 100k and 1M episodes at 384 dims, 100k at 1536
+    python -m bench.run --quick                  # 10k only, few requests: under 3 minutes
+    python -m bench.run --sizes 10000,100000     # some sizes (rows of other sizes are kept)
+
+Built catalogs are cached under bench/.work/, so a re-run only measures. What the figures mean:
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bench import catalog, ingest, load, recall, report, services
+from bench.db import postgres_memory, start_server
+from bench.fake_ai import FakeAI, delta
+
+CHAT_DELAY_SECONDS = 0.3  # the simulated reason-writing LLM call
+LIMIT = 10  # recommendations per request
+EF_SEARCH_SWEEP = [10, 20, 40, 64, 100, 200, 400]
+NO_EXPLORATION = "history_only:100"  # AB_SPLIT giving every user the arm without exploration
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much each phase sends: users per cold phase, time limits in seconds."""
+
+    concurrency: tuple[int, ...] = (4, 16)
+    warm_concurrency: tuple[int, ...] = (1, 4, 16)  # 1 client: service time without queueing
+    cold_users: int = 40  # per concurrent client and phase: every request a new user
+    warm_users: int = 64
+    warm_seconds: float = 15
+    cold_seconds: float = 20
+    baseline_users: int = 8  # per concurrent client
+    baseline_seconds: float = 30
+    recall_queries: int = 200
+    ingest_single: int = 600
+    ingest_bulk: int = 3000
+    ingest_seconds: float = 30
+
+
+FULL = Plan()
+QUICK = Plan(
+    cold_users=8,
+    warm_users=32,
+    warm_seconds=5,
+    cold_seconds=8,
+    baseline_users=3,
+    baseline_seconds=12,
+    recall_queries=50,
+    ingest_single=150,
+    ingest_bulk=1000,
+    ingest_seconds=10,
+)
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def recommend_requests(users: Iterable[str], path: str = "/api/recommend_podcasts") -> Iterator[load.Request]:
+    return (load.Request("GET", f"{path}?user_id={user}&limit={LIMIT}") for user in users)
+
+
+def measure(
+    base_url: str,
+    ai: FakeAI,
+    requests: Iterator[load.Request],
+    concurrency: int,
+    seconds: float,
+    **row: Any,
+) -> dict[str, Any]:
+    """One load phase; LLM calls per request are counted over every request of the phase."""
+    before = ai.counters()
+    result = load.run(base_url, requests, concurrency, seconds, warmup=concurrency)
+    calls = delta(before, ai.counters())["chat_requests"]
+    answered = result.completed
+    figures = result.summary()
+    log(
+        f"  {row['system']:8} {row.get('ab_split', ''):16} c={concurrency:<2} {row['cache']}:"
+        f" p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, {figures['rps']} req/s"
+        f" over {figures['requests']} requests" + (f", errors {result.errors}" if result.errors else "")
+    )
+    return {
+        **row,
+        "concurrency": concurrency,
+        **figures,
+        "llm_calls_per_request": round(calls / answered, 2) if answered else None,
+        "errors": result.errors,
+    }
+
+
+def warm_phases(url: str, ai: FakeAI, warm: list[str], plan: Plan, **row: Any) -> list[dict[str, Any]]:
+    """Serve each user once (reasons written and stored), then measure repeated requests."""
+    load.run(url, recommend_requests(warm), 16, 60)
+    rows = []
+    for c in plan.warm_concurrency:
+        repeat = recommend_requests(itertools.cycle(warm))  # bounded by the phase's time limit
+        rows.append(measure(url, ai, repeat, c, plan.warm_seconds, **row))
+    return rows
+
+
+class Users:
+    """Disjoint slices of fresh listeners, so a cold phase never meets a user seen before."""
+
+    def __init__(self, dsn: str, spec: catalog.Spec) -> None:
+        self.dsn, self.spec, self.made = dsn, spec, 0
+
+    def take(self, count: int) -> list[str]:
+        ids = [f"u{self.made + n}" for n in range(count)]
+        catalog.create_users(self.dsn, ids, catalog.user_vectors(self.spec, count, salt=self.made))
+        self.made += count
+        return ids
+
+
+def bench_catalog(
+    server: Any, ai: FakeAI, spec: catalog.Spec, plan: Plan, stamp: dict, with_recall: bool = True
+) -> dict[str, list]:
+    """Recall, ours (cold and warm) and the baseline on one catalog; returns rows by section."""
+    info = catalog.build(server, spec, log=log)
+    dsn = info["dsn"]
+    base = {"catalog_size": spec.size, "dims": spec.dims, **stamp}
+    recall_rows = []
+    if with_recall:
+        log(f"{spec.database}: recall over {plan.recall_queries} queries")
+        queries = catalog.user_vectors(spec, plan.recall_queries, salt=999_999)  # not a users slice
+        recall_rows = [{**r, **stamp} for r in recall.measure(dsn, queries, EF_SEARCH_SWEEP, info, log)]
+    catalog.reset_users(dsn)
+    users = Users(dsn, spec)
+    rows = []
+    ai.set("chat_delay_seconds", CHAT_DELAY_SECONDS)
+    name = f"ours-{spec.size}-{spec.dims}"
+    ours = {"system": "ours", "ab_split": "default", **base}
+    with services.ours(dsn, ai.base_url, spec.dims, name, RESUGGEST_WINDOW_HOURS="0") as url:
+        for c in plan.concurrency:
+            cold = recommend_requests(users.take(plan.cold_users * c))
+            rows.append(measure(url, ai, cold, c, plan.cold_seconds, cache="cold", **ours))
+        rows += warm_phases(url, ai, users.take(plan.warm_users), plan, cache="warm", **ours)
+        memory = {
+            **base,
+            **postgres_memory(server),
+            "table_mb": info["table_mb"],
+            "index_mb": info["index_mb"],
+        }
+    # Diagnostic: the same warm phases when no slot goes to exploration, so every item of a
+    # repeated page has a cached reason (the A/B arm without exploration, for everyone).
+    only = {**ours, "ab_split": NO_EXPLORATION}
+    with services.ours(
+        dsn, ai.base_url, spec.dims, name, RESUGGEST_WINDOW_HOURS="0", AB_SPLIT=NO_EXPLORATION
+    ) as url:
+        rows += warm_phases(url, ai, users.take(plan.warm_users), plan, cache="warm", **only)
+    with services.baseline(dsn, ai.base_url, spec.dims, f"baseline-{spec.size}-{spec.dims}") as url:
+        path = "/api/naive_recommend"
+        for c in plan.concurrency:
+            naive = recommend_requests(users.take(plan.baseline_users * c), path)
+            rows.append(
+                measure(url, ai, naive, c, plan.baseline_seconds, system="baseline", cache="cold", **base)
+            )
+    return {"recommend": rows, "recall": recall_rows, "memory": [memory]}
+
+
+def bench_ingest(server: Any, ai: FakeAI, plan: Plan, stamp: dict) -> list[dict[str, Any]]:
+    """Ingest into a new, empty database, with AI answers undelayed (our overhead only)."""
+    dsn = catalog.recreate_database(server, "bench_ingest_384")
+    ai.set("chat_delay_seconds", 0.0)
+    rows = []
+    with services.ours(dsn, ai.base_url, 384, "ours-ingest") as url:
+        row = ingest.single(url, ai, plan.ingest_single, 4, plan.ingest_seconds)
+        rows.append({**row, **stamp})
+        log(f"  ingest single: {row['episodes_per_second']} episodes/s")
+        bulk = ingest.bulk(url, ai, plan.ingest_bulk, 100, 2, plan.ingest_seconds)
+        if bulk is None:
+            note = "POST /api/add_podcasts does not exist yet: not measured"
+            rows.append({"path": "POST /api/add_podcasts", "skipped": note, **stamp})
+            log(f"  ingest bulk: {note}")
+        else:
+            rows.append({**bulk, **stamp})
+            log(f"  ingest bulk: {bulk['episodes_per_second']} episodes/s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="catalog sizes at 384 dims")
+    parser.add_argument("--dims-1536", default="100000", help="sizes also run at 1536 dims ('' for none)")
+    parser.add_argument("--quick", action="store_true", help="10k only, few requests (under 3 minutes)")
+    parser.add_argument("--no-ingest", action="store_true")
+    parser.add_argument("--no-recall", action="store_true")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    sizes = [10_000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
+    wide = [] if args.quick else [int(s) for s in args.dims_1536.split(",") if s]
+    specs = [catalog.Spec(s, 384) for s in sizes] + [catalog.Spec(s, 1536) for s in wide if s in sizes]
+
+    def stamp() -> dict[str, str]:  # per catalog: the app may change during a long run
+        return {"measured": time.strftime("%Y-%m-%d %H:%M"), "code": report.code_version()}
+
+    started = time.perf_counter()
+    server = start_server()
+    sections: dict[str, list] = {"recommend": [], "recall": [], "memory": [], "ingest": []}
+    with FakeAI() as ai:
+        for spec in specs:
+            log(f"== {spec.size} episodes, {spec.dims} dims")
+            for key, rows in bench_catalog(server, ai, spec, plan, stamp(), not args.no_recall).items():
+                sections[key] += rows
+            report.save(sections, quick=args.quick, server=server)  # keep what is done so far
+        if not args.no_ingest:
+            log("== ingest")
+            sections["ingest"] = bench_ingest(server, ai, plan, stamp())
+    report.save(sections, quick=args.quick, server=server)
+    log(f"done in {time.perf_counter() - started:.0f} s: bench/results.json, bench/RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
