@@ -56,7 +56,8 @@ def test_recommend_writes_all_reasons_with_one_llm_call(openai_api: Api, catalog
     response = openai_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 4})
     items = response.json()["recommendations"]
     assert len(items) == 4
-    assert {i["podcast_id"] for i in items} == set(catalog["astronomy"])
+    similar = {i["podcast_id"] for i in items if i["strategy"] == "similar"}  # not the exploration slot
+    assert len(similar) >= 3 and similar <= set(catalog["astronomy"])
     assert [i["reason"] for i in items] == [f"Picked for you: {i['title']}" for i in items]
     assert (ai.chat_requests, ai.embedding_requests) == (1, 0)
     stored = openai_api.query(
@@ -119,7 +120,7 @@ def test_history_is_kept_during_an_outage_and_embedded_later(openai_api: Api, ca
         )
     )
     items = openai_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 2}).json()
-    assert {i["category"] for i in items["recommendations"]} == {"baking"}
+    assert {i["category"] for i in items["recommendations"] if i["strategy"] == "similar"} == {"baking"}
 
 
 def test_cold_start_user_gets_popular_episodes(openai_api: Api, catalog, ai: FakeOpenAIServer):
