@@ -1,15 +1,10 @@
 """The tests' fake OpenAI server, run in a child process so it never shares a GIL with the load
 generator; its controls and counters are reached through a pipe.
-
-The child sets TCP_NODELAY on the server's connections: its handler writes headers and body in two
-sends, and with Nagle's algorithm every answer on a kept-alive connection would wait ~40 ms for
-the client's delayed ACK, so a "300 ms" LLM call would take ~348 ms (and an undelayed one ~47 ms).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import socketserver
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -17,7 +12,6 @@ COUNTERS = ("embedding_requests", "embedding_inputs", "chat_requests", "failed_r
 
 
 def _serve(pipe: Connection) -> None:
-    socketserver.StreamRequestHandler.disable_nagle_algorithm = True  # this process only
     from tests.fake_openai_server import FakeOpenAIServer
 
     with FakeOpenAIServer() as server:

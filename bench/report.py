@@ -461,7 +461,9 @@ def render(results: dict[str, Any]) -> str:
     if (BENCH_DIR / "LOOP_RESULTS.md").exists():
         parts.append("Written by `bench/simulate_loop.py`; its own report is `bench/LOOP_RESULTS.md`.\n")
     if results.get("loop"):
-        parts.append("```json\n" + json.dumps(results["loop"], indent=2) + "\n```\n")
+        parts.append(
+            "\n".join(f"- `{key}`: `{json.dumps(value)}`" for key, value in results["loop"].items()) + "\n"
+        )
     else:
         parts.append(
             'Not measured yet: a separate script writes its figures under `"loop"` in `results.json`.\n'

@@ -131,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes HTTP requests to the owning FakeOpenAIServer."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each kept-alive answer waits ~40 ms for a delayed ACK
 
     def log_message(self, format: str, *args: object) -> None:
         """Stay quiet."""
