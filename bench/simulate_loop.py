@@ -30,15 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-from psycopg2.extensions import make_dsn, parse_dsn
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script, `python bench/simulate_loop.py`
     sys.path.insert(0, str(ROOT))
 
 from bench.loop_catalog import TOPICS, Listener, catalog, listeners  # noqa: E402
-from tests.conftest import Api, run_api  # noqa: E402
+from tests.conftest import Api, fresh_database, run_api  # noqa: E402
 from tests.fake_openai_server import FakeOpenAIServer  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
@@ -86,17 +83,6 @@ def embedded_postgres() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
-
-
-def fresh_database(admin_dsn: str, name: str) -> str:
-    """Drop and create database `name`; returns its DSN."""
-    conn = psycopg2.connect(admin_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return make_dsn(**{**parse_dsn(admin_dsn), "dbname": name})
 
 
 def checked(response: Any, *ok: int) -> Any:

@@ -6,6 +6,7 @@ Nothing here mocks the database. The one thing replaced is the remote AI service
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -39,20 +40,21 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
+def fresh_database(admin_dsn: str, name: str) -> str:
+    """Drop and create database `name` on the server of `admin_dsn`; returns its DSN."""
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return make_dsn(**{**parse_dsn(admin_dsn), "dbname": name})
+
+
 @pytest.fixture(scope="session")
 def create_database(postgres: str):
     """Make a fresh, empty database and return its DSN."""
-
-    def create(name: str) -> str:
-        conn = psycopg2.connect(postgres)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cur.execute(f'CREATE DATABASE "{name}"')
-        conn.close()
-        return make_dsn(**{**parse_dsn(postgres), "dbname": name})
-
-    return create
+    return functools.partial(fresh_database, postgres)
 
 
 def query(dsn: str, sql: str, params: Any = None) -> list[tuple]:
