@@ -80,14 +80,6 @@ def get_pool() -> psycopg2.pool.ThreadedConnectionPool:
         return _pool
 
 
-def close_pool() -> None:
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.closeall()
-            _pool = None
-
-
 @contextmanager
 def connection() -> Iterator[psycopg2.extensions.connection]:
     """A pooled connection inside one transaction: committed on success, rolled back on error.
@@ -281,12 +273,6 @@ def delete_podcast(conn, podcast_id: int) -> bool:
     with conn.cursor() as cur:
         cur.execute("DELETE FROM podcasts WHERE id = %s", (podcast_id,))
         return cur.rowcount == 1
-
-
-def get_podcast(conn, podcast_id: int) -> dict[str, Any] | None:
-    with dict_cursor(conn) as cur:
-        cur.execute(f"SELECT {PODCAST_COLUMNS} FROM podcasts WHERE id = %s", (podcast_id,))
-        return cur.fetchone()
 
 
 def save_enrichment(

@@ -8,7 +8,6 @@ One small interface, three implementations chosen by settings:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import threading
@@ -21,8 +20,6 @@ import numpy as np
 import openai
 
 from config import Settings, get_settings
-
-log = logging.getLogger(__name__)
 
 SUMMARY_MAX_CHARS = 400
 REASON_MAX_CHARS = 240
