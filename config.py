@@ -68,6 +68,16 @@ class Settings:
     max_bulk_items: int
     ai_concurrency: int
 
+    collab_neighbors: int
+    collab_alpha: float
+    collab_refresh_seconds: float
+    collab_refresh_events: int
+    collab_max_items_per_listener: int
+    popularity_half_life_days: float
+    blend_collaborative: float
+    blend_content: float
+    blend_popularity: float
+
 
 def _detect_provider() -> str:
     explicit = _str("AI_PROVIDER").lower()
@@ -116,4 +126,13 @@ def get_settings() -> Settings:
         max_body_bytes=_int("MAX_BODY_BYTES", 10_000_000),
         max_bulk_items=_int("MAX_BULK_ITEMS", 500),
         ai_concurrency=_int("AI_CONCURRENCY", 4),
+        collab_neighbors=_int("COLLAB_NEIGHBORS", 100),
+        collab_alpha=_float("COLLAB_ALPHA", 0.7),
+        collab_refresh_seconds=_float("COLLAB_REFRESH_SECONDS", 300.0),
+        collab_refresh_events=_int("COLLAB_REFRESH_EVENTS", 1000),
+        collab_max_items_per_listener=_int("COLLAB_MAX_ITEMS_PER_LISTENER", 500),
+        popularity_half_life_days=_float("POPULARITY_HALF_LIFE_DAYS", 14.0),
+        blend_collaborative=_float("BLEND_COLLABORATIVE", 1.0),
+        blend_content=_float("BLEND_CONTENT", 0.1),
+        blend_popularity=_float("BLEND_POPULARITY", 0.02),
     )

@@ -468,9 +468,7 @@ def get_user(conn, user_id: str) -> dict[str, Any] | None:
         cur.execute(
             """
             SELECT u.id, u.name, u.listening_history, u.embedding, u.history_profile,
-                   u.interest_profile, u.reasons_valid_from,
-                   ARRAY(SELECT p.title FROM user_listens l JOIN podcasts p ON p.id = l.podcast_id
-                         WHERE l.user_id = u.id ORDER BY l.listened_at DESC LIMIT 10) AS listened_titles
+                   u.interest_profile, u.reasons_valid_from
             FROM users u WHERE u.id = %s
             """,
             (user_id,),
@@ -481,26 +479,50 @@ def get_user(conn, user_id: str) -> dict[str, Any] | None:
 # --- recommendations --------------------------------------------------------------------
 
 
-def excluded_for_user(cur, user_id: str) -> list[int]:
-    """Episodes never to recommend to this user: listened, completed or disliked.
+def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[int]]:
+    """(never recommend: listened, completed or disliked; suggested within the window).
 
-    Fetched first and passed as a plain `id <> ALL(...)` filter: a NOT EXISTS in the nearest-
-    neighbour query would make the planner join first and give up the index-ordered scan."""
-    cur.execute(
-        "SELECT podcast_id FROM user_listens WHERE user_id = %(u)s UNION SELECT podcast_id"
-        " FROM feedback_events WHERE user_id = %(u)s AND event IN ('dislike', 'complete')",
-        {"u": user_id},
-    )
-    return [row["podcast_id"] for row in cur.fetchall()]
+    Passed to the candidate queries as a plain `id <> ALL(...)` filter: a NOT EXISTS in the
+    nearest-neighbour query would make the planner join first and give up the index scan."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT podcast_id FROM user_listens WHERE user_id = %(u)s UNION SELECT podcast_id"
+            " FROM feedback_events WHERE user_id = %(u)s AND event IN ('dislike', 'complete')",
+            {"u": user_id},
+        )
+        excluded = [row[0] for row in cur.fetchall()]
+        cur.execute(
+            "SELECT DISTINCT podcast_id FROM suggested_podcasts"
+            " WHERE user_id = %s AND suggested_at > now() - make_interval(secs => %s)",
+            (user_id, window_hours * 3600),
+        )
+        return excluded, {row[0] for row in cur.fetchall()}
 
 
-def recently_suggested(cur, user_id: str, window_hours: float) -> set[int]:
-    cur.execute(
-        "SELECT DISTINCT podcast_id FROM suggested_podcasts"
-        " WHERE user_id = %s AND suggested_at > now() - make_interval(secs => %s)",
-        (user_id, window_hours * 3600),
-    )
-    return {row["podcast_id"] for row in cur.fetchall()}
+# The shape of a recommendation candidate: `{source}` yields podcast ids. A reason already
+# written for this user since `valid_from` comes along, so it need not be written again.
+CANDIDATE_SQL = """
+    SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
+           p.embedding <=> %(q)s AS distance, coalesce(e.popularity, 0) AS popularity,
+           coalesce(e.listeners, 0) AS listeners, r.reason AS cached_reason
+    FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
+    LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
+    LEFT JOIN LATERAL (
+        SELECT s.reason FROM suggested_podcasts s
+        WHERE s.user_id = %(user_id)s AND s.podcast_id = p.id
+          AND s.reason_source <> 'fallback' AND s.suggested_at >= %(valid_from)s
+        ORDER BY s.suggested_at DESC LIMIT 1
+    ) r ON true
+    ORDER BY distance
+"""
+
+
+def _candidates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        distance = row.pop("distance")
+        row["similarity"] = None if distance is None else 1.0 - float(distance)
+        row["popularity"] = float(row["popularity"])
+    return rows
 
 
 def candidate_podcasts(
@@ -509,46 +531,36 @@ def candidate_podcasts(
     count: int,
     *,
     user_id: str,
-    resuggest_window_hours: float,
+    excluded: list[int],
     reasons_valid_from: Any,
     category: str | None = None,
     ef_search: int = 100,
 ) -> list[dict[str, Any]]:
-    """Up to `count` ready podcasts nearest to `query` by cosine, through the HNSW index.
-
-    Listened, completed and disliked episodes are excluded. Each row carries its vector, whether
-    it was suggested to this user within the window, and a reason already written for this user
-    since `reasons_valid_from`, if any (so it need not be written again).
+    """Up to `count` ready, not excluded podcasts nearest to `query` by cosine (HNSW)."""
+    source = """
+        SELECT p.id AS podcast_id FROM podcasts p
+        WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
+          AND (%(category)s::text IS NULL OR p.category = %(category)s)
+        ORDER BY {order} LIMIT %(k)s
     """
+    params = {"q": query, "category": category, "user_id": user_id, "k": count}
+    params |= {"valid_from": reasons_valid_from, "excluded": excluded}
     with dict_cursor(conn) as cur:
-        recent = recently_suggested(cur, user_id, resuggest_window_hours)
-        excluded = excluded_for_user(cur, user_id)
-        wanted = count + len(recent)
-        sql = """
-            SELECT c.*, r.reason AS cached_reason FROM (
-                SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
-                       p.embedding <=> %(q)s AS distance
-                FROM podcasts p
-                WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
-                  AND (%(category)s::text IS NULL OR p.category = %(category)s)
-                ORDER BY {order} LIMIT %(k)s
-            ) c
-            LEFT JOIN LATERAL (
-                SELECT s.reason FROM suggested_podcasts s
-                WHERE s.user_id = %(user_id)s AND s.podcast_id = c.podcast_id
-                  AND s.reason_source <> 'fallback' AND s.suggested_at >= %(valid_from)s
-                ORDER BY s.suggested_at DESC LIMIT 1
-            ) r ON true
-            ORDER BY c.distance
-        """
-        params = {"q": query, "category": category, "user_id": user_id, "k": wanted}
-        params |= {"valid_from": reasons_valid_from, "excluded": excluded}
-        rows = nearest(cur, sql, params, wanted, ef_search, filtered_out=len(excluded))
-    for row in rows:
-        row["similarity"] = 1.0 - float(row.pop("distance"))
-        row["recently_suggested"] = row["podcast_id"] in recent
-    rows.sort(key=lambda r: r["recently_suggested"])  # stable: fresh first, each by distance
-    return rows[:count]
+        sql = CANDIDATE_SQL.replace("{source}", source)
+        return _candidates(nearest(cur, sql, params, count, ef_search, filtered_out=len(excluded)))
+
+
+def candidates_by_id(
+    conn, ids: Sequence[int], query: np.ndarray | None, *, user_id: str, reasons_valid_from: Any
+) -> list[dict[str, Any]]:
+    """The candidate rows of the given podcasts (e.g. found by co-engagement)."""
+    if not ids:
+        return []
+    params = {"q": query, "ids": list(ids), "user_id": user_id, "valid_from": reasons_valid_from}
+    with dict_cursor(conn) as cur:
+        source = "SELECT unnest(%(ids)s::bigint[]) AS podcast_id"
+        cur.execute(CANDIDATE_SQL.replace("{source}", source), params)
+        return _candidates(cur.fetchall())
 
 
 def nearest(
@@ -602,49 +614,6 @@ def search_podcasts(
     """
     with dict_cursor(conn) as cur:
         return nearest(cur, sql, params, limit, ef_search)
-
-
-def popular_podcasts(
-    conn, count: int, *, user_id: str, resuggest_window_hours: float, category: str | None = None
-) -> list[dict[str, Any]]:
-    """For users with nothing to go on: most engaged lately (the last week counts double),
-    then the newest. Episodes suggested within the window come last."""
-    with dict_cursor(conn) as cur:
-        recent = recently_suggested(cur, user_id, resuggest_window_hours)
-        excluded = excluded_for_user(cur, user_id)
-        params = {"excluded": excluded, "category": category, "k": count + len(recent)}
-        cur.execute(
-            """
-            WITH engagement AS (
-                SELECT podcast_id,
-                       sum(CASE WHEN created_at > now() - interval '7 days' THEN 2 ELSE 1 END * weight)
-                           AS score
-                FROM feedback_events
-                WHERE weight > 0 AND created_at > now() - interval '30 days'
-                GROUP BY podcast_id
-            ), ranked AS (
-                (SELECT p.id, e.score FROM engagement e JOIN podcasts p ON p.id = e.podcast_id
-                 WHERE p.status = 'ready' AND (%(category)s::text IS NULL OR p.category = %(category)s)
-                   AND p.id <> ALL(%(excluded)s::bigint[])
-                 ORDER BY e.score DESC LIMIT %(k)s)
-                UNION ALL
-                (SELECT p.id, 0 FROM podcasts p
-                 WHERE p.status = 'ready' AND (%(category)s::text IS NULL OR p.category = %(category)s)
-                   AND p.id <> ALL(%(excluded)s::bigint[])
-                 ORDER BY p.published_at DESC NULLS LAST, p.id DESC LIMIT %(k)s)
-            )
-            SELECT p.id AS podcast_id, p.title, p.summary, p.category, max(r.score) AS score
-            FROM ranked r JOIN podcasts p ON p.id = r.id
-            GROUP BY p.id ORDER BY score DESC, p.published_at DESC NULLS LAST, p.id DESC
-            """,
-            params,
-        )
-        rows = cur.fetchall()
-    rows.sort(key=lambda r: r["podcast_id"] in recent)
-    for row in rows:
-        del row["score"]
-        row["similarity"] = None
-    return rows[:count]
 
 
 def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:

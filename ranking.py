@@ -1,6 +1,8 @@
-"""Re-ranking and A/B variants, as plain numpy functions.
+"""Blending, re-ranking and A/B variants, as plain numpy functions.
 
-Candidates come from the HNSW index ordered by cosine similarity. Re-ranking then
+Candidates come from the HNSW index (content) and from co-engagement (collaborative). Each
+gets one relevance: a weighted blend of its co-engagement score, its content similarity to
+the listener's profile and its popularity (`blend`). Re-ranking then
 1. lowers episodes close to what the user disliked or skipped,
 2. picks by maximal marginal relevance, so near-identical episodes do not fill a page,
 3. gives a small share of the slots to exploration: random picks among the better half of
@@ -22,6 +24,7 @@ class Variant:
 
     name: str
     use_feedback: bool  # rank by the learned profile (else: history text + listens only)
+    use_behaviour: bool  # blend in co-engagement and popularity (else: content alone)
     mmr_lambda: float  # 1.0 ranks by relevance alone; lower values favour diversity
     exploration: float  # expected share of the page given to exploration
     negative_penalty: float  # how much closeness to a disliked/skipped episode costs
@@ -30,9 +33,23 @@ class Variant:
 VARIANTS = {
     v.name: v
     for v in (
-        Variant("loop", use_feedback=True, mmr_lambda=0.75, exploration=0.1, negative_penalty=0.5),
+        Variant(
+            "loop",
+            use_feedback=True,
+            use_behaviour=True,
+            mmr_lambda=0.9,
+            exploration=0.1,
+            negative_penalty=0.5,
+        ),
         # The reference design: history similarity only, feedback stored but never used.
-        Variant("history_only", use_feedback=False, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.0),
+        Variant(
+            "history_only",
+            use_feedback=False,
+            use_behaviour=False,
+            mmr_lambda=1.0,
+            exploration=0.0,
+            negative_penalty=0.0,
+        ),
     )
 }
 
@@ -97,19 +114,43 @@ def assign_variant(user_id: str, split: list[tuple[str, float]], salt: str) -> V
     return VARIANTS[split[-1][0]]
 
 
+@dataclass(frozen=True)
+class BlendWeights:
+    collaborative: float
+    content: float
+    popularity: float
+
+
+def blend(
+    collaborative: np.ndarray, similarity: np.ndarray, popularity: np.ndarray, weights: BlendWeights
+) -> tuple[np.ndarray, np.ndarray]:
+    """One relevance per candidate and whether co-engagement (rather than content) carried it.
+
+    Co-engagement is scaled by the best candidate's score and popularity by log1p against the
+    most popular candidate, so the weights mean the same for every listener."""
+    top = collaborative.max(initial=0.0)
+    behaviour = weights.collaborative * (collaborative / top if top > 0 else np.zeros_like(collaborative))
+    loudest = np.log1p(np.clip(popularity, 0, None)).max(initial=0.0)
+    prior = np.log1p(np.clip(popularity, 0, None)) / loudest if loudest > 0 else np.zeros_like(popularity)
+    content = weights.content * similarity
+    return behaviour + content + weights.popularity * prior, behaviour > content
+
+
 def rerank(
-    query: np.ndarray,
+    relevance: np.ndarray,
     candidates: np.ndarray,
     limit: int,
     variant: Variant,
     negatives: np.ndarray | None = None,
     rng: random.Random | None = None,
 ) -> list[tuple[int, str]]:
-    """Choose `limit` rows of `candidates` (unit vectors); returns (row, "similar"|"explore")."""
+    """Choose `limit` rows of `candidates` (unit vectors) by `relevance`; returns
+    (row, "similar"|"explore")."""
     if len(candidates) == 0:
         return []
     rng = rng or random.Random()
-    relevance = candidates @ query
+    top = relevance.max()
+    relevance = relevance / top if top > 0 else relevance  # on the scale of the MMR and dislike terms
     if negatives is not None and len(negatives) and variant.negative_penalty:
         closeness = np.clip((candidates @ negatives.T).max(axis=1), 0, None)
         relevance = relevance - variant.negative_penalty * closeness

@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+import collaborative
 import db_utils
 import ranking
+import reasons
 from config import get_settings
-from openai_client import AIProviderError, ReasonItem, get_provider
+from openai_client import AIProviderError, content_words, get_provider
 from schemas import (
     AddPodcastRequest,
     AnalyticsQuery,
@@ -209,26 +211,33 @@ def embed_query(text: str) -> np.ndarray:
 
 
 def enrich_pending(batch_size: int = 32) -> int:
-    """One worker pass: due pending podcasts, histories whose vector is missing, and interest
-    profiles with enough new feedback. Returns how many things it enriched."""
+    """One worker pass: due pending podcasts, histories whose vector is missing, interest
+    profiles with enough new feedback, and the collaborative model when it is due. Returns how
+    many things it did."""
     _database_ready()
     settings = get_settings()
     with db_utils.connection() as conn:
         podcasts = db_utils.claim_pending_podcasts(conn, batch_size, settings.enrich_max_attempts)
     done = len(enrich(podcasts)) if podcasts else 0
+    done += embed_pending_histories(batch_size)
+    return done + refresh_interest_profiles() + collaborative.refresh_if_due()
+
+
+def embed_pending_histories(batch_size: int) -> int:
+    """Embed history texts the AI service could not embed inline."""
     with db_utils.connection() as conn:
         histories = db_utils.pending_user_histories(conn, batch_size)
-    if histories:
-        try:
-            vectors = get_provider().embed([h["listening_history"] for h in histories])
-        except AIProviderError as exc:
-            log.warning("%d user histories left pending: %s", len(histories), exc)
-            return done
-        with db_utils.connection() as conn:
-            for history, vector in zip(histories, vectors, strict=True):
-                db_utils.save_history_embedding(conn, history["id"], history["listening_history"], vector)
-        done += len(histories)
-    return done + refresh_interest_profiles()
+    if not histories:
+        return 0
+    try:
+        vectors = get_provider().embed([h["listening_history"] for h in histories])
+    except AIProviderError as exc:
+        log.warning("%d user histories left pending: %s", len(histories), exc)
+        return 0
+    with db_utils.connection() as conn:
+        for history, vector in zip(histories, vectors, strict=True):
+            db_utils.save_history_embedding(conn, history["id"], history["listening_history"], vector)
+    return len(histories)
 
 
 def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
@@ -255,17 +264,10 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
     return user
 
 
-def listener_profile(user: dict[str, Any]) -> str:
-    """The text the reason writer sees about the listener."""
-    parts = [user["interest_profile"] or "", (user["listening_history"] or "")[:1500]]
-    if user["listened_titles"]:
-        parts.append("Recently listened: " + "; ".join(user["listened_titles"]))
-    return "\n".join(p for p in parts if p)
-
-
 def recommend(query: RecommendQuery) -> dict[str, Any]:
-    """Candidates from the HNSW index, re-ranked for the user's variant, each with a reason,
-    each written back to `suggested_podcasts`. Users with no vector get popular episodes."""
+    """Candidates by content (HNSW) and by co-engagement, blended with popularity, re-ranked for
+    the user's variant, each with a reason grounded in its evidence, each written back to
+    `suggested_podcasts`. Users with nothing to go on get popular, then new, episodes."""
     _database_ready()
     settings = get_settings()
     with db_utils.connection() as conn:
@@ -278,36 +280,45 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
             query.user_id, ranking.parse_split(settings.ab_split), settings.ab_salt
         )
         profile = user["embedding"] if variant.use_feedback else user["history_profile"]
-        scope = {"user_id": query.user_id, "resuggest_window_hours": settings.resuggest_window_hours}
-        if profile is None:
-            items = db_utils.popular_podcasts(conn, query.limit, category=query.category, **scope)
-            for item in items:
-                item["strategy"], item["cached_reason"] = "popular", None
-        else:
-            candidates = db_utils.candidate_podcasts(
-                conn,
-                profile,
-                max(query.limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES),
-                category=query.category,
-                reasons_valid_from=user["reasons_valid_from"],
-                ef_search=settings.hnsw_ef_search,
-                **scope,
-            )
+        excluded, recent = db_utils.exclusions(conn, query.user_id, settings.resuggest_window_hours)
+        mine = collaborative.listener_items(conn, query.user_id)
+        wanted = max(query.limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES) + len(recent)
+        candidates = gather_candidates(
+            conn, user, profile, mine if variant.use_behaviour else [], wanted, excluded, query.category
+        )
+        if candidates:
             negatives = db_utils.negative_examples(conn, query.user_id) if variant.use_feedback else None
             # Exploration is random but stable for a user within a day, so repeated requests
             # show (and reuse the cached reasons of) the same picks.
             rng = random.Random(f"{query.user_id}:{datetime.now(UTC).date()}")
-            items = choose(profile, candidates, query.limit, variant, negatives, rng)
-    reasons = write_reasons(listener_profile(user), [i for i in items if not i["cached_reason"]])
+            weights = blend_weights(variant)
+            items = choose(candidates, recent, query.limit, variant, weights, negatives, rng)
+        else:
+            items = collaborative.popular(
+                conn, query.limit + len(recent), excluded=excluded, category=query.category
+            )
+            items.sort(key=lambda item: item["podcast_id"] in recent)  # stable: fresh ones first
+            for item in items[: query.limit]:
+                item |= {"strategy": "popular", "similarity": None, "cached_reason": None}
+            items = items[: query.limit]
+    positives = [m for m in mine if m["weight"] > 0]
+    history_words = set(content_words(f"{user['listening_history'] or ''} {user['interest_profile'] or ''}"))
+    for item in items:
+        item["evidence"] = reasons.evidence(item, positives, history_words)
+    written = reasons.write_reasons(
+        reasons.listener_profile(user, positives), [i for i in items if not i["cached_reason"]]
+    )
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
         cached = item.pop("cached_reason")
         if cached:
             item["reason"], item["reason_source"] = cached, "cached"
-        elif item["podcast_id"] in reasons:
-            item["reason"], item["reason_source"] = reasons[item["podcast_id"]], "generated"
+        elif item["podcast_id"] in written:
+            item["reason"], item["reason_source"] = written[item["podcast_id"]], "generated"
         else:
-            item["reason"], item["reason_source"] = item["summary"] or item["title"], "fallback"
+            item["reason"], item["reason_source"] = reasons.sentence(item["evidence"]), "fallback"
+        for internal in ("embedding", "collaborative", "because_of", "popularity", "listeners"):
+            item.pop(internal, None)
     if items:
         with db_utils.connection() as conn:
             ids = db_utils.insert_suggestions(conn, query.user_id, variant.name, items)
@@ -316,40 +327,79 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
     return {"user_id": query.user_id, "variant": variant.name, "recommendations": items}
 
 
+def blend_weights(variant: ranking.Variant) -> ranking.BlendWeights:
+    if not variant.use_behaviour:
+        return ranking.BlendWeights(collaborative=0.0, content=1.0, popularity=0.0)
+    settings = get_settings()
+    return ranking.BlendWeights(
+        settings.blend_collaborative, settings.blend_content, settings.blend_popularity
+    )
+
+
+def gather_candidates(
+    conn,
+    user: dict[str, Any],
+    profile: np.ndarray | None,
+    mine: list[dict[str, Any]],
+    count: int,
+    excluded: list[int],
+    category: str | None,
+) -> list[dict[str, Any]]:
+    """Content neighbours of the profile and behaviour neighbours of the listener's episodes,
+    each with its co-engagement score (0 when none) and the episode of theirs behind it."""
+    scope = {"user_id": user["id"], "reasons_valid_from": user["reasons_valid_from"]}
+    content = []
+    if profile is not None:
+        content = db_utils.candidate_podcasts(
+            conn,
+            profile,
+            count,
+            excluded=excluded,
+            category=category,
+            ef_search=get_settings().hnsw_ef_search,
+            **scope,
+        )
+    known = {row["podcast_id"] for row in content}
+    scores = collaborative.neighbour_scores(
+        conn, mine, count, include=sorted(known), excluded=excluded, category=category
+    )
+    extra = db_utils.candidates_by_id(conn, [pid for pid in scores if pid not in known], profile, **scope)
+    candidates = content + extra
+    for row in candidates:
+        score = scores.get(row["podcast_id"])
+        row["collaborative"] = float(score["score"]) if score else 0.0
+        row["because_of"] = score["because_of"] if score else None
+    return candidates
+
+
 def choose(
-    profile: np.ndarray,
     candidates: list[dict[str, Any]],
+    recent: set[int],
     limit: int,
     variant: ranking.Variant,
+    weights: ranking.BlendWeights,
     negatives: np.ndarray | None,
     rng: random.Random,
 ) -> list[dict[str, Any]]:
-    """Re-rank; episodes suggested within the window are used only when fresh ones run out."""
-    fresh = [c for c in candidates if not c["recently_suggested"]]
-    pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c["recently_suggested"]]
-    if not pool:
-        return []
+    """Blend and re-rank; episodes suggested within the window are used only when fresh ones
+    run out."""
+    fresh = [c for c in candidates if c["podcast_id"] not in recent]
+    pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c["podcast_id"] in recent]
+    relevance, behaviour_led = ranking.blend(
+        np.array([c["collaborative"] for c in pool]),
+        np.array([c["similarity"] or 0.0 for c in pool]),
+        np.array([c["popularity"] for c in pool]),
+        weights,
+    )
     vectors = np.vstack([c["embedding"] for c in pool])
-    picks = ranking.rerank(profile, vectors, limit, variant, negatives, rng)
     items = []
-    for row, strategy in picks:
-        item = {k: v for k, v in pool[row].items() if k not in {"embedding", "recently_suggested"}}
-        item["strategy"] = strategy
-        item["similarity"] = round(item["similarity"], 4)
+    for row, strategy in ranking.rerank(relevance, vectors, limit, variant, negatives, rng):
+        item = dict(pool[row])
+        item["strategy"] = "collaborative" if strategy == "similar" and behaviour_led[row] else strategy
+        item["similarity"] = None if item["similarity"] is None else round(item["similarity"], 4)
+        item["score"] = round(float(relevance[row]), 4)
         items.append(item)
     return items
-
-
-def write_reasons(profile: str, items: list[dict[str, Any]]) -> dict[int, str]:
-    """One AI call for the whole page; on failure every item falls back to its summary."""
-    if not items:
-        return {}
-    batch = [ReasonItem(i["podcast_id"], i["title"], i["summary"] or "") for i in items]
-    try:
-        return get_provider().write_reasons(profile, batch)
-    except AIProviderError as exc:
-        log.warning("reasons fell back to summaries: %s", exc)
-        return {}
 
 
 # --- feedback ---------------------------------------------------------------------------
@@ -513,6 +563,7 @@ def health() -> dict[str, Any]:
         applied = applied or db_utils.applied_migrations(cur)
         counts = db_utils.podcast_counts(cur, get_settings().enrich_max_attempts)
         version = db_utils.pgvector_version(cur)
+        behaviour = collaborative.freshness(cur)
     expected = [p.stem for p in db_utils.migration_files()]
     return {
         "status": "ok" if applied == expected else "degraded",
@@ -524,4 +575,5 @@ def health() -> dict[str, Any]:
             "chat_model": provider.chat_model,
         },
         "podcasts": counts,
+        "collaborative": behaviour,
     }

@@ -154,6 +154,16 @@ def run_api(dsn: str, env: dict[str, str], log_path: Path) -> Iterator[Api]:
         api.client.close()
 
 
+def wait_for_model(api: Api) -> None:
+    """Until the worker has folded every event and listen into the collaborative model."""
+
+    def fresh() -> bool:
+        state = api.get("/api/health").json()["collaborative"]
+        return state["refreshed_at"] is not None and state["events_since_refresh"] == 0
+
+    assert wait_for(fresh, timeout=40), api.get("/api/health").json()["collaborative"]
+
+
 def seed_sample_catalog(api: Api) -> dict[str, int]:
     """Post the sample catalog and users through the API; returns podcast ids by external_id."""
     ids = {}
@@ -179,7 +189,8 @@ def seed_sample_catalog(api: Api) -> dict[str, int]:
 def local_api(create_database, tmp_path_factory) -> Iterator[Api]:
     """The service as `make run` starts it: offline `local` provider, sample catalog loaded."""
     dsn = create_database("local_api")
-    with run_api(dsn, {"AI_PROVIDER": "local"}, tmp_path_factory.mktemp("logs") / "local.log") as api:
+    env = {"AI_PROVIDER": "local", "COLLAB_REFRESH_SECONDS": "0"}
+    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "local.log") as api:
         api.sample_ids = seed_sample_catalog(api)
         yield api
 
@@ -197,6 +208,7 @@ def openai_api(create_database, fake_openai, tmp_path_factory) -> Iterator[Api]:
         "EMBEDDING_DIMENSIONS": "384",
         "AI_MAX_RETRIES": "2",
         "AI_TIMEOUT_SECONDS": "5",
+        "COLLAB_REFRESH_SECONDS": "0",
     }
     with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "openai.log") as api:
         yield api

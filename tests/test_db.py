@@ -83,7 +83,7 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
         query,
         10,
         user_id="filter-user",
-        resuggest_window_hours=24,
+        excluded=[],
         reasons_valid_from=datetime.now(UTC),
         category="far",
         ef_search=40,

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import FAKE_API_KEY, Api, wait_for
+import reasons
+from tests.conftest import FAKE_API_KEY, Api, wait_for, wait_for_model
 from tests.fake_openai_server import FakeOpenAIServer
 
 TOPICS = {
@@ -67,14 +68,15 @@ def test_recommend_writes_all_reasons_with_one_llm_call(openai_api: Api, catalog
     assert [r[0] for r in stored] == [i["reason"] for i in items]
 
 
-def test_recommend_answers_with_summaries_when_the_llm_fails(openai_api: Api, catalog, ai: FakeOpenAIServer):
+def test_recommend_answers_with_evidence_when_the_llm_fails(openai_api: Api, catalog, ai: FakeOpenAIServer):
     user_id = new_user(openai_api, "baking bread with yeast and dough")
     ai.fail_next = 100
     response = openai_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 3})
     assert response.status_code == 200, response.text
     items = response.json()["recommendations"]
     assert len(items) == 3
-    assert all(i["reason"] == i["summary"] for i in items)
+    assert all(i["reason"] == reasons.sentence(i["evidence"]) for i in items)
+    assert {i["reason_source"] for i in items} == {"fallback"}
     assert ai.failed_requests == 3  # one call and its two retries, never one call per item
     assert openai_api.query("SELECT count(*) FROM suggested_podcasts WHERE user_id = %s", (user_id,)) == [
         (3,)
@@ -131,6 +133,7 @@ def test_cold_start_user_gets_popular_episodes(openai_api: Api, catalog, ai: Fak
             "/api/feedback", {"user_id": fan, "podcast_id": favourite, "event": "like"}
         )
         assert response.status_code == 201, response.text
+    wait_for_model(openai_api)
     ai.fail_next = 1000  # the history cannot be embedded: the user has no vector at all
     user_id = f"user-{uuid.uuid4().hex[:8]}"
     openai_api.post("/api/update_user_history", {"user_id": user_id, "listening_history": "anything"})

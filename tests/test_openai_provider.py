@@ -62,7 +62,7 @@ def test_summary_comes_from_the_chat_model(ai: FakeOpenAIServer):
 
 
 def test_reasons_for_a_whole_page_take_one_call(ai: FakeOpenAIServer):
-    items = [ReasonItem(i, f"Episode {i}", "about things") for i in range(1, 8)]
+    items = [ReasonItem(i, f"Episode {i}", "about things", "New in the catalogue.") for i in range(1, 8)]
     reasons = provider(ai).write_reasons("likes things", items)
     assert reasons == {i: f"Picked for you: Episode {i}" for i in range(1, 8)}
     assert ai.chat_requests == 1
@@ -86,7 +86,9 @@ def test_a_transient_failure_is_retried(ai: FakeOpenAIServer):
 def test_azure_provider_uses_deployment_paths(ai: FakeOpenAIServer):
     p = provider(ai, azure=True, name="azure", embedding_model="my-embedding-deployment")
     assert p.embed(["hello"]).shape == (1, 384)
-    assert p.write_reasons("x", [ReasonItem(3, "Three", "")]) == {3: "Picked for you: Three"}
+    assert p.write_reasons("x", [ReasonItem(3, "Three", "", "New in the catalogue.")]) == {
+        3: "Picked for you: Three"
+    }
     assert {r["path"].split("?")[0] for r in ai.requests} == {
         "/openai/deployments/my-embedding-deployment/embeddings",
         "/openai/deployments/fake-chat/chat/completions",

@@ -16,38 +16,65 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-PLAIN = ranking.Variant("plain", use_feedback=True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.0)
+PLAIN = ranking.Variant(
+    "plain", use_feedback=True, use_behaviour=True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.0
+)
 
 
 def test_mmr_does_not_fill_a_page_with_near_duplicates():
     query = unit(1, 0, 0)
     candidates = np.vstack([unit(1, 0.1, 0), unit(1, 0.11, 0), unit(1, 0, 0.5)])  # 0 and 1 are twins
-    plain = [row for row, _ in ranking.rerank(query, candidates, 2, PLAIN)]
-    diverse = ranking.Variant("mmr", True, mmr_lambda=0.5, exploration=0.0, negative_penalty=0.0)
+    plain = [row for row, _ in ranking.rerank(candidates @ query, candidates, 2, PLAIN)]
+    diverse = ranking.Variant("mmr", True, True, mmr_lambda=0.5, exploration=0.0, negative_penalty=0.0)
     assert plain == [0, 1]
-    assert [row for row, _ in ranking.rerank(query, candidates, 2, diverse)] == [0, 2]
+    assert [row for row, _ in ranking.rerank(candidates @ query, candidates, 2, diverse)] == [0, 2]
 
 
 def test_closeness_to_a_dislike_lowers_an_episode():
     query = unit(1, 1.05)
     candidates = np.vstack([unit(1, 0.9), unit(0.9, 1)])
-    assert ranking.rerank(query, candidates, 1, PLAIN)[0][0] == 1
-    penalized = ranking.Variant("neg", True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.5)
-    assert ranking.rerank(query, candidates, 1, penalized, negatives=np.vstack([unit(0, 1)]))[0][0] == 0
+    assert ranking.rerank(candidates @ query, candidates, 1, PLAIN)[0][0] == 1
+    penalized = ranking.Variant("neg", True, True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.5)
+    assert (
+        ranking.rerank(candidates @ query, candidates, 1, penalized, negatives=np.vstack([unit(0, 1)]))[0][0]
+        == 0
+    )
 
 
 def test_exploration_takes_its_share_of_slots_from_the_better_half():
     rng = random.Random(3)
     candidates = np.vstack([unit(1, i / 40) for i in range(40)])
-    explorer = ranking.Variant("x", True, mmr_lambda=1.0, exploration=0.2, negative_penalty=0.0)
+    explorer = ranking.Variant("x", True, True, mmr_lambda=1.0, exploration=0.2, negative_penalty=0.0)
     strategies, explored_rows = Counter(), set()
     for _ in range(200):
-        for row, strategy in ranking.rerank(unit(1, 0), candidates, 10, explorer, rng=rng):
+        for row, strategy in ranking.rerank(candidates @ unit(1, 0), candidates, 10, explorer, rng=rng):
             strategies[strategy] += 1
             if strategy == "explore":
                 explored_rows.add(row)
     assert strategies["explore"] / (200 * 10) == pytest.approx(0.2, abs=0.02)
     assert explored_rows and max(explored_rows) < 10 + 15  # never the worst half of the rest
+
+
+def test_blend_lets_co_engagement_lift_an_episode_whose_text_is_far():
+    weights = ranking.BlendWeights(collaborative=1.0, content=0.1, popularity=0.05)
+    collaborative = np.array([0.0, 6.0, 3.0])
+    similarity = np.array([0.9, 0.1, 0.5])
+    popularity = np.array([100.0, 5.0, 0.0])
+    relevance, behaviour_led = ranking.blend(collaborative, similarity, popularity, weights)
+    assert list(np.argsort(-relevance)) == [1, 2, 0]
+    assert list(behaviour_led) == [False, True, True]
+    content_only = ranking.BlendWeights(collaborative=0.0, content=1.0, popularity=0.0)
+    assert list(np.argsort(-ranking.blend(collaborative, similarity, popularity, content_only)[0])) == [
+        0,
+        2,
+        1,
+    ]
+
+
+def test_blend_without_any_behaviour_ranks_by_content_and_popularity():
+    weights = ranking.BlendWeights(collaborative=1.0, content=0.1, popularity=0.05)
+    relevance, behaviour_led = ranking.blend(np.zeros(2), np.array([0.5, 0.6]), np.zeros(2), weights)
+    assert np.allclose(relevance, [0.05, 0.06]) and not behaviour_led.any()
 
 
 def test_variant_assignment_is_deterministic_and_follows_the_split():

@@ -1,0 +1,335 @@
+"""The collaborative signal: what listeners do, across all listeners.
+
+Item-to-item nearest neighbours on co-engagement (the model the real-data replay chose, see
+bench/REAL_RESULTS.md). The worker rebuilds it from `user_listens` and `feedback_events`:
+each listener's net engagement with an episode (a listen counts +1, events their weight, so
+skips and dislikes count against) is clipped to [-1, 1]; episodes with positive engagement
+form a sparse listener x episode matrix X, and the neighbours of episode i are the top
+`COLLAB_NEIGHBORS` episodes j by asymmetric cosine  c_ij / (n_i^a * n_j^(1-a))  (c = X'X,
+n = listeners per episode, a = COLLAB_ALPHA). X'X is built a block of episodes at a time,
+so memory stays linear in the number of events, never quadratic in the catalogue.
+
+A request reads it with one primary-key probe per episode of the listener: the score of a
+candidate is the sum over the listener's episodes of their net engagement times the
+neighbour score, so the listener's own likes and skips count at once, between refreshes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg2
+import scipy.sparse as sp
+
+import db_utils
+from config import get_settings
+
+log = logging.getLogger(__name__)
+
+REFRESH_LOCK_ID = 4_711_002  # pg_advisory_lock key: one refresh at a time per database
+BLOCK_PAIRS = 20_000_000  # co-engagement pairs computed per block of episodes (bounds memory)
+LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weighted first)
+
+
+@dataclass(frozen=True)
+class Model:
+    episodes: np.ndarray  # podcast ids with engagement
+    popularity: np.ndarray  # per episode: decayed net engagement
+    listeners: np.ndarray  # per episode: listeners with positive engagement
+    neighbor_ids: list[np.ndarray]  # per episode: neighbour podcast ids, best first
+    neighbor_scores: list[np.ndarray]
+
+
+# --- building the model (worker) ----------------------------------------------------------
+
+INTERACTIONS_SQL = """
+    COPY (
+        SELECT dense_rank() OVER (ORDER BY user_id) - 1, podcast_id,
+               greatest(-1, least(1, w)), age_days
+        FROM (
+            SELECT user_id, podcast_id, sum(w) AS w,
+                   extract(epoch FROM now() - max(at)) / 86400 AS age_days,
+                   row_number() OVER (PARTITION BY user_id ORDER BY max(at) DESC) AS recency
+            FROM (SELECT user_id, podcast_id, 1.0 AS w, listened_at AS at FROM user_listens
+                  UNION ALL
+                  SELECT user_id, podcast_id, weight, created_at FROM feedback_events) events
+            GROUP BY user_id, podcast_id
+        ) net
+        WHERE w <> 0 AND recency <= {max_items}
+    ) TO STDOUT
+"""
+
+
+def read_interactions(cur, max_items_per_listener: int) -> np.ndarray:
+    """(listener number, podcast id, net engagement, age in days) rows, parsed in C."""
+    buffer = io.StringIO()
+    cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), buffer)
+    flat = np.fromstring(buffer.getvalue().replace("\t", " "), sep=" ", dtype=np.float64)
+    return flat.reshape(-1, 4)
+
+
+def build(interactions: np.ndarray, neighbors: int, alpha: float, half_life_days: float) -> Model | None:
+    """The model from (listener, podcast id, net engagement, age in days) rows."""
+    if not len(interactions):
+        return None
+    listener = interactions[:, 0].astype(np.int64)
+    episodes, column = np.unique(interactions[:, 1].astype(np.int64), return_inverse=True)
+    weight, age = interactions[:, 2], interactions[:, 3]
+    popularity = np.bincount(column, weight * 0.5 ** (age / half_life_days), len(episodes))
+    positive = weight > 0
+    counts = np.bincount(column[positive], minlength=len(episodes))
+    x = sp.csr_matrix(
+        (np.ones(positive.sum(), np.float32), (listener[positive], column[positive])),
+        shape=(int(listener.max()) + 1, len(episodes)),
+    )
+    neighbor_ids, neighbor_scores = top_neighbors(x, counts, neighbors, alpha)
+    return Model(
+        episodes,
+        popularity.astype(np.float32),
+        counts,
+        [episodes[ids] for ids in neighbor_ids],
+        neighbor_scores,
+    )
+
+
+def top_neighbors(
+    x: sp.csr_matrix, counts: np.ndarray, k: int, alpha: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per episode (column of x), the `k` best columns by asymmetric cosine of co-engagement."""
+    xt = x.T.tocsr()
+    per_listener = np.diff(x.indptr)
+    cost = np.cumsum(xt @ per_listener)  # pairs each episode's row of X'X touches
+    scale = np.maximum(counts, 1).astype(np.float32)
+    ids: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    start = 0
+    while start < xt.shape[0]:
+        done = cost[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(cost, done + BLOCK_PAIRS, side="right")))
+        block = (xt[start:stop] @ x).tocsr()
+        for row in range(block.shape[0]):
+            lo, hi = block.indptr[row], block.indptr[row + 1]
+            cols, together = block.indices[lo:hi], block.data[lo:hi]
+            keep = cols != start + row
+            cols, together = cols[keep], together[keep]
+            similarity = together / (scale[start + row] ** alpha * scale[cols] ** (1 - alpha))
+            if len(cols) > k:
+                best = np.argpartition(-similarity, k)[:k]
+                cols, similarity = cols[best], similarity[best]
+            order = np.argsort(-similarity, kind="stable")
+            ids.append(cols[order])
+            scores.append(similarity[order].astype(np.float32))
+        start = stop
+    return ids, scores
+
+
+def _array(values: np.ndarray, fmt: str) -> str:
+    return "{" + ",".join(fmt % v for v in values) + "}"
+
+
+def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: float) -> None:
+    """Replace the stored model in one transaction: requests keep reading the old one until
+    it commits (MVCC), nothing waits on a lock."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM podcast_engagement")
+        if model is not None:
+            rows = io.StringIO()
+            for i, podcast_id in enumerate(model.episodes):
+                rows.write(
+                    f"{podcast_id}\t{model.popularity[i]:.6g}\t{model.listeners[i]}\t"
+                    f"{_array(model.neighbor_ids[i], '%d')}\t{_array(model.neighbor_scores[i], '%.5g')}\n"
+                )
+            rows.seek(0)
+            # Episodes deleted since the interactions were read are skipped by the join.
+            cur.execute("CREATE TEMP TABLE engagement_load (LIKE podcast_engagement) ON COMMIT DROP")
+            cur.copy_expert("COPY engagement_load FROM STDIN", rows)
+            cur.execute(
+                "INSERT INTO podcast_engagement SELECT l.* FROM engagement_load l"
+                " JOIN podcasts p ON p.id = l.podcast_id"
+            )
+        cur.execute(
+            "UPDATE collaborative_model SET refreshed_at = now(), event_mark = %s, listen_mark = %s,"
+            " listeners = %s, episodes = %s, refresh_seconds = %s",
+            (
+                event_mark,
+                listen_mark,
+                0 if model is None else int(model.listeners.sum()),
+                0 if model is None else len(model.episodes),
+                seconds,
+            ),
+        )
+
+
+def freshness(cur) -> dict[str, Any]:
+    """When the model was built and how many events and listens arrived since."""
+    cur.execute(
+        """
+        SELECT m.refreshed_at, extract(epoch FROM now() - m.refreshed_at), m.episodes, m.refresh_seconds,
+               (SELECT count(*) FROM feedback_events WHERE id > m.event_mark)
+               + (SELECT count(*) FROM user_listens WHERE listened_at > m.listen_mark) AS pending
+        FROM collaborative_model m
+        """
+    )
+    refreshed_at, age, episodes, seconds, pending = cur.fetchone()
+    return {
+        "refreshed_at": refreshed_at.isoformat() if refreshed_at else None,
+        "age_seconds": None if age is None else round(float(age), 1),
+        "episodes_with_neighbours": episodes,
+        "refresh_seconds": None if seconds is None else round(seconds, 3),
+        "events_since_refresh": pending,
+    }
+
+
+def refresh_if_due(force: bool = False) -> bool:
+    """Rebuild the model when enough events arrived (`COLLAB_REFRESH_EVENTS`), or any arrived
+    and it is older than `COLLAB_REFRESH_SECONDS`. One refresh at a time per database (an
+    advisory lock), on its own connection so no pooled one is held. Returns whether it ran."""
+    if not (force or _due()):
+        return False
+    settings = get_settings()
+    conn = psycopg2.connect(db_utils.database_url(settings), application_name="podcast-collaborative")
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", (REFRESH_LOCK_ID,))
+            if not cur.fetchone()[0]:
+                return False  # another worker is refreshing it
+        started = time.perf_counter()
+        with conn, conn.cursor() as cur:  # one snapshot for the marks and the interactions
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute(
+                "SELECT (SELECT coalesce(max(id), 0) FROM feedback_events),"
+                " (SELECT coalesce(max(listened_at), '-infinity') FROM user_listens)"
+            )
+            event_mark, listen_mark = cur.fetchone()
+            interactions = read_interactions(cur, settings.collab_max_items_per_listener)
+        model = build(
+            interactions, settings.collab_neighbors, settings.collab_alpha, settings.popularity_half_life_days
+        )
+        with conn:
+            save(conn, model, event_mark, listen_mark, time.perf_counter() - started)
+        log.info(
+            "collaborative model: %d episodes from %d interactions in %.2f s",
+            0 if model is None else len(model.episodes),
+            len(interactions),
+            time.perf_counter() - started,
+        )
+        return True
+    finally:
+        conn.close()  # also releases the advisory lock
+
+
+def _due() -> bool:
+    settings = get_settings()
+    with db_utils.connection() as conn, conn.cursor() as cur:
+        state = freshness(cur)
+    pending, age = state["events_since_refresh"], state["age_seconds"]
+    return pending >= settings.collab_refresh_events or (
+        pending > 0 and (age is None or age >= settings.collab_refresh_seconds)
+    )
+
+
+# --- reading it (requests) ----------------------------------------------------------------
+
+
+def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str, Any]]:
+    """The listener's episodes with net engagement in [-1, 1] (a listen +1, events their
+    weight), strongest first; the first `with_vectors` positive ones carry their vector, so
+    a reason can name the one a suggestion is closest to."""
+    with db_utils.dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT n.podcast_id, n.weight, p.title,
+                   CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s THEN p.embedding END AS embedding
+            FROM (
+                SELECT podcast_id, greatest(-1, least(1, sum(w)))::real AS weight,
+                       row_number() OVER (ORDER BY abs(sum(w)) DESC, max(at) DESC) AS position
+                FROM (SELECT podcast_id, 1.0 AS w, listened_at AS at FROM user_listens
+                      WHERE user_id = %(user_id)s
+                      UNION ALL
+                      SELECT podcast_id, weight, created_at FROM feedback_events
+                      WHERE user_id = %(user_id)s) events
+                GROUP BY podcast_id HAVING sum(w) <> 0
+            ) n JOIN podcasts p ON p.id = n.podcast_id
+            WHERE n.position <= %(limit)s ORDER BY n.position
+            """,
+            {"user_id": user_id, "with_vectors": with_vectors, "limit": LISTENER_ITEMS},
+        )
+        return cur.fetchall()
+
+
+def neighbour_scores(
+    conn,
+    items: list[dict[str, Any]],
+    count: int,
+    *,
+    include: list[int],
+    excluded: list[int],
+    category: str | None,
+) -> dict[int, dict[str, Any]]:
+    """Co-engagement score of the `count` best-scored eligible episodes, and of those in
+    `include` (the content candidates), with the listener's episode that contributed most.
+
+    One primary-key probe per listener episode; the sum runs in Postgres."""
+    if not items:
+        return {}
+    with db_utils.dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            WITH scored AS (
+                SELECT n.neighbor_id AS podcast_id, sum(m.weight * n.score) AS score,
+                       (array_agg(m.podcast_id ORDER BY m.weight * n.score DESC))[1] AS because_of
+                FROM unnest(%(ids)s::bigint[], %(weights)s::real[]) AS m(podcast_id, weight)
+                JOIN podcast_engagement e ON e.podcast_id = m.podcast_id
+                CROSS JOIN LATERAL unnest(e.neighbor_ids, e.neighbor_scores) AS n(neighbor_id, score)
+                GROUP BY n.neighbor_id
+            ), eligible AS (
+                SELECT s.* FROM scored s JOIN podcasts p ON p.id = s.podcast_id
+                WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
+                  AND (%(category)s::text IS NULL OR p.category = %(category)s)
+            )
+            (SELECT * FROM eligible WHERE score > 0 ORDER BY score DESC LIMIT %(k)s)
+            UNION
+            SELECT * FROM eligible WHERE podcast_id = ANY(%(include)s::bigint[])
+            """,
+            {
+                "ids": [i["podcast_id"] for i in items],
+                "weights": [i["weight"] for i in items],
+                "excluded": excluded,
+                "category": category,
+                "k": count,
+                "include": include,
+            },
+        )
+        return {row["podcast_id"]: row for row in cur.fetchall()}
+
+
+def popular(conn, count: int, *, excluded: list[int], category: str | None = None) -> list[dict[str, Any]]:
+    """For listeners with nothing to go on: the most popular lately (net engagement, halving
+    every POPULARITY_HALF_LIFE_DAYS), then the newest."""
+    with db_utils.dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            (SELECT p.id AS podcast_id, p.title, p.summary, p.category, e.popularity, e.listeners
+             FROM podcast_engagement e JOIN podcasts p ON p.id = e.podcast_id
+             WHERE e.popularity > 0 AND p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
+               AND (%(category)s::text IS NULL OR p.category = %(category)s)
+             ORDER BY e.popularity DESC LIMIT %(k)s)
+            UNION ALL
+            (SELECT p.id, p.title, p.summary, p.category, 0, 0 FROM podcasts p
+             WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
+               AND (%(category)s::text IS NULL OR p.category = %(category)s)
+             ORDER BY p.published_at DESC NULLS LAST, p.id DESC LIMIT %(k)s)
+            """,
+            {"excluded": excluded, "category": category, "k": count},
+        )
+        rows, seen = [], set()
+        for row in cur.fetchall():
+            if row["podcast_id"] not in seen:
+                seen.add(row["podcast_id"])
+                rows.append(row)
+        return rows[:count]

@@ -1,0 +1,88 @@
+"""Why each suggestion was made: the evidence of the signal that ranked it, and reasons
+written from that evidence (by the LLM, or as the evidence sentence itself offline).
+
+Evidence is always something true about the listener or the catalogue: an episode of theirs
+the suggestion is close to, an episode of theirs that listeners who enjoyed it also enjoyed,
+words their own history shares with it, or how many listeners enjoyed it lately.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from openai_client import AIProviderError, ReasonItem, content_words, get_provider
+
+log = logging.getLogger(__name__)
+
+CLOSE_ENOUGH = 0.3  # cosine above which "close to an episode of yours" is worth saying
+
+
+def evidence(
+    item: dict[str, Any], positives: list[dict[str, Any]], history_words: set[str]
+) -> dict[str, Any]:
+    """The strongest true statement about why `item` was ranked for this listener.
+
+    `positives`: the listener's episodes with positive engagement (title, and vector for the
+    strongest few); `history_words`: content words of their stated history and interest profile."""
+    titles = {p["podcast_id"]: p["title"] for p in positives}
+    because_of = item.get("because_of")
+    if item.get("collaborative") and because_of in titles:
+        return {"kind": "co_engagement", "podcast_id": because_of, "title": titles[because_of]}
+    with_vectors = [p for p in positives if p.get("embedding") is not None]
+    if item.get("embedding") is not None and with_vectors:
+        closeness = np.vstack([p["embedding"] for p in with_vectors]) @ item["embedding"]
+        best = int(np.argmax(closeness))
+        if closeness[best] >= CLOSE_ENOUGH:
+            return {"kind": "close_to", "podcast_id": with_vectors[best]["podcast_id"],
+                    "title": with_vectors[best]["title"]}  # fmt: skip
+    shared = [w for w in dict.fromkeys(content_words(f"{item['title']} {item.get('summary') or ''}"))
+              if w in history_words and len(w) > 3]  # fmt: skip
+    if shared:
+        return {"kind": "your_interests", "words": shared[:2]}
+    if item.get("listeners"):
+        return {"kind": "popular", "listeners": int(item["listeners"])}
+    if item.get("similarity") is not None and history_words:
+        return {"kind": "your_history"}
+    return {"kind": "new"}
+
+
+def sentence(evidence: dict[str, Any]) -> str:
+    """The evidence as one plain sentence: the offline reason, and the LLM's ground."""
+    kind = evidence["kind"]
+    if kind == "co_engagement":
+        return f"Listeners who enjoyed “{evidence['title']}”, as you did, also enjoyed this."
+    if kind == "close_to":
+        return f"Close in subject to “{evidence['title']}”, one of your episodes."
+    if kind == "your_interests":
+        return f"Your listening history mentions {' and '.join(evidence['words'])}, and so does this."
+    if kind == "popular":
+        count = evidence["listeners"]
+        return f"Popular lately: {count} listener{'s' if count != 1 else ''} enjoyed it."
+    if kind == "your_history":
+        return "Close to the interests your listening history describes."
+    return "New in the catalogue."
+
+
+def listener_profile(user: dict[str, Any], positives: list[dict[str, Any]]) -> str:
+    """The text the reason writer sees about the listener."""
+    parts = [user["interest_profile"] or "", (user["listening_history"] or "")[:1500]]
+    if positives:
+        parts.append("Episodes they enjoyed: " + "; ".join(p["title"] for p in positives[:10]))
+    return "\n".join(p for p in parts if p)
+
+
+def write_reasons(profile: str, items: list[dict[str, Any]]) -> dict[int, str]:
+    """One AI call for the whole page; on failure every item keeps its evidence sentence."""
+    if not items:
+        return {}
+    batch = [
+        ReasonItem(i["podcast_id"], i["title"], i["summary"] or "", sentence(i["evidence"])) for i in items
+    ]
+    try:
+        return get_provider().write_reasons(profile, batch)
+    except AIProviderError as exc:
+        log.warning("reasons fell back to evidence: %s", exc)
+        return {}
