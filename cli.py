@@ -1,4 +1,4 @@
-"""Command line: `python cli.py migrate | seed | import FILE | export-suggestions`."""
+"""Command line: `python cli.py migrate | seed | import FILE | import-events FILE | export-suggestions`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 import db_utils
+import feedback
 import recommender
 from config import PROJECT_DIR, get_settings
-from schemas import AddPodcastRequest, UpdateUserHistoryRequest
+from schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHistoryRequest, describe
 
 SAMPLE_DIR = PROJECT_DIR / "sample_data"
+MAX_ERRORS_SHOWN = 5  # failed events listed by `import-events`
 
 
 def migrate(_: argparse.Namespace) -> int:
@@ -52,17 +56,43 @@ def seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_records(path: Path) -> Iterator[dict]:
-    """Rows of a CSV file (a header line, `add_podcast` field names) or objects of a JSONL file."""
+def read_records(path: Path, model: type[BaseModel]) -> Iterator[tuple[int, Any]]:
+    """(line number, record) for each row of a CSV file (a header line of `model`'s field names;
+    empty cells left out, numbers parsed in the fields of `model` that take numbers) or each
+    object of a JSONL file."""
     with path.open(newline="") as handle:
         if path.suffix.lower() == ".csv":
-            for row in csv.DictReader(handle):
+            numeric = {name: number_types(field.annotation) for name, field in model.model_fields.items()}
+            reader = csv.DictReader(handle)
+            for row in reader:
                 record = {k: v for k, v in row.items() if v not in (None, "")}
-                if record.get("duration_seconds", "").isdigit():
-                    record["duration_seconds"] = int(record["duration_seconds"])
-                yield record
+                for name in record.keys() & numeric.keys():
+                    record[name] = parse_number(record[name], numeric[name])
+                yield reader.line_num, record
         else:
-            yield from (json.loads(line) for line in handle if line.strip())
+            yield from ((number, json.loads(line)) for number, line in enumerate(handle, 1) if line.strip())
+
+
+def number_types(annotation: Any) -> set[type]:
+    """Which of int and float a field with this annotation takes (through Optional, unions and
+    Annotated constraints)."""
+    if get_origin(annotation) is Annotated:
+        return number_types(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return set().union(*(number_types(arg) for arg in get_args(annotation)))
+    return {annotation} & {int, float}
+
+
+def parse_number(text: str, types: set[type]) -> Any:
+    """`text` as the first of int, then float, that it parses as and the field takes; else as is
+    (for validation to report)."""
+    for kind in (int, float):
+        if kind in types:
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    return text
 
 
 def import_podcasts(args: argparse.Namespace) -> int:
@@ -71,21 +101,57 @@ def import_podcasts(args: argparse.Namespace) -> int:
 
     recommender.ensure_database()
     counts = {"ready": 0, "pending": 0, "invalid": 0}
-    records = list(read_records(Path(args.file)))
+    records = list(read_records(Path(args.file), AddPodcastRequest))
     with tqdm(total=len(records), unit="episode", disable=args.quiet) as progress:
         for start in range(0, len(records), args.batch_size):
             batch = []
-            for number, record in enumerate(records[start : start + args.batch_size], start=start + 1):
+            for number, record in records[start : start + args.batch_size]:
                 try:
                     batch.append(AddPodcastRequest.model_validate_json(json.dumps(record)))
-                except (ValidationError, ValueError) as exc:
+                except ValidationError as exc:
                     counts["invalid"] += 1
-                    progress.write(f"record {number}: {exc}".splitlines()[0] + " (skipped)")
+                    progress.write(f"line {number}: {describe(exc)} (skipped)")
             for podcast, _ in recommender.add_podcasts(batch) if batch else []:
                 counts[podcast["status"]] += 1
             progress.update(len(records[start : start + args.batch_size]))
     print(f"imported {counts['ready']} ready, {counts['pending']} pending, {counts['invalid']} invalid")
     return 0 if not counts["invalid"] else 1
+
+
+def import_events(args: argparse.Namespace) -> int:
+    """Bulk-load feedback events from CSV or JSONL through the same path as `POST /api/feedback`
+    with an array. Events already stored (same user_id and event_id) are not stored or applied
+    again, so a file can be imported again safely."""
+    from tqdm import tqdm
+
+    recommender.ensure_database()
+    created = repeated = 0
+    errors: list[tuple[int, str]] = []  # (line, message)
+    records = list(read_records(Path(args.file), FeedbackRequest))
+    with tqdm(total=len(records), unit="event", disable=args.quiet) as progress:
+        for start in range(0, len(records), args.batch_size):
+            batch = records[start : start + args.batch_size]
+            valid = []
+            for line, record in batch:
+                try:
+                    valid.append((line, FeedbackRequest.model_validate_json(json.dumps(record))))
+                except ValidationError as exc:
+                    errors.append((line, f"invalid_request: {describe(exc)}"))
+            outcomes = feedback.record_feedback_bulk([request for _, request in valid])
+            for (line, _), outcome in zip(valid, outcomes, strict=True):
+                if isinstance(outcome, recommender.ApiError):
+                    errors.append((line, f"{outcome.code}: {outcome.message}"))
+                elif outcome[1]:
+                    created += 1
+                else:
+                    repeated += 1
+            progress.update(len(batch))
+    print(f"imported {created} new events, {repeated} already stored, {len(errors)} failed")
+    for line, message in sorted(errors)[:MAX_ERRORS_SHOWN]:
+        print(f"  line {line}: {message}")
+    if len(errors) > MAX_ERRORS_SHOWN:
+        print(f"  ... and {len(errors) - MAX_ERRORS_SHOWN} more")
+    return 1 if errors else 0
 
 
 def export_suggestions(args: argparse.Namespace) -> int:
@@ -117,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     import_parser.add_argument("--batch-size", type=int, default=100)
     import_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     import_parser.set_defaults(run=import_podcasts)
+    events_parser = commands.add_parser("import-events", help="load feedback events from a CSV or JSONL file")
+    events_parser.add_argument("file", help="a .csv (a header line of feedback field names) or .jsonl file")
+    events_parser.add_argument("--batch-size", type=int, default=1000, help="events per transaction")
+    events_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    events_parser.set_defaults(run=import_events)
     export_parser = commands.add_parser("export-suggestions", help="suggestions with outcomes, as JSONL")
     export_parser.add_argument("--since", help="ISO date or time (default: everything)")
     export_parser.add_argument("--output", help="file to write (default: standard output)")

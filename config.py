@@ -66,6 +66,7 @@ class Settings:
     hnsw_ef_search: int
     max_body_bytes: int
     max_bulk_items: int
+    max_bulk_events: int
     ai_concurrency: int
 
     collab_neighbors: int
@@ -125,6 +126,7 @@ def get_settings() -> Settings:
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 100),
         max_body_bytes=_int("MAX_BODY_BYTES", 10_000_000),
         max_bulk_items=_int("MAX_BULK_ITEMS", 500),
+        max_bulk_events=_int("MAX_BULK_EVENTS", 1000),
         ai_concurrency=_int("AI_CONCURRENCY", 4),
         collab_neighbors=_int("COLLAB_NEIGHBORS", 100),
         collab_alpha=_float("COLLAB_ALPHA", 0.7),

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 import recommender
 from config import get_settings
 from db_utils import DatabaseBusyError, SchemaMismatchError
+from feedback import record_feedback, record_feedback_bulk
 from recommender import ApiError
 from schemas import (
     AddPodcastRequest,
@@ -25,6 +26,7 @@ from schemas import (
     SearchQuery,
     UpdatePodcastRequest,
     UpdateUserHistoryRequest,
+    describe,
 )
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,7 @@ def error_response(status: int, code: str, message: str, **extra: object) -> fun
 def validation_error(exc: ValidationError) -> ApiError:
     if any(e["type"] == "json_invalid" for e in exc.errors()):
         return ApiError(400, "invalid_json", "the body is not valid JSON")
-    details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-    return ApiError(400, "invalid_request", details)
+    return ApiError(400, "invalid_request", describe(exc))
 
 
 def parse_body(req: func.HttpRequest, model: type[T]) -> T:
@@ -66,6 +67,28 @@ def parse_body(req: func.HttpRequest, model: type[T]) -> T:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
+
+
+def parse_items(
+    req: func.HttpRequest, model: type[T], limit: int
+) -> tuple[list[dict | None], list[tuple[int, T]]]:
+    """A JSON array of up to `limit` bodies, each validated on its own. Returns the results list
+    (one slot per item, the invalid ones' errors filled in) and the valid items with their index."""
+    items = parse_body(req, BulkItems).root
+    if len(items) > limit:
+        raise ApiError(413, "too_many_items", f"at most {limit} items per request")
+    results: list[dict | None] = [None] * len(items)
+    valid: list[tuple[int, T]] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append((index, model.model_validate_json(json.dumps(item))))
+        except ValidationError as exc:
+            results[index] = error_item(validation_error(exc))
+    return results, valid
+
+
+def error_item(error: ApiError) -> dict:
+    return {"error": {"code": error.code, "message": error.message}}
 
 
 def parse_query(req: func.HttpRequest, model: type[T]) -> T:
@@ -127,17 +150,7 @@ def add_podcast(req: func.HttpRequest) -> func.HttpResponse:
 @endpoint("POST", "add_podcasts")
 def add_podcasts(req: func.HttpRequest) -> func.HttpResponse:
     """Bulk ingest: one result per item, in order; a bad item does not stop the good ones."""
-    items = parse_body(req, BulkItems).root
-    if len(items) > get_settings().max_bulk_items:
-        raise ApiError(413, "too_many_items", f"at most {get_settings().max_bulk_items} items per request")
-    results: list[dict | None] = [None] * len(items)
-    valid: list[tuple[int, AddPodcastRequest]] = []
-    for index, item in enumerate(items):
-        try:
-            valid.append((index, AddPodcastRequest.model_validate_json(json.dumps(item))))
-        except ValidationError as exc:
-            error = validation_error(exc)
-            results[index] = {"error": {"code": error.code, "message": error.message}}
+    results, valid = parse_items(req, AddPodcastRequest, get_settings().max_bulk_items)
     stored = recommender.add_podcasts([request for _, request in valid]) if valid else []
     for (index, _), (podcast, created) in zip(valid, stored, strict=True):
         results[index] = {"id": podcast["id"], "status": podcast["status"], "created": created}
@@ -174,8 +187,20 @@ def recommend_podcasts(req: func.HttpRequest) -> func.HttpResponse:
 
 @endpoint("POST", "feedback")
 def feedback(req: func.HttpRequest) -> func.HttpResponse:
-    event, created = recommender.record_feedback(parse_body(req, FeedbackRequest))
-    return json_response(event, 201 if created else 200)
+    """One event (an object): the stored event, 201, or 200 if its event_id was stored before.
+    Many (an array): one result per item, in order; a bad item does not stop the good ones."""
+    if not (req.get_body() or b"").lstrip().startswith(b"["):
+        event, created = record_feedback(parse_body(req, FeedbackRequest))
+        return json_response(event, 201 if created else 200)
+    results, valid = parse_items(req, FeedbackRequest, get_settings().max_bulk_events)
+    outcomes = record_feedback_bulk([request for _, request in valid])
+    for (index, _), outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, ApiError):
+            results[index] = error_item(outcome)
+        else:
+            event, created = outcome
+            results[index] = {"id": event["id"], "created": created, "event_id": event["event_id"]}
+    return json_response({"results": results})
 
 
 @endpoint("GET", "analytics")

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Category = Annotated[
@@ -14,6 +22,11 @@ Category = Annotated[
 UserId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
 ]
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error on one line: `field: what is wrong; ...` (`body` for the whole body)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
 class Body(BaseModel):
@@ -41,7 +54,7 @@ class AddPodcastRequest(PodcastFields):
 
 
 class BulkItems(RootModel[list[Any]]):
-    """A JSON array of `add_podcast` bodies; each item is validated on its own."""
+    """A JSON array of request bodies (`add_podcast`, `feedback`); each item is validated on its own."""
 
 
 class UpdatePodcastRequest(PodcastFields):

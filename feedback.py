@@ -1,0 +1,110 @@
+"""Feedback events, as plain functions (no Azure imports): how much each event weighs, and
+storing events folded into the listeners' profiles.
+
+One event and a thousand take the same path: one transaction, one query each for the users, the
+episodes and the suggestions they name, one insert, then each user's new events folded into
+their feedback vector and profile once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import db_utils
+from recommender import ApiError, _database_ready
+from schemas import FeedbackRequest
+
+EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
+
+Outcome = tuple[dict[str, Any], bool] | ApiError  # (stored event, created) or why it was not stored
+
+
+def event_weight(event: str, value: float | None) -> float:
+    """How far one event moves the profile toward (+) or away from (-) the episode."""
+    if event == "listen":
+        return 0.6 * (0.5 if value is None else value)
+    if event == "rate":
+        return (float(value) - 3) / 2  # 1 → -1, 3 → 0, 5 → +1
+    return EVENT_WEIGHTS[event]
+
+
+def record_feedback(request: FeedbackRequest) -> tuple[dict[str, Any], bool]:
+    """Store one event and fold it into the user's profile. Returns (event, created); a
+    repeated `event_id` is not re-applied. Raises `ApiError` when it cannot be stored."""
+    [outcome] = record_feedback_bulk([request])
+    if isinstance(outcome, ApiError):
+        raise outcome
+    return outcome
+
+
+def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
+    """Store the events and fold each user's new ones into their profile, in one transaction.
+
+    Returns, per request and in order, (event, created) or the `ApiError` it failed with; a
+    failed event does not stop the others. An `(user_id, event_id)` stored before, or earlier in
+    `requests`, is neither stored nor applied again: its stored event comes back, created False.
+    The users' rows are locked first, in id order: concurrent requests for the same users apply
+    one after the other, lose nothing and cannot deadlock.
+    """
+    if not requests:
+        return []
+    _database_ready()
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    with db_utils.connection() as conn:
+        users = db_utils.lock_users(conn, sorted({r.user_id for r in requests}))
+        vectors = db_utils.podcast_vectors(conn, sorted({r.podcast_id for r in requests}))
+        suggestions = {r.suggestion_id for r in requests if r.suggestion_id is not None}
+        owners = db_utils.suggestion_owners(conn, sorted(suggestions))
+        valid = []
+        for index, request in enumerate(requests):
+            outcomes[index] = _refusal(request, users, vectors, owners)
+            if outcomes[index] is None:
+                valid.append(index)
+        events = [
+            {**requests[i].model_dump(), "weight": event_weight(requests[i].event, requests[i].value)}
+            for i in valid
+        ]
+        new_events: Counter[str] = Counter()
+        deltas: dict[str, np.ndarray] = {}  # per user: the sum of weight * vector of their new events
+        for index, event, (row, created) in zip(
+            valid, events, db_utils.insert_feedback(conn, events), strict=True
+        ):
+            outcomes[index] = row, created
+            if not created:
+                continue
+            user_id, vector = event["user_id"], vectors[event["podcast_id"]]
+            new_events[user_id] += 1
+            if vector is not None:  # a pending episode counts, but has no direction yet
+                step = event["weight"] * vector
+                deltas[user_id] = deltas[user_id] + step if user_id in deltas else step
+        for user_id in sorted(new_events):
+            db_utils.apply_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
+    for outcome in outcomes:
+        if isinstance(outcome, tuple):
+            outcome[0]["created_at"] = outcome[0]["created_at"].isoformat()
+    return outcomes
+
+
+def _refusal(
+    request: FeedbackRequest,
+    users: set[str],
+    vectors: dict[int, Any],
+    owners: dict[int, tuple[str, int]],
+) -> ApiError | None:
+    """Why this event cannot be stored, if it cannot."""
+    if request.user_id not in users:
+        return ApiError(404, "user_not_found", f"no user {request.user_id!r}")
+    if request.podcast_id not in vectors:
+        return ApiError(404, "podcast_not_found", f"no podcast {request.podcast_id}")
+    if request.suggestion_id is not None and owners.get(request.suggestion_id) != (
+        request.user_id,
+        request.podcast_id,
+    ):
+        return ApiError(
+            422, "suggestion_mismatch", "suggestion_id is not a suggestion of this podcast to this user"
+        )
+    return None
