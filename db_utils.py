@@ -480,14 +480,14 @@ def get_user(conn, user_id: str) -> dict[str, Any] | None:
 
 
 def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[int]]:
-    """(never recommend: listened, completed or disliked; suggested within the window).
+    """(never recommend: listened, liked, rated, completed or disliked; suggested within the window).
 
     Passed to the candidate queries as a plain `id <> ALL(...)` filter: a NOT EXISTS in the
     nearest-neighbour query would make the planner join first and give up the index scan."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT podcast_id FROM user_listens WHERE user_id = %(u)s UNION SELECT podcast_id"
-            " FROM feedback_events WHERE user_id = %(u)s AND event IN ('dislike', 'complete')",
+            "SELECT podcast_id FROM user_listens WHERE user_id = %(u)s UNION SELECT podcast_id FROM"
+            " feedback_events WHERE user_id = %(u)s AND event IN ('like', 'dislike', 'complete', 'rate')",
             {"u": user_id},
         )
         excluded = [row[0] for row in cur.fetchall()]
@@ -499,13 +499,17 @@ def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[
         return excluded, {row[0] for row in cur.fetchall()}
 
 
-# The shape of a recommendation candidate: `{source}` yields podcast ids. A reason already
-# written for this user since `valid_from` comes along, so it need not be written again.
+# The shape of a recommendation candidate: `{source}` yields podcast ids. `popularity` is the
+# prior in [0, 1): log of the decayed engagement against log of the listeners the model knows,
+# so one like in a large audience counts for little. A reason already written for this user
+# since `valid_from` comes along, so it need not be written again.
 CANDIDATE_SQL = """
     SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
-           p.embedding <=> %(q)s AS distance, coalesce(e.popularity, 0) AS popularity,
-           coalesce(e.listeners, 0) AS listeners, r.reason AS cached_reason
+           p.embedding <=> %(q)s AS distance, coalesce(e.listeners, 0) AS listeners,
+           coalesce(ln(1 + greatest(e.popularity, 0)) / ln(2 + m.listeners), 0) AS popularity,
+           r.reason AS cached_reason
     FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
+    CROSS JOIN collaborative_model m
     LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
     LEFT JOIN LATERAL (
         SELECT s.reason FROM suggested_podcasts s
@@ -677,77 +681,112 @@ def delete_user(conn, user_id: str) -> dict[str, int] | None:
     return {"feedback_events": events, "suggestions": suggestions}
 
 
-def lock_user(conn, user_id: str) -> bool:
-    """Lock the user's row for this transaction: feedback for one user is applied one at a time."""
+def lock_users(conn, user_ids: Sequence[str]) -> set[str]:
+    """Lock the rows of those of `user_ids` that exist for this transaction; returns their ids.
+
+    Feedback for one user is applied one transaction at a time. The rows are locked in id
+    order, so transactions that lock several users each cannot deadlock one another."""
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (user_id,))
-        return cur.fetchone() is not None
+        cur.execute(
+            "SELECT id FROM users WHERE id = ANY(%s::text[]) ORDER BY id FOR UPDATE", (list(user_ids),)
+        )
+        return {row[0] for row in cur.fetchall()}
 
 
-def podcast_vector(conn, podcast_id: int) -> tuple[bool, np.ndarray | None]:
-    """(exists, vector or None while it is pending)."""
+def podcast_vectors(conn, podcast_ids: Sequence[int]) -> dict[int, np.ndarray | None]:
+    """The vector of each of `podcast_ids` that exists (None while it is pending)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT embedding FROM podcasts WHERE id = %s", (podcast_id,))
-        row = cur.fetchone()
-    return (row is not None, row[0] if row else None)
+        cur.execute("SELECT id, embedding FROM podcasts WHERE id = ANY(%s::bigint[])", (list(podcast_ids),))
+        return dict(cur.fetchall())
 
 
-def suggestion_owner(conn, suggestion_id: int) -> tuple[str, int] | None:
+def suggestion_owners(conn, suggestion_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+    """(user_id, podcast_id) of each of `suggestion_ids` that exists."""
     with conn.cursor() as cur:
-        cur.execute("SELECT user_id, podcast_id FROM suggested_podcasts WHERE id = %s", (suggestion_id,))
-        return cur.fetchone()
+        cur.execute(
+            "SELECT id, user_id, podcast_id FROM suggested_podcasts WHERE id = ANY(%s::bigint[])",
+            (list(suggestion_ids),),
+        )
+        return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
 
 
-def insert_feedback(conn, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Store the event; a repeated `event_id` returns the stored one. Returns (row, created)."""
-    columns = "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, created_at"
+FEEDBACK_FIELDS = ("user_id", "podcast_id", "suggestion_id", "event", "value", "weight", "event_id")
+FEEDBACK_COLUMNS = "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, created_at"
+
+
+def insert_feedback(conn, events: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+    """Store the events in one statement. Returns (row, created) per event, in order.
+
+    An `(user_id, event_id)` stored before, or earlier in `events`, is not stored again: its
+    stored row comes back with created False. Events without an `event_id` are always new."""
+    keys = [(event["user_id"], event["event_id"]) for event in events]
+    seen: set[tuple[str, str]] = set()
+    new = []  # the first event with each (user_id, event_id), and every one without an event_id
+    for index, key in enumerate(keys):
+        if key[1] is None or key not in seen:
+            seen.add(key)
+            new.append(index)
+    results: dict[int, tuple[dict[str, Any], bool]] = {}
     with dict_cursor(conn) as cur:
-        cur.execute(
-            f"""
-            INSERT INTO feedback_events
-                (user_id, podcast_id, suggestion_id, event, value, weight, event_id)
-            VALUES (%(user_id)s, %(podcast_id)s, %(suggestion_id)s, %(event)s, %(value)s, %(weight)s,
-                    %(event_id)s)
-            ON CONFLICT (user_id, event_id) DO NOTHING
-            RETURNING {columns}
-            """,
-            event,
-        )
-        row = cur.fetchone()
-        if row is not None:
-            return row, True
-        cur.execute(
-            f"SELECT {columns} FROM feedback_events WHERE user_id = %(user_id)s AND event_id = %(event_id)s",
-            event,
-        )
-        return cur.fetchone(), False
+        inserted = []
+        if new:
+            inserted = psycopg2.extras.execute_values(
+                cur,
+                f"INSERT INTO feedback_events ({', '.join(FEEDBACK_FIELDS)}) VALUES %s"
+                f" ON CONFLICT (user_id, event_id) DO NOTHING RETURNING {FEEDBACK_COLUMNS}",
+                [tuple(events[i][name] for name in FEEDBACK_FIELDS) for i in new],
+                page_size=len(new),
+                fetch=True,
+            )
+        # Ids are drawn in insertion order: the inserted rows, by id, are the new events in
+        # order, less those whose event_id was stored before.
+        created = {(row["user_id"], row["event_id"]) for row in inserted}
+        stored_now = [i for i in new if keys[i][1] is None or keys[i] in created]
+        for index, row in zip(stored_now, sorted(inserted, key=lambda r: r["id"]), strict=True):
+            if (row["user_id"], row["event_id"]) != keys[index]:
+                raise RuntimeError("inserted feedback rows came back out of order")
+            results[index] = row, True
+        repeated = {keys[i] for i in range(len(events)) if i not in results}
+        if repeated:
+            users, event_ids = zip(*repeated, strict=True)
+            cur.execute(
+                f"SELECT {FEEDBACK_COLUMNS} FROM feedback_events WHERE (user_id, event_id) IN"
+                " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                (list(users), list(event_ids)),
+            )
+            stored = {(row["user_id"], row["event_id"]): row for row in cur.fetchall()}
+            for index in range(len(events)):
+                if index not in results:
+                    results[index] = dict(stored[keys[index]]), False
+    return [results[index] for index in range(len(events))]
 
 
-def apply_feedback(conn, user_id: str, podcast_vec: np.ndarray | None, weight: float) -> None:
-    """Fold one event into the user's decayed feedback vector and rebuild the profile.
+def apply_feedback(conn, user_id: str, delta: np.ndarray | None, events: int = 1) -> None:
+    """Fold new events into the user's decayed feedback vector and rebuild the profile, once.
 
-    Call with the user's row locked (`lock_user`) in the same transaction as `insert_feedback`.
+    `delta` is the sum of weight * episode vector over the events (None if none of their
+    episodes has a vector yet), `events` how many they are. Call with the user's row locked
+    (`lock_users`) in the same transaction as `insert_feedback`.
     Feedback never touches `user_listens`: that is the stated history, which the `history_only`
     variant ranks by, and counting a completed episode there too would count it twice.
     """
     settings = get_settings()
+    counts = "feedback_count = feedback_count + %(n)s, events_since_profile = events_since_profile + %(n)s"
     with conn.cursor() as cur:
-        if podcast_vec is not None:
+        if delta is None:
+            cur.execute(f"UPDATE users SET {counts} WHERE id = %(u)s", {"n": events, "u": user_id})
+        else:
             cur.execute(
                 "SELECT feedback_vector, extract(epoch FROM now() - feedback_at) FROM users WHERE id = %s",
                 (user_id,),
             )
             stored, age = cur.fetchone()
             current = ranking.decayed(stored, age, settings.feedback_half_life_days)
-            update = weight * podcast_vec if current is None else current + weight * podcast_vec
+            update = delta if current is None else current + delta
             cur.execute(
-                "UPDATE users SET feedback_vector = %s, feedback_at = now() WHERE id = %s", (update, user_id)
+                f"UPDATE users SET feedback_vector = %(v)s, feedback_at = now(), {counts} WHERE id = %(u)s",
+                {"v": update, "n": events, "u": user_id},
             )
-        cur.execute(
-            "UPDATE users SET feedback_count = feedback_count + 1,"
-            " events_since_profile = events_since_profile + 1 WHERE id = %s",
-            (user_id,),
-        )
     refresh_profile(conn, user_id)
 
 

@@ -26,7 +26,6 @@ from openai_client import AIProviderError, content_words, get_provider
 from schemas import (
     AddPodcastRequest,
     AnalyticsQuery,
-    FeedbackRequest,
     RecommendQuery,
     SearchQuery,
     UpdatePodcastRequest,
@@ -235,6 +234,7 @@ def embed_pending_histories(batch_size: int) -> int:
         log.warning("%d user histories left pending: %s", len(histories), exc)
         return 0
     with db_utils.connection() as conn:
+        db_utils.lock_users(conn, [h["id"] for h in histories])  # in the order every writer locks them
         for history, vector in zip(histories, vectors, strict=True):
             db_utils.save_history_embedding(conn, history["id"], history["listening_history"], vector)
     return len(histories)
@@ -402,47 +402,7 @@ def choose(
     return items
 
 
-# --- feedback ---------------------------------------------------------------------------
-
-EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
-
-
-def event_weight(event: str, value: float | None) -> float:
-    """How far one event moves the profile toward (+) or away from (-) the episode."""
-    if event == "listen":
-        return 0.6 * (0.5 if value is None else value)
-    if event == "rate":
-        return (float(value) - 3) / 2  # 1 → -1, 3 → 0, 5 → +1
-    return EVENT_WEIGHTS[event]
-
-
-def record_feedback(request: FeedbackRequest) -> tuple[dict[str, Any], bool]:
-    """Store the event and fold it into the user's profile in one transaction.
-
-    The user's row is locked first, so concurrent events for one user apply one after the
-    other and none is lost. Returns (event, created); a repeated `event_id` is not re-applied.
-    """
-    _database_ready()
-    weight = event_weight(request.event, request.value)
-    with db_utils.connection() as conn:
-        if not db_utils.lock_user(conn, request.user_id):
-            raise ApiError(404, "user_not_found", f"no user {request.user_id!r}")
-        exists, vector = db_utils.podcast_vector(conn, request.podcast_id)
-        if not exists:
-            raise ApiError(404, "podcast_not_found", f"no podcast {request.podcast_id}")
-        if request.suggestion_id is not None:
-            owner = db_utils.suggestion_owner(conn, request.suggestion_id)
-            if owner != (request.user_id, request.podcast_id):
-                raise ApiError(
-                    422,
-                    "suggestion_mismatch",
-                    "suggestion_id is not a suggestion of this podcast to this user",
-                )
-        event, created = db_utils.insert_feedback(conn, {**request.model_dump(), "weight": weight})
-        if created:
-            db_utils.apply_feedback(conn, request.user_id, vector, weight)
-    event["created_at"] = event["created_at"].isoformat()
-    return event, created
+# --- feedback (storing events: feedback.py) ----------------------------------------------
 
 
 def refresh_interest_profiles(batch_size: int = 16) -> int:
@@ -467,6 +427,7 @@ def refresh_interest_profiles(batch_size: int = 16) -> int:
         log.warning("interest profiles left stale: %s", exc)
         return 0
     with db_utils.connection() as conn:
+        db_utils.lock_users(conn, [u["id"] for u in users])  # in the order every writer locks them
         for user, text, vector in zip(users, texts, vectors, strict=True):
             db_utils.save_interest_profile(conn, user["id"], text, vector, user["events_since_profile"])
     return len(users)
