@@ -38,6 +38,7 @@ LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weig
 
 @dataclass(frozen=True)
 class Model:
+    active_listeners: int  # listeners with positive engagement with any episode
     episodes: np.ndarray  # podcast ids with engagement
     popularity: np.ndarray  # per episode: decayed net engagement
     listeners: np.ndarray  # per episode: listeners with positive engagement
@@ -89,6 +90,7 @@ def build(interactions: np.ndarray, neighbors: int, alpha: float, half_life_days
     )
     neighbor_ids, neighbor_scores = top_neighbors(x, counts, neighbors, alpha)
     return Model(
+        len(np.unique(listener[positive])),
         episodes,
         popularity.astype(np.float32),
         counts,
@@ -158,7 +160,7 @@ def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: 
             (
                 event_mark,
                 listen_mark,
-                0 if model is None else int(model.listeners.sum()),
+                0 if model is None else model.active_listeners,
                 0 if model is None else len(model.episodes),
                 seconds,
             ),

@@ -4,7 +4,8 @@ Candidates come from the HNSW index (content) and from co-engagement (collaborat
 gets one relevance: a weighted blend of its co-engagement score, its content similarity to
 the listener's profile and its popularity (`blend`). Re-ranking then
 1. lowers episodes close to what the user disliked or skipped,
-2. picks by maximal marginal relevance, so near-identical episodes do not fill a page,
+2. picks by maximal marginal relevance (multiplicative), so near-identical episodes do not fill
+   a page,
 3. gives a small share of the slots to exploration: random picks among the better half of
    the remaining candidates, so the loop also learns about what it would not have shown.
 """
@@ -126,14 +127,12 @@ def blend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One relevance per candidate and whether co-engagement (rather than content) carried it.
 
-    Co-engagement is scaled by the best candidate's score and popularity by log1p against the
-    most popular candidate, so the weights mean the same for every listener."""
+    Co-engagement is scaled by the best candidate's score, so its weight means the same for
+    every listener; `popularity` is already a prior in [0, 1]."""
     top = collaborative.max(initial=0.0)
     behaviour = weights.collaborative * (collaborative / top if top > 0 else np.zeros_like(collaborative))
-    loudest = np.log1p(np.clip(popularity, 0, None)).max(initial=0.0)
-    prior = np.log1p(np.clip(popularity, 0, None)) / loudest if loudest > 0 else np.zeros_like(popularity)
     content = weights.content * similarity
-    return behaviour + content + weights.popularity * prior, behaviour > content
+    return behaviour + content + weights.popularity * popularity, behaviour > content
 
 
 def rerank(
@@ -167,16 +166,20 @@ def rerank(
 def maximal_marginal_relevance(
     vectors: np.ndarray, relevance: np.ndarray, count: int, mmr_lambda: float
 ) -> list[int]:
-    """Greedy MMR: each pick maximizes lambda*relevance - (1-λ)·(similarity to what is already picked)."""
+    """Greedy MMR in its multiplicative form: each pick maximizes relevance lowered by a share
+    (1-λ)·(similarity to the closest pick so far) of itself.
+
+    A share rather than a fixed amount keeps the trade-off the same at every scale: when one
+    co-engaged episode dwarfs the content-only candidates, a close second in the listener's
+    topic still beats a far, weaker one."""
     if mmr_lambda >= 1.0:
         return [int(i) for i in np.argsort(-relevance, kind="stable")[:count]]
     chosen: list[int] = []
-    redundancy = np.full(len(vectors), -np.inf)
+    redundancy = np.zeros(len(vectors))
     available = np.ones(len(vectors), dtype=bool)
     for _ in range(min(count, len(vectors))):
-        penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
-        score = np.where(available, mmr_lambda * relevance - (1 - mmr_lambda) * penalty, -np.inf)
-        best = int(np.argmax(score))
+        score = relevance - (1 - mmr_lambda) * np.abs(relevance) * redundancy
+        best = int(np.argmax(np.where(available, score, -np.inf)))
         chosen.append(best)
         available[best] = False
         redundancy = np.maximum(redundancy, vectors @ vectors[best])

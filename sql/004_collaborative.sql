@@ -18,7 +18,7 @@ CREATE TABLE collaborative_model (
     refreshed_at     timestamptz,
     event_mark       bigint NOT NULL DEFAULT 0,
     listen_mark      timestamptz NOT NULL DEFAULT '-infinity',
-    listeners        integer NOT NULL DEFAULT 0,
+    listeners        integer NOT NULL DEFAULT 0, -- with positive engagement: the popularity scale
     episodes         integer NOT NULL DEFAULT 0,
     refresh_seconds  real
 );

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
+import ranking
 from tests.fake_openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,6 +154,15 @@ def run_api(dsn: str, env: dict[str, str], log_path: Path) -> Iterator[Api]:
         process.terminate()
         process.wait(timeout=20)
         api.client.close()
+
+
+def user_in(variant: str) -> str:
+    """A fresh user id that the default A/B split puts in `variant`."""
+    split = ranking.parse_split("loop:90,history_only:10")
+    while True:
+        user_id = f"user-{uuid.uuid4().hex[:8]}"
+        if ranking.assign_variant(user_id, split, "v1").name == variant:
+            return user_id
 
 
 def wait_for_model(api: Api) -> None:

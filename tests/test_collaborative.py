@@ -9,7 +9,7 @@ import pytest
 
 import reasons
 from openai_client import content_words
-from tests.conftest import Api, run_api, wait_for_model
+from tests.conftest import Api, run_api, user_in, wait_for_model
 
 
 def unique(prefix: str) -> str:
@@ -23,7 +23,8 @@ def add_episode(api: Api, title: str, transcript: str, category: str) -> int:
 
 
 def new_listener(api: Api, history: str) -> str:
-    user_id = unique("listener")
+    """A new listener in the `loop` variant (the default split puts 10% in `history_only`)."""
+    user_id = user_in("loop")
     response = api.post("/api/update_user_history", {"user_id": user_id, "listening_history": history})
     assert response.status_code == 200, response.text
     return user_id
@@ -108,6 +109,7 @@ def test_a_listener_with_only_feedback_gets_behaviour_neighbours_of_what_they_li
     wait_for_model(local_api)
     items = recommend(local_api, listener, limit=5)
     assert chess in [i["podcast_id"] for i in items]
+    assert wine not in [i["podcast_id"] for i in items]  # liked: already heard
 
 
 @pytest.mark.parametrize("user_id", ["sample-margaret", "sample-devon", "sample-rosa", "sample-sam"])

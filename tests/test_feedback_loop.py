@@ -15,19 +15,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-import ranking
-from tests.conftest import ROOT, Api, wait_for
+from tests.conftest import ROOT, Api, user_in, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
-
-DEFAULT_SPLIT = ranking.parse_split("loop:90,history_only:10")
-
-
-def user_in(variant: str) -> str:
-    """A fresh user id that the default A/B split puts in `variant`."""
-    while True:
-        user_id = f"user-{uuid.uuid4().hex[:8]}"
-        if ranking.assign_variant(user_id, DEFAULT_SPLIT, "v1").name == variant:
-            return user_id
 
 
 def create_user(api: Api, user_id: str, history: str) -> None:

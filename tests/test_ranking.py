@@ -25,9 +25,18 @@ def test_mmr_does_not_fill_a_page_with_near_duplicates():
     query = unit(1, 0, 0)
     candidates = np.vstack([unit(1, 0.1, 0), unit(1, 0.11, 0), unit(1, 0, 0.5)])  # 0 and 1 are twins
     plain = [row for row, _ in ranking.rerank(candidates @ query, candidates, 2, PLAIN)]
-    diverse = ranking.Variant("mmr", True, True, mmr_lambda=0.5, exploration=0.0, negative_penalty=0.0)
+    diverse = ranking.Variant("mmr", True, True, mmr_lambda=0.3, exploration=0.0, negative_penalty=0.0)
     assert plain == [0, 1]
     assert [row for row, _ in ranking.rerank(candidates @ query, candidates, 2, diverse)] == [0, 2]
+
+
+def test_mmr_trades_relevance_for_diversity_the_same_way_at_every_scale():
+    # One strong co-engaged pick; then a weaker one in the same topic against a far, weaker one.
+    candidates = np.vstack([unit(1, 0, 0), unit(0.7, 0.71, 0), unit(0.1, 0, 1)])
+    relevance = np.array([1.0, 0.04, 0.022])
+    loop = ranking.Variant("loop-like", True, True, mmr_lambda=0.9, exploration=0.0, negative_penalty=0.0)
+    for scale in (1.0, 0.01, 100.0):
+        assert [row for row, _ in ranking.rerank(relevance * scale, candidates, 3, loop)] == [0, 1, 2]
 
 
 def test_closeness_to_a_dislike_lowers_an_episode():
@@ -59,7 +68,7 @@ def test_blend_lets_co_engagement_lift_an_episode_whose_text_is_far():
     weights = ranking.BlendWeights(collaborative=1.0, content=0.1, popularity=0.05)
     collaborative = np.array([0.0, 6.0, 3.0])
     similarity = np.array([0.9, 0.1, 0.5])
-    popularity = np.array([100.0, 5.0, 0.0])
+    popularity = np.array([0.9, 0.3, 0.0])
     relevance, behaviour_led = ranking.blend(collaborative, similarity, popularity, weights)
     assert list(np.argsort(-relevance)) == [1, 2, 0]
     assert list(behaviour_led) == [False, True, True]
