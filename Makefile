@@ -47,8 +47,21 @@ bench: install
 bench-quick: install
 	$(PY) -m bench.run --quick
 
+# The collaborative model's refresh at 100k episodes x 10M events (also a phase of `make bench`).
+.PHONY: bench-collab
+
+bench-collab: install
+	$(PY) -m bench.collab
+
 # Feedback-loop simulation (bench/LOOP_RESULTS.md): synthetic listeners, history-only vs the loop.
 .PHONY: bench-loop
 
 bench-loop: install
 	$(PY) bench/simulate_loop.py
+
+# Real-data replay (bench/REAL_RESULTS.md): the HetRec 2011 Last.fm listeners against the service
+# and offline baselines. The data set stays outside the repository: `--data DIR` to point at it.
+.PHONY: bench-real
+
+bench-real: install
+	$(PY) -m bench.real_replay

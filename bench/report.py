@@ -73,6 +73,10 @@ def _ingest_key(row: dict[str, Any]) -> tuple:
     return (row.get("path"),)
 
 
+def _collab_key(row: dict[str, Any]) -> tuple:
+    return (row.get("episodes"), row.get("events"))
+
+
 def merge(old: list[dict], new: list[dict], key=_key) -> list[dict]:
     """New rows replace the old ones of the same catalogs (and index, for recall); others stay."""
     fresh = {key(r) for r in new}
@@ -117,10 +121,26 @@ def save(sections: dict[str, list], *, quick: bool, server: Any) -> dict[str, An
             results[key] = merge(results.get(key, []), sections[key])
         results["recall"] = merge(results.get("recall", []), sections["recall"], key=_index_key)
         results["ingest"] = merge(results.get("ingest", []), sections["ingest"], key=_ingest_key)
+        results["collaborative"] = merge(
+            results.get("collaborative", []), sections.get("collaborative", []), key=_collab_key
+        )
         results["ratios"] = ratios(results["recommend"])
         results["date"] = now
     results["machine"] = machine(server)
     results.setdefault("date", now)
+    results.setdefault("loop", None)
+    RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS_MD.write_text(render(results))
+    return results
+
+
+def save_collaborative(rows: list[dict], *, quick: bool) -> dict[str, Any]:
+    """Merge rows of `bench.collab` into results.json (every other key kept), then render."""
+    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    if quick:
+        results.setdefault("quick", {})["collaborative"] = rows
+    else:
+        results["collaborative"] = merge(results.get("collaborative", []), rows, key=_collab_key)
     results.setdefault("loop", None)
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
     RESULTS_MD.write_text(render(results))
@@ -235,6 +255,102 @@ def recall_table(rows: list[dict]) -> str:
 
 def ingest_table(rows: list[dict]) -> str:
     return table(INGEST_COLUMNS, sorted(rows, key=_ingest_key))
+
+
+def _step(name: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row.get("steps", {}).get(name, {}).get(key)
+
+
+def _db_seconds(row: dict[str, Any]) -> float | None:
+    save = row.get("steps", {}).get("save")
+    return None if save is None else round(sum(v for k, v in save.items() if k.startswith("db_")), 2)
+
+
+def _events(row: dict[str, Any]) -> str:
+    return f"{row['events']:,} ({row['listens']:,} listens + {row['feedback_events']:,} events)"
+
+
+COLLAB_COLUMNS: list[Column] = [
+    ("episodes", field("episodes")),
+    ("listeners", field("users")),
+    ("events", _events),
+    ("interactions read", field("interactions")),
+    ("episodes with neighbours", field("episodes_with_neighbours")),
+    ("refresh s", field("refresh_s")),
+    ("peak RSS MiB (over imports)", field("peak_rss_mb")),
+    ("read: COPY query s", _step("read", "sql_s")),
+    ("read: parse s", _step("read", "parse_s")),
+    ("build s", _step("build", "seconds")),
+    ("of which X'X blocks s", _step("build", "products_s")),
+    ("of which per-row top-K s", _step("build", "per_row_loop_s")),
+    ("save: format s", _step("save", "format_s")),
+    ("save: SQL s", _db_seconds),
+    ("podcast_engagement rows", field("engagement_rows")),
+    ("its MiB (with dead rows)", field("engagement_mb")),
+    ("Postgres temp MiB", field("postgres_temp_mb")),
+    ("WAL MiB", field("wal_mb")),
+]
+
+
+def _spread(get: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], str]:
+    def show(row: dict[str, Any]) -> str:
+        probes = get(row) or {}
+        return "{} / {} / {}".format(*(cell(probes.get(k)) for k in ("p50_ms", "p95_ms", "max_ms")))
+
+    return show
+
+
+PROBE_COLUMNS: list[Column] = [
+    ("episodes", field("episodes")),
+    ("events", field("events")),
+    ("no refresh p50 / p95 / max ms", _spread(lambda r: r["probe_idle"])),
+    (
+        "of which listener_items / neighbour_scores p50 ms",
+        lambda r: "{} / {}".format(
+            *(r["probe_idle"].get(f"{q}_p50_ms") for q in ("listener_items", "neighbour_scores"))
+        ),
+    ),
+    ("during refresh", _spread(lambda r: r["probe_during"])),
+    ("during its read", _spread(lambda r: r["probe_during_step"].get("read"))),
+    ("during its build", _spread(lambda r: r["probe_during_step"].get("build"))),
+    ("during its save", _spread(lambda r: r["probe_during_step"].get("save"))),
+    ("after it", _spread(lambda r: r["probe_after"])),
+    (
+        "probes idle / during / after",
+        lambda r: "{} / {} / {}".format(
+            r["probe_idle"]["probes"], r["probe_during"]["probes"], r["probe_after"]["probes"]
+        ),
+    ),
+    ("listener episodes / scored per probe", lambda r: f"{r['probe_items_mean']} / {r['probe_scored_mean']}"),
+]
+
+COLLAB_NOTE = """\
+Written by `bench/collab.py` (`python -m bench.collab`, a phase of `make bench`; `--quick` is
+10k × 1M). Synthetic behaviour on the catalog generator's episodes: listeners with one to three
+taste topics and lognormal activity, Zipf-like popularity within a topic, 15 % of events off
+taste; listens in `user_listens` (one per listener and episode), the rest in `feedback_events`
+(complete and like +1, skip −0.3, dislike −1), over 180 days. `collaborative.refresh_if_due(force=True)`
+runs in a fresh interpreter with the default settings (100 neighbours, 500 episodes per
+listener); its peak RSS is the peak resident set (VmHWM) minus the resident set after imports,
+and its steps are timed by wrapping `collaborative`'s functions in that process (read = the COPY
+query until its text is received, then the parse; build = matrix, X'X blocks, the per-episode
+top-K loop; save = formatting the rows, then the SQL of the replacing transaction). WAL and
+temp MiB are Postgres' during the refresh. Meanwhile this process runs the request-time queries
+(`listener_items` + `neighbour_scores` for a random active listener, 40 candidates asked, 40
+content ids included, their own episodes excluded) on one plain connection, about 15 a second:
+before the refresh, during each of its steps, and after it. Every process shares the same 2
+cores (and other work ran on the machine), so slower probes during the read and build are CPU
+contention; a probe blocked by the refresh would show as a maximum of the step's length.
+"""
+
+
+def collab_tables(rows: list[dict]) -> str:
+    order = sorted(rows, key=_collab_key)
+    return (
+        table(COLLAB_COLUMNS, order)
+        + "\nRequest-time probes (listener_items + neighbour_scores):\n\n"
+        + table(PROBE_COLUMNS, order)
+    )
 
 
 def min_ef_table(rows: list[dict]) -> str:
@@ -375,6 +491,7 @@ make bench-quick   # 10k only, fewer requests: under 3 minutes
 .venv/bin/python -m bench.run --sizes 10000,100000 --dims-1536 ''   # some sizes only
 .venv/bin/python -m bench.hnsw --size 100000 --variants 16:128,24:128   # recall for other index parameters
 .venv/bin/python -m bench.profile --size 100000   # cProfile of recommend in-process (--ingest N: bulk ingest)
+.venv/bin/python -m bench.collab   # collaborative refresh, 100k x 10M events (--quick: 10k x 1M)
 ```
 
 Built catalogs are cached in `bench/.work/pg` (one database per size and dimension) and reused
@@ -468,16 +585,23 @@ def render(results: dict[str, Any]) -> str:
         parts.append(
             'Not measured yet: a separate script writes its figures under `"loop"` in `results.json`.\n'
         )
+    parts.append("## 7. Collaborative model: refresh at scale\n")
+    if results.get("collaborative"):
+        parts += [COLLAB_NOTE, collab_tables(results["collaborative"])]
+    else:
+        parts.append("Not measured yet: `python -m bench.collab`.\n")
     quick = results.get("quick")
     if quick:
         parts += [
-            f"## Quick run (`make bench-quick`, {quick['date']})\n",
+            f"## Quick run (`make bench-quick`, {quick.get('date')})\n",
             "10k episodes only, few requests per phase: a smoke test of the whole suite,"
             " not a measurement to quote.\n",
-            recommend_table(quick["recommend"]),
-            "\n" + ratio_table(quick["ratios"]),
-            "\n" + recall_table(quick["recall"]),
-            "\n" + ingest_table(quick["ingest"]),
+            recommend_table(quick.get("recommend", [])),
+            "\n" + ratio_table(quick.get("ratios", [])),
+            "\n" + recall_table(quick.get("recall", [])),
+            "\n" + ingest_table(quick.get("ingest", [])),
         ]
+        if quick.get("collaborative"):
+            parts.append("\n" + collab_tables(quick["collaborative"]))
     parts.append(METHOD)
     return "\n".join(parts)

@@ -3,6 +3,7 @@
     python -m bench.run                          # 10k, 100k and 1M episodes at 384 dims, 100k at 1536
     python -m bench.run --quick                  # 10k only, few requests: under 3 minutes
     python -m bench.run --sizes 10000,100000     # some sizes (rows of other sizes are kept)
+    python -m bench.run --no-collab              # without the collaborative refresh (bench/collab.py)
 
 Built catalogs are cached under bench/.work/, so a re-run only measures. What the figures mean:
 bench/RESULTS.md.
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench import catalog, ingest, load, recall, report, services
+from bench import catalog, collab, ingest, load, recall, report, services
 from bench.db import postgres_memory, start_server
 from bench.fake_ai import FakeAI, delta
 
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10k only, few requests (under 3 minutes)")
     parser.add_argument("--no-ingest", action="store_true")
     parser.add_argument("--no-recall", action="store_true")
+    parser.add_argument("--no-collab", action="store_true", help="skip the collaborative refresh phase")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     sizes = [10_000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
@@ -203,13 +205,25 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     server = start_server()
-    sections: dict[str, list] = {"recommend": [], "recall": [], "memory": [], "ingest": []}
+    sections: dict[str, list] = {
+        "recommend": [],
+        "recall": [],
+        "memory": [],
+        "ingest": [],
+        "collaborative": [],
+    }
     with FakeAI() as ai:
         for spec in specs:
             log(f"== {spec.size} episodes, {spec.dims} dims")
             for key, rows in bench_catalog(server, ai, spec, plan, stamp(), not args.no_recall).items():
                 sections[key] += rows
             report.save(sections, quick=args.quick, server=server)  # keep what is done so far
+        if not args.no_collab:
+            spec = collab.QUICK if args.quick else collab.FULL
+            log(f"== collaborative refresh: {spec.episodes} episodes, {spec.events} events")
+            row = collab.measure(server, spec, 8 if args.quick else 20)
+            sections["collaborative"] = [{**row, **stamp()}]
+            report.save(sections, quick=args.quick, server=server)
         if not args.no_ingest:
             log("== ingest")
             sections["ingest"] = bench_ingest(server, ai, plan, stamp())
