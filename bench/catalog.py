@@ -190,19 +190,25 @@ def cached(dsn: str, spec: Spec) -> dict[str, Any] | None:
     every row (and inserts every row again into the HNSW index) takes far longer at 1M rows
     than loading afresh.
     """
+    return cached_record(dsn, "catalog", asdict(spec), GENERATOR_VERSION)
+
+
+def cached_record(dsn: str, kind: str, spec: dict[str, Any], generator: int) -> dict[str, Any] | None:
+    """The record of what was built as `kind` in this database, if it was built for `spec` by
+    this `generator` version under the current migrations."""
     conn = connect(dsn, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('bench_catalog') IS NOT NULL")
             if not cur.fetchone()[0]:
                 return None
-        done = recorded(conn).get("catalog")
+        done = recorded(conn).get(kind)
     finally:
         conn.close()
     fresh = (
         done
-        and done["spec"] == asdict(spec)
-        and done.get("generator") == GENERATOR_VERSION
+        and done["spec"] == spec
+        and done.get("generator") == generator
         and done.get("migrations") == migrations()
     )
     return done if fresh else None

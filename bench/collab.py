@@ -175,22 +175,7 @@ def secondary_indexes(cur, tables: list[str]) -> list[tuple[str, str]]:
 
 
 def cached(dsn: str, spec: Spec) -> dict[str, Any] | None:
-    conn = connect(dsn, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('bench_catalog') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return None
-        done = catalog.recorded(conn).get("collab")
-    finally:
-        conn.close()
-    fresh = (
-        done
-        and done["spec"] == asdict(spec)
-        and done["generator"] == GENERATOR_VERSION
-        and done["migrations"] == catalog.migrations()
-    )
-    return done if fresh else None
+    return catalog.cached_record(dsn, "collab", asdict(spec), GENERATOR_VERSION)
 
 
 def build(server: Any, spec: Spec) -> dict[str, Any]:

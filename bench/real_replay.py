@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import psycopg2
-from psycopg2.extensions import make_dsn, parse_dsn
 
 from bench import lastfm
 from bench.real_baselines import FINAL_SIZE, PAGE_SIZE, PAGES, Figures, Trace, baselines, figures
@@ -107,17 +106,6 @@ def embedded_postgres() -> Iterator[Any]:
         yield server
     finally:
         server.cleanup()
-
-
-def copy_database(admin_dsn: str, template: str, name: str) -> str:
-    """A new database `name` copied from `template` (which nobody may be connected to)."""
-    conn = psycopg2.connect(admin_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    conn.close()
-    return make_dsn(**{**parse_dsn(admin_dsn), "dbname": name})
 
 
 def read_vectors(dsn: str, external_ids: list[str]) -> np.ndarray:
@@ -470,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             imported = load_background(api, split.background, ids, options.threads)
             collaborative = wait_for_collaborative(api, options.collab_timeout)
         vectors = read_vectors(base, external_ids)
-        dsns = {arm: copy_database(admin, "real_base", f"real_{arm}") for arm in ARMS}
+        dsns = {arm: fresh_database(admin, f"real_{arm}", template="real_base") for arm in ARMS}
         arms = {}
         for arm, dsn in dsns.items():
             with run_api(dsn, ENV, logs / f"{arm}.log") as api:

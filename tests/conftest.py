@@ -42,13 +42,14 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
-def fresh_database(admin_dsn: str, name: str) -> str:
-    """Drop and create database `name` on the server of `admin_dsn`; returns its DSN."""
+def fresh_database(admin_dsn: str, name: str, template: str | None = None) -> str:
+    """Drop and create database `name` on the server of `admin_dsn`, empty or as a copy of
+    `template` (which nobody may be connected to); returns its DSN."""
     conn = psycopg2.connect(admin_dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     conn.close()
     return make_dsn(**{**parse_dsn(admin_dsn), "dbname": name})
 
