@@ -30,6 +30,14 @@ def _str(name: str, default: str = "") -> str:
     return os.environ.get(name, "").strip() or default
 
 
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A setting with a fixed set of values: a typo fails at start-up rather than silently."""
+    value = _str(name, default).lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -62,6 +70,7 @@ class Settings:
     profile_refresh_events: int
     ab_split: str
     ab_salt: str
+    user_auth: str  # none | easyauth: bind user_id to the caller's App Service identity
     enrich_max_attempts: int
     hnsw_ef_search: int
     max_body_bytes: int
@@ -122,6 +131,7 @@ def get_settings() -> Settings:
         profile_refresh_events=_int("PROFILE_REFRESH_EVENTS", 5),
         ab_split=_str("AB_SPLIT", "loop:90,history_only:10"),
         ab_salt=_str("AB_SALT", "v1"),
+        user_auth=_choice("USER_AUTH", "none", ("none", "easyauth")),
         enrich_max_attempts=_int("ENRICH_MAX_ATTEMPTS", 10),
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 100),
         max_body_bytes=_int("MAX_BODY_BYTES", 10_000_000),

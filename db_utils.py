@@ -418,7 +418,7 @@ def upsert_user_history(
         refresh_profile(conn, user_id)
         cur.execute(
             "SELECT"
-            " id AS user_id, name, listening_history,"
+            " id AS user_id, name, listening_history IS NOT NULL AS has_history,"  # never echo the text
             " CASE WHEN listening_history IS NOT NULL AND history_embedding IS NULL"
             "      THEN 'pending' ELSE 'ready' END AS profile_status,"
             " (SELECT count(*) FROM user_listens WHERE user_id = %s) AS listened_count,"

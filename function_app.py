@@ -105,6 +105,24 @@ def route_id(req: func.HttpRequest, name: str) -> int:
     return int(value)
 
 
+# Who may call what. In Azure the host checks the keys before a function runs: listener routes
+# take the function key (the default level), operator routes the admin (master) key. The local
+# runner enforces the same levels when LOCAL_FUNCTION_KEY / LOCAL_ADMIN_KEY are set.
+OPERATOR = func.AuthLevel.ADMIN
+PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service Authentication, never by the caller
+
+
+def act_as(req: func.HttpRequest, *user_ids: str) -> None:
+    """With USER_AUTH=easyauth, a listener route may only act for the signed-in caller."""
+    if get_settings().user_auth != "easyauth":
+        return
+    caller = req.headers.get(PRINCIPAL_HEADER)
+    if not caller:
+        raise ApiError(401, "unauthenticated", "sign in first (App Service Authentication)")
+    if any(user_id != caller for user_id in user_ids):
+        raise ApiError(403, "forbidden", "a listener can only read and write their own data")
+
+
 def endpoint(
     methods: str | list[str], route: str, auth_level: func.AuthLevel | None = None
 ) -> Callable[[Handler], Handler]:
@@ -140,14 +158,14 @@ def endpoint(
     return decorate
 
 
-@endpoint("POST", "add_podcast")
+@endpoint("POST", "add_podcast", auth_level=OPERATOR)
 def add_podcast(req: func.HttpRequest) -> func.HttpResponse:
     podcast, created = recommender.add_podcast(parse_body(req, AddPodcastRequest))
     status = 202 if podcast["status"] == "pending" else 201 if created else 200
     return json_response(podcast, status)
 
 
-@endpoint("POST", "add_podcasts")
+@endpoint("POST", "add_podcasts", auth_level=OPERATOR)
 def add_podcasts(req: func.HttpRequest) -> func.HttpResponse:
     """Bulk ingest: one result per item, in order; a bad item does not stop the good ones."""
     results, valid = parse_items(req, AddPodcastRequest, get_settings().max_bulk_items)
@@ -157,7 +175,7 @@ def add_podcasts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"results": results})
 
 
-@endpoint(["PATCH", "DELETE"], "podcasts/{podcast_id}")
+@endpoint(["PATCH", "DELETE"], "podcasts/{podcast_id}", auth_level=OPERATOR)
 def podcast_by_id(req: func.HttpRequest) -> func.HttpResponse:
     podcast_id = route_id(req, "podcast_id")
     if req.method.upper() == "DELETE":
@@ -165,7 +183,7 @@ def podcast_by_id(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(recommender.update_podcast(podcast_id, parse_body(req, UpdatePodcastRequest)))
 
 
-@endpoint("DELETE", "users/{user_id}")
+@endpoint("DELETE", "users/{user_id}", auth_level=OPERATOR)
 def delete_user(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(recommender.delete_user(req.route_params["user_id"]))
 
@@ -177,12 +195,16 @@ def search(req: func.HttpRequest) -> func.HttpResponse:
 
 @endpoint("POST", "update_user_history")
 def update_user_history(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(recommender.update_user_history(parse_body(req, UpdateUserHistoryRequest)))
+    request = parse_body(req, UpdateUserHistoryRequest)
+    act_as(req, request.user_id)
+    return json_response(recommender.update_user_history(request))
 
 
 @endpoint("GET", "recommend_podcasts")
 def recommend_podcasts(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(recommender.recommend(parse_query(req, RecommendQuery)))
+    query = parse_query(req, RecommendQuery)
+    act_as(req, query.user_id)
+    return json_response(recommender.recommend(query))
 
 
 @endpoint("POST", "feedback")
@@ -190,9 +212,12 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
     """One event (an object): the stored event, 201, or 200 if its event_id was stored before.
     Many (an array): one result per item, in order; a bad item does not stop the good ones."""
     if not (req.get_body() or b"").lstrip().startswith(b"["):
-        event, created = record_feedback(parse_body(req, FeedbackRequest))
+        request = parse_body(req, FeedbackRequest)
+        act_as(req, request.user_id)
+        event, created = record_feedback(request)
         return json_response(event, 201 if created else 200)
     results, valid = parse_items(req, FeedbackRequest, get_settings().max_bulk_events)
+    act_as(req, *(request.user_id for _, request in valid))
     outcomes = record_feedback_bulk([request for _, request in valid])
     for (index, _), outcome in zip(valid, outcomes, strict=True):
         if isinstance(outcome, ApiError):
@@ -203,7 +228,7 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"results": results})
 
 
-@endpoint("GET", "analytics")
+@endpoint("GET", "analytics", auth_level=OPERATOR)
 def analytics(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(recommender.analytics(parse_query(req, AnalyticsQuery)))
 

@@ -175,17 +175,19 @@ def test_history_update_adds_listens_and_replaces_text(local_api: Api):
         "/api/update_user_history", {"user_id": user_id, "listened_podcast_ids": ids[:2]}
     )
     body = response.json()
-    assert (body["name"], body["listening_history"], body["listened_count"], body["created"]) == (
+    assert (body["name"], body["has_history"], body["listened_count"], body["created"]) == (
         "Ann",
-        "jazz",
+        True,
         2,
         False,
     )
+    assert "listening_history" not in body  # whoever holds a key must not read a history back
     response = local_api.post(
         "/api/update_user_history",
         {"user_id": user_id, "listening_history": "opera", "listened_podcast_ids": ids[1:3]},
     )
-    assert (response.json()["listening_history"], response.json()["listened_count"]) == ("opera", 3)
+    assert response.json()["listened_count"] == 3
+    assert local_api.query("SELECT listening_history FROM users WHERE id = %s", (user_id,)) == [("opera",)]
 
 
 # --- bad input: a clear 4xx JSON error, nothing written -------------------------------------
