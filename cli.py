@@ -1,4 +1,5 @@
-"""Command line: `python cli.py migrate | seed | import FILE | import-events FILE | export-suggestions`."""
+"""Command line: `python cli.py migrate | seed | import FILE | import-events FILE | export-suggestions
+| retry-failed`."""
 
 from __future__ import annotations
 
@@ -170,6 +171,15 @@ def export_suggestions(args: argparse.Namespace) -> int:
     return 0
 
 
+def retry_failed(_: argparse.Namespace) -> int:
+    """Episodes the worker gave up on get their fast retries again, due now."""
+    recommender.ensure_database()
+    with db_utils.connection() as conn:
+        requeued = db_utils.requeue_failed_podcasts(conn, get_settings().enrich_max_attempts)
+    print(f"requeued {requeued} podcasts for enrichment")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description="Podcast recommender administration")
@@ -192,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     export_parser.add_argument("--since", help="ISO date or time (default: everything)")
     export_parser.add_argument("--output", help="file to write (default: standard output)")
     export_parser.set_defaults(run=export_suggestions)
+    retry_help = "requeue the episodes whose enrichment was given up on (after ENRICH_MAX_ATTEMPTS)"
+    commands.add_parser("retry-failed", help=retry_help).set_defaults(run=retry_failed)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -71,7 +71,9 @@ class Settings:
     ab_split: str
     ab_salt: str
     user_auth: str  # none | easyauth: bind user_id to the caller's App Service identity
-    enrich_max_attempts: int
+    enrich_max_attempts: int  # fast retries (backing off to 10 min); then one every ...
+    enrich_slow_retry_seconds: float  # ... this many seconds, until the AI service answers again
+    ai_probe_seconds: float  # health probes the AI service when nothing was heard from it this long
     hnsw_ef_search: int
     max_body_bytes: int
     max_bulk_items: int
@@ -133,6 +135,8 @@ def get_settings() -> Settings:
         ab_salt=_str("AB_SALT", "v1"),
         user_auth=_choice("USER_AUTH", "none", ("none", "easyauth")),
         enrich_max_attempts=_int("ENRICH_MAX_ATTEMPTS", 10),
+        enrich_slow_retry_seconds=_float("ENRICH_SLOW_RETRY_SECONDS", 3600.0),
+        ai_probe_seconds=_float("AI_PROBE_SECONDS", 300.0),
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 100),
         max_body_bytes=_int("MAX_BODY_BYTES", 10_000_000),
         max_bulk_items=_int("MAX_BULK_ITEMS", 500),

@@ -302,7 +302,7 @@ def lease_podcasts(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -
         )
 
 
-def claim_pending_podcasts(conn, limit: int, max_attempts: int, lease_seconds: int = 120) -> list[dict]:
+def claim_pending_podcasts(conn, limit: int, lease_seconds: int = 120) -> list[dict]:
     """Lease up to `limit` due pending podcasts; SKIP LOCKED lets several workers run at once.
 
     The lease (next_attempt_at in the future) keeps other workers off them while the AI calls
@@ -313,29 +313,47 @@ def claim_pending_podcasts(conn, limit: int, max_attempts: int, lease_seconds: i
             """
             UPDATE podcasts p SET next_attempt_at = now() + make_interval(secs => %s)
             FROM (SELECT id FROM podcasts
-                  WHERE status = 'pending' AND next_attempt_at <= now() AND enrich_attempts < %s
+                  WHERE status = 'pending' AND next_attempt_at <= now()
                   ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due
             WHERE p.id = due.id
             RETURNING p.id, p.title, p.description, p.transcript, p.content_hash
             """,
-            (lease_seconds, max_attempts, limit),
+            (lease_seconds, limit),
         )
         return cur.fetchall()
 
 
-def record_enrichment_failure(conn, podcast_ids: Sequence[int], error: str) -> None:
-    """Count the attempt, keep the error, back off exponentially: 2 s, 4 s, 8 s ... at most 10 min."""
+def record_enrichment_failure(
+    conn, podcast_ids: Sequence[int], error: str, max_attempts: int, slow_retry_seconds: float
+) -> None:
+    """Count the attempt, keep the error, back off exponentially: 2 s, 4 s, 8 s ... at most 10 min;
+    from the `max_attempts`-th failure on (given up: `failed` in health), once per `slow_retry_seconds`."""
     with conn.cursor() as cur:
         cur.execute(
             """
             UPDATE podcasts
             SET last_error = %s,
                 enrich_attempts = enrich_attempts + 1,
-                next_attempt_at = now() + make_interval(secs => least(600, 2 ^ (enrich_attempts + 1)))
+                next_attempt_at = now() + make_interval(secs => CASE WHEN enrich_attempts + 1 >= %s
+                    THEN %s ELSE least(600, 2 ^ (enrich_attempts + 1)) END)
             WHERE id = ANY(%s) AND status = 'pending'
             """,
-            (error[:500], list(podcast_ids)),
+            (error[:500], max_attempts, slow_retry_seconds, list(podcast_ids)),
         )
+
+
+def requeue_failed_podcasts(conn, max_attempts: int) -> int:
+    """Give the episodes the worker gave up on their fast retries again, due now; wakes the workers."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE podcasts SET enrich_attempts = 0, next_attempt_at = now()"
+            " WHERE status = 'pending' AND enrich_attempts >= %s",
+            (max_attempts,),
+        )
+        requeued = cur.rowcount
+        if requeued:
+            cur.execute("SELECT pg_notify(%s, 'requeued')", (CHANGES_CHANNEL,))
+        return requeued
 
 
 def pending_user_histories(conn, limit: int) -> list[dict[str, Any]]:

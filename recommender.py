@@ -6,6 +6,7 @@ transaction (so slow AI calls never hold a pooled connection) and returns plain 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -17,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+import ai_status
 import collaborative
 import db_utils
 import ranking
 import reasons
 from config import get_settings
-from openai_client import AIProviderError, content_words, get_provider
+from openai_client import AIProvider, AIProviderError, content_words, get_provider
 from schemas import (
     AddPodcastRequest,
     AnalyticsQuery,
@@ -156,13 +158,17 @@ def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
             failed |= {p["id"]: str(exc) for p, _ in done}
             done = []
     saved = {}
+    settings = get_settings()
     with db_utils.connection() as conn:
         for (podcast, summary), vector in zip(done, vectors, strict=True):
             row = db_utils.save_enrichment(conn, podcast, summary, vector)
             if row is not None:
                 saved[row["id"]] = row
         for error in set(failed.values()):
-            db_utils.record_enrichment_failure(conn, [pid for pid, e in failed.items() if e == error], error)
+            ids = [pid for pid, e in failed.items() if e == error]
+            db_utils.record_enrichment_failure(
+                conn, ids, error, settings.enrich_max_attempts, settings.enrich_slow_retry_seconds
+            )
     if failed:
         log.warning("%d podcast(s) left pending: %s", len(failed), "; ".join(set(failed.values())))
     return saved
@@ -212,11 +218,14 @@ def embed_query(text: str) -> np.ndarray:
 def enrich_pending(batch_size: int = 32) -> int:
     """One worker pass: due pending podcasts, histories whose vector is missing, interest
     profiles with enough new feedback, and the collaborative model when it is due. Returns how
-    many things it did."""
+    many things it did. Podcasts given up on are due again at once when the AI service answers
+    again (any call of this process, or the health probe, succeeded after failures)."""
     _database_ready()
     settings = get_settings()
     with db_utils.connection() as conn:
-        podcasts = db_utils.claim_pending_podcasts(conn, batch_size, settings.enrich_max_attempts)
+        if ai_status.take_recovery():
+            db_utils.requeue_failed_podcasts(conn, settings.enrich_max_attempts)
+        podcasts = db_utils.claim_pending_podcasts(conn, batch_size)
     done = len(enrich(podcasts)) if podcasts else 0
     done += embed_pending_histories(batch_size)
     return done + refresh_interest_profiles() + collaborative.refresh_if_due()
@@ -517,7 +526,24 @@ def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[
     ]
 
 
+def ai_state(provider: AIProvider) -> dict[str, Any]:
+    """The AI service as this process last saw it. When nothing was heard from it for
+    AI_PROBE_SECONDS, one tiny embedding probes it in the background: never an AI call per request."""
+    if provider.name == "local":
+        return {"status": "ok"}  # offline: no service that could fail
+    if ai_status.probe_due(get_settings().ai_probe_seconds):
+        threading.Thread(target=probe_ai, args=(provider,), name="ai-probe", daemon=True).start()
+    return ai_status.snapshot()
+
+
+def probe_ai(provider: AIProvider) -> None:
+    with contextlib.suppress(AIProviderError):  # the provider records the outcome either way
+        provider.embed(["health probe"])
+
+
 def health() -> dict[str, Any]:
+    """Status `degraded` when migrations are missing or the AI service is failing (still HTTP 200:
+    the API keeps answering, with fallbacks, through an AI outage)."""
     provider = get_provider()
     applied = ensure_database() if not _ready else None
     with db_utils.connection() as conn, conn.cursor() as cur:
@@ -526,14 +552,16 @@ def health() -> dict[str, Any]:
         version = db_utils.pgvector_version(cur)
         behaviour = collaborative.freshness(cur)
     expected = [p.stem for p in db_utils.migration_files()]
+    ai = ai_state(provider)
     return {
-        "status": "ok" if applied == expected else "degraded",
+        "status": "ok" if applied == expected and ai["status"] != "failing" else "degraded",
         "database": {"reachable": True, "pgvector": version, "migrations": applied},
         "ai": {
             "provider": provider.name,
             "embedding_model": provider.embedding_model,
             "dimensions": provider.dimensions,
             "chat_model": provider.chat_model,
+            **ai,
         },
         "podcasts": counts,
         "collaborative": behaviour,

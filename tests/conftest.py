@@ -117,6 +117,19 @@ class Api:
         return self.log_path.read_text()
 
 
+def openai_env(fake: FakeOpenAIServer, **settings: str) -> dict[str, str]:
+    """Settings of a runner on the `openai` provider talking to `fake`, plus `settings`."""
+    return {
+        "AI_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake.openai_base_url,
+        "OPENAI_API_KEY": FAKE_API_KEY,
+        "OPENAI_EMBEDDING_MODEL": "fake-embedding",
+        "OPENAI_CHAT_MODEL": "fake-chat",
+        "EMBEDDING_DIMENSIONS": "384",
+        **settings,
+    }
+
+
 @contextmanager
 def run_api(dsn: str, env: dict[str, str], log_path: Path) -> Iterator[Api]:
     """Start `local_runner.py` in a subprocess, as a user would, and wait until it answers."""

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 _ROUTE = re.compile(r"^/(?:v1|openai/v1|openai/deployments/[^/]+)/(embeddings|chat/completions)/?$")
 _WORD = re.compile(r"[^\W\d_]+")
-_JSON_WORD = re.compile(r"\bJSON\b")
 # Words shorter than _MIN_WORD_LEN are dropped anyway, so only longer ones are listed.
 _STOPWORDS = frozenset(
     {
@@ -106,6 +105,18 @@ def _parse_items(text: str) -> list[JsonDict]:
     return []
 
 
+def _data_text(text: str) -> str:
+    """The strings of a JSON object message (a fenced prompt's data), else ``text`` itself."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    values = [v if isinstance(v, list) else [v] for v in data.values()]
+    return " ".join(str(v) for vs in values for v in vs if isinstance(v, str) and v)
+
+
 def _summarize(text: str) -> str:
     """First two sentences of ``text`` (at most 300 chars), prefixed."""
     sentences = " ".join(text.split()).split(". ")[:_SUMMARY_SENTENCES]
@@ -178,7 +189,8 @@ class FakeOpenAIServer:
     """Local OpenAI / Azure OpenAI look-alike with failure and latency controls.
 
     Controls (may be changed while running): ``fail_next``, ``fail_rate``,
-    ``fail_status``, ``chat_delay_seconds``, ``embedding_delay_seconds``.
+    ``fail_status``, ``chat_delay_seconds``, ``embedding_delay_seconds`` and
+    ``chat_reply`` (when set, every chat completion answers exactly this text).
     """
 
     def __init__(self, dimensions: int = 384, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -200,6 +212,7 @@ class FakeOpenAIServer:
             self.fail_status = 500
             self.chat_delay_seconds = 0.0
             self.embedding_delay_seconds = 0.0
+            self.chat_reply: str | None = None
             self._model_requests = 0
             self._embedding_requests = 0
             self._embedding_inputs = 0
@@ -356,24 +369,22 @@ class FakeOpenAIServer:
         return 200, payload, {}
 
     def _chat(self, body: JsonDict) -> Reply:
-        """Chat completion: JSON reasons for ``items`` or a plain-text summary."""
+        """Chat completion: ``chat_reply`` if set, else JSON reasons for ``items`` when a JSON
+        response format is asked for, else a summary of the (JSON data) user message."""
         messages = body.get("messages")
         if not isinstance(messages, list):
             return _bad_request("messages must be a list")
         messages = [m for m in messages if isinstance(m, dict)]
-        instructions = [
-            _message_text(m.get("content"))
-            for m in messages
-            if m.get("role") in ("system", "developer", "user")
-        ]
         user_texts = [_message_text(m.get("content")) for m in messages if m.get("role") == "user"]
         last_user = user_texts[-1] if user_texts else ""
         response_format = body.get("response_format")
-        json_mode = (
-            isinstance(response_format, dict)
-            and response_format.get("type") in ("json_object", "json_schema")
-        ) or any(_JSON_WORD.search(text) for text in instructions)
-        if json_mode:
+        json_mode = isinstance(response_format, dict) and response_format.get("type") in (
+            "json_object",
+            "json_schema",
+        )
+        if self.chat_reply is not None:
+            content = self.chat_reply
+        elif json_mode:
             reasons = [
                 {
                     "podcast_id": item["podcast_id"],
@@ -383,7 +394,7 @@ class FakeOpenAIServer:
             ]
             content = json.dumps({"reasons": reasons})
         else:
-            content = _summarize(last_user)
+            content = _summarize(_data_text(last_user))
         if self.chat_delay_seconds > 0:
             time.sleep(self.chat_delay_seconds)
         with self._lock:
