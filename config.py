@@ -70,6 +70,7 @@ class Settings:
     profile_refresh_events: int
     ab_split: str
     ab_salt: str
+    enrich_schedule: str  # NCRONTAB of the worker (`%ENRICH_SCHEDULE%` in function_app)
     user_auth: str  # none | easyauth: bind user_id to the caller's App Service identity
     enrich_max_attempts: int  # fast retries (backing off to 10 min); then one every ...
     enrich_slow_retry_seconds: float  # ... this many seconds, until the AI service answers again
@@ -133,6 +134,7 @@ def get_settings() -> Settings:
         profile_refresh_events=_int("PROFILE_REFRESH_EVENTS", 5),
         ab_split=_str("AB_SPLIT", "loop:90,history_only:10"),
         ab_salt=_str("AB_SALT", "v1"),
+        enrich_schedule=_str("ENRICH_SCHEDULE", "*/10 * * * * *"),
         user_auth=_choice("USER_AUTH", "none", ("none", "easyauth")),
         enrich_max_attempts=_int("ENRICH_MAX_ATTEMPTS", 10),
         enrich_slow_retry_seconds=_float("ENRICH_SLOW_RETRY_SECONDS", 3600.0),

@@ -242,7 +242,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"status": "error", "database": {"reachable": False}}, 503)
 
 
-@app.timer_trigger(schedule="*/10 * * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
+@app.timer_trigger(schedule="%ENRICH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=False)
 def enrich_pending(timer: func.TimerRequest) -> None:
     """Retry what the AI service could not process inline (pending podcasts and histories)."""
     while recommender.enrich_pending():

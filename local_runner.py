@@ -24,6 +24,8 @@ import azure.functions as func
 from azure.functions.decorators.function_app import Function
 from azure.functions.timer import TimerRequest
 
+from config import get_settings
+
 HOST_JSON = Path(__file__).resolve().parent / "host.json"
 
 
@@ -92,12 +94,19 @@ class Timer:
 
 
 def schedule_interval(schedule: str) -> float:
-    """Seconds between runs for the NCRONTAB forms `*/N * * * * *` and `0 */N * * * *`."""
+    """Seconds between runs for the NCRONTAB forms `*/N * * * * *`, `0 */N * * * *` and
+    `0 0 */N * * *` (`*` for N = 1); a `%SETTING%` schedule is read from the settings first."""
+    schedule = re.sub(r"%(\w+)%", lambda m: str(getattr(get_settings(), m[1].lower())), schedule)
     fields = schedule.split()
-    if len(fields) == 6 and fields[0].startswith("*/") and fields[1:] == ["*"] * 5:
-        return float(fields[0][2:])
-    if len(fields) == 6 and fields[0] == "0" and fields[1].startswith("*/"):
-        return 60.0 * float(fields[1][2:])
+    for unit, position in ((1.0, 0), (60.0, 1), (3600.0, 2)):
+        if (
+            len(fields) == 6
+            and fields[:position] == ["0"] * position
+            and fields[position + 1 :] == ["*"] * (5 - position)
+        ):
+            every = fields[position]
+            if every == "*" or every.startswith("*/"):
+                return unit * float(every[2:] or 1)
     return 60.0
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import azure.functions as func
 import httpx
+import pytest
 
 import local_runner
+from config import get_settings
 
 
 def test_route_templates_become_patterns():
@@ -14,12 +16,6 @@ def test_route_templates_become_patterns():
     assert pattern.match("/api/podcasts/12/")
     assert not pattern.match("/api/podcasts")
     assert local_runner.compile_route("", "health").match("/health")
-
-
-def test_timer_schedules_become_intervals():
-    assert local_runner.schedule_interval("*/10 * * * * *") == 10
-    assert local_runner.schedule_interval("0 */5 * * * *") == 300
-    assert local_runner.schedule_interval("0 30 9 * * 1-5") == 60
 
 
 def test_serves_exactly_the_registered_functions_over_http():
@@ -45,3 +41,26 @@ def test_serves_exactly_the_registered_functions_over_http():
         assert httpx.get(f"{base}/api/other").status_code == 404
     finally:
         running.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "seconds"),
+    [
+        ("*/10 * * * * *", 10),
+        ("0 */5 * * * *", 300),
+        ("0 0 * * * *", 3600),
+        ("0 0 */2 * * *", 7200),
+        ("0 30 9 * * 1-5", 60),  # not a fixed interval: every minute
+    ],
+)
+def test_timer_schedules_become_intervals(schedule: str, seconds: float):
+    assert local_runner.schedule_interval(schedule) == seconds
+
+
+def test_a_setting_schedule_is_read_from_the_settings(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ENRICH_SCHEDULE", "0 */15 * * * *")
+    get_settings.cache_clear()
+    try:
+        assert local_runner.schedule_interval("%ENRICH_SCHEDULE%") == 900
+    finally:
+        get_settings.cache_clear()
