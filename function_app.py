@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import azure.functions as func
 import psycopg2
+import psycopg2.errors
 from pydantic import BaseModel, ValidationError
 
 import recommender
@@ -18,6 +19,7 @@ from db_utils import DatabaseBusyError, SchemaMismatchError
 from feedback import record_feedback, record_feedback_bulk
 from recommender import ApiError
 from schemas import (
+    MAX_BIGINT,
     AddPodcastRequest,
     AnalyticsQuery,
     BulkItems,
@@ -100,7 +102,7 @@ def parse_query(req: func.HttpRequest, model: type[T]) -> T:
 
 def route_id(req: func.HttpRequest, name: str) -> int:
     value = req.route_params.get(name, "")
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_BIGINT):  # not "²"
         raise ApiError(400, "invalid_request", f"{name} must be a positive integer")
     return int(value)
 
@@ -123,6 +125,13 @@ def act_as(req: func.HttpRequest, *user_ids: str) -> None:
         raise ApiError(403, "forbidden", "a listener can only read and write their own data")
 
 
+def conflict_message(exc: psycopg2.errors.UniqueViolation) -> str:
+    constraint = exc.diag.constraint_name or ""
+    if "external_id" in constraint:
+        return "external_id is already used by another episode"
+    return f"already used by another row ({constraint or 'a unique value'})"
+
+
 def endpoint(
     methods: str | list[str], route: str, auth_level: func.AuthLevel | None = None
 ) -> Callable[[Handler], Handler]:
@@ -143,6 +152,11 @@ def endpoint(
                 return handler(req)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message)
+            except psycopg2.errors.UniqueViolation as exc:  # e.g. an external_id another episode has
+                return error_response(409, "conflict", conflict_message(exc))
+            except psycopg2.DataError as exc:  # a value the schemas let through but Postgres cannot store
+                log.warning("rejected by the database in %s: %s", handler.__name__, type(exc).__name__)
+                return error_response(400, "invalid_request", "a value is out of range or not storable")
             except DatabaseBusyError:
                 return error_response(503, "busy", "the database is busy; retry shortly")
             except SchemaMismatchError as exc:

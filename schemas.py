@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -15,13 +16,41 @@ from pydantic import (
     model_validator,
 )
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# What Postgres can store is checked here, so bad input is a 400 and never a database error.
+MAX_BIGINT = 2**63 - 1
+MAX_INTEGER = 2**31 - 1
+MAX_OFFSET = timedelta(hours=16)  # Postgres rejects time-zone offsets of 16 hours and more
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return text
+
+
+def _storable_time(moment: datetime) -> datetime:
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) >= MAX_OFFSET:
+        raise ValueError("the time-zone offset must be within ±15:59")
+    try:
+        year = (moment.astimezone(UTC) if offset is not None else moment).year
+    except OverflowError:
+        year = 0
+    if not 1900 <= year <= 9999:
+        raise ValueError("must be between the years 1900 and 9999")
+    return moment
+
+
+Plain = Annotated[str, AfterValidator(_no_nul)]  # any text, even empty
+Text = Annotated[Plain, StringConstraints(strip_whitespace=True, min_length=1)]
 Category = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)
+    Plain, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)
 ]
 UserId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
 ]
+Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]  # a bigint row id
+Moment = Annotated[datetime, AfterValidator(_storable_time)]
 
 
 def describe(exc: ValidationError) -> str:
@@ -40,12 +69,12 @@ Transcript = Annotated[Text, StringConstraints(max_length=200_000)]
 class PodcastFields(Body):
     """The optional fields of an episode, shared by adding and updating one."""
 
-    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
+    description: Annotated[Plain, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
     external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
     category: Category | None = None
     language: Annotated[Text, StringConstraints(max_length=35)] | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
-    published_at: datetime | None = None
+    published_at: Moment | None = None
 
 
 class AddPodcastRequest(PodcastFields):
@@ -77,7 +106,7 @@ class UpdateUserHistoryRequest(Body):
     user_id: UserId
     name: Annotated[Text, StringConstraints(max_length=200)] | None = None
     listening_history: Annotated[Text, StringConstraints(max_length=20_000)] | None = None
-    listened_podcast_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=1_000)] = []
+    listened_podcast_ids: Annotated[list[Id], Field(max_length=1_000)] = []
 
     @model_validator(mode="after")
     def _has_history(self) -> UpdateUserHistoryRequest:
@@ -101,14 +130,17 @@ FeedbackEvent = Literal["click", "listen", "complete", "skip", "like", "dislike"
 
 class FeedbackRequest(Body):
     user_id: UserId
-    podcast_id: Annotated[int, Field(ge=1)]
+    podcast_id: Id
     event: FeedbackEvent
-    suggestion_id: Annotated[int, Field(ge=1)] | None = None
-    value: float | int | None = None  # listen progress 0..1, or a rating 1..5 with "rate"
+    suggestion_id: Id | None = None
+    # listen progress 0..1, or a rating 1..5 with "rate"; stored as `real`, to 6 decimal places
+    value: Annotated[float | int, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
     event_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _value_fits_event(self) -> FeedbackRequest:
+        if self.value is not None:
+            self.value = round(self.value, 6)  # 1e-50 would underflow a `real`
         if self.event == "listen" and self.value is not None and not 0 <= self.value <= 1:
             raise ValueError("value of a listen is the progress, from 0 to 1")
         if self.event == "rate" and (self.value is None or not 1 <= self.value <= 5):
@@ -119,18 +151,16 @@ class FeedbackRequest(Body):
 class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    since: datetime | None = None
+    since: Moment | None = None
 
 
 class SearchQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000)]
+    q: Annotated[Text, StringConstraints(max_length=1_000)]
     limit: Annotated[int, Field(ge=1, le=50)] = 10
     category: Category | None = None
-    language: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=35)] | None = (
-        None
-    )
-    max_duration_seconds: Annotated[int, Field(ge=0)] | None = None
-    published_after: datetime | None = None
+    language: Annotated[Text, StringConstraints(max_length=35)] | None = None
+    max_duration_seconds: Annotated[int, Field(ge=0, le=MAX_INTEGER)] | None = None
+    published_after: Moment | None = None
     user_id: UserId | None = None
