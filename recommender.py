@@ -7,6 +7,7 @@ transaction (so slow AI calls never hold a pooled connection) and returns plain 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import random
 import threading
@@ -146,8 +147,9 @@ def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         except AIProviderError as exc:
             return exc
 
+    context = contextvars.copy_context()  # the request's AI deadline holds in the pool's threads too
     with ThreadPoolExecutor(max_workers=get_settings().ai_concurrency) as pool:
-        summaries = list(pool.map(summarize, podcasts))
+        summaries = list(pool.map(lambda podcast: context.copy().run(summarize, podcast), podcasts))
     failed = {p["id"]: str(s) for p, s in zip(podcasts, summaries, strict=True) if isinstance(s, Exception)}
     done = [(p, s) for p, s in zip(podcasts, summaries, strict=True) if not isinstance(s, Exception)]
     vectors = []
@@ -159,16 +161,20 @@ def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
             done = []
     saved = {}
     settings = get_settings()
-    with db_utils.connection() as conn:
-        for (podcast, summary), vector in zip(done, vectors, strict=True):
-            row = db_utils.save_enrichment(conn, podcast, summary, vector)
-            if row is not None:
-                saved[row["id"]] = row
-        for error in set(failed.values()):
-            ids = [pid for pid, e in failed.items() if e == error]
-            db_utils.record_enrichment_failure(
-                conn, ids, error, settings.enrich_max_attempts, settings.enrich_slow_retry_seconds
-            )
+    try:
+        with db_utils.connection() as conn:
+            for (podcast, summary), vector in zip(done, vectors, strict=True):
+                row = db_utils.save_enrichment(conn, podcast, summary, vector)
+                if row is not None:
+                    saved[row["id"]] = row
+            for error in set(failed.values()):
+                ids = [pid for pid, e in failed.items() if e == error]
+                db_utils.record_enrichment_failure(
+                    conn, ids, error, settings.enrich_max_attempts, settings.enrich_slow_retry_seconds
+                )
+    except db_utils.UNAVAILABLE as exc:  # the podcasts are stored: they stay pending, the worker retries
+        log.warning("enrichment of %d podcast(s) not saved: %s", len(podcasts), type(exc).__name__)
+        return {}
     if failed:
         log.warning("%d podcast(s) left pending: %s", len(failed), "; ".join(set(failed.values())))
     return saved
@@ -225,6 +231,7 @@ def enrich_pending(batch_size: int = 32) -> int:
     with db_utils.connection() as conn:
         if ai_status.take_recovery():
             db_utils.requeue_failed_podcasts(conn, settings.enrich_max_attempts)
+        db_utils.purge_idempotency_keys(conn)
         podcasts = db_utils.claim_pending_podcasts(conn, batch_size)
     done = len(enrich(podcasts)) if podcasts else 0
     done += embed_pending_histories(batch_size)

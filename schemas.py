@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -20,12 +22,21 @@ from pydantic import (
 MAX_BIGINT = 2**63 - 1
 MAX_INTEGER = 2**31 - 1
 MAX_OFFSET = timedelta(hours=16)  # Postgres rejects time-zone offsets of 16 hours and more
+NO_NUL = r"^[^\x00]*$"  # a pattern, so it is part of the OpenAPI document too
+NO_CONTROL = r"^[^\x00-\x1f]+$"
+PATTERNS = {
+    NO_NUL: "must not contain NUL characters (\\u0000)",
+    NO_CONTROL: "must not contain control characters",
+}
 
 
-def _no_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain NUL characters (\\u0000)")
-    return text
+def _date_and_time(value: object) -> object:
+    """Times are ISO 8601 text (`2026-05-01T08:00:00Z`); pydantic alone would also take "0" as 1970."""
+    if not isinstance(value, str):
+        return value
+    if not re.match(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d", value):
+        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-05-01T08:00:00Z")
+    return datetime.fromisoformat(value)  # its ValueError says what is wrong
 
 
 def _storable_time(moment: datetime) -> datetime:
@@ -41,21 +52,25 @@ def _storable_time(moment: datetime) -> datetime:
     return moment
 
 
-Plain = Annotated[str, AfterValidator(_no_nul)]  # any text, even empty
-Text = Annotated[Plain, StringConstraints(strip_whitespace=True, min_length=1)]
-Category = Annotated[
-    Plain, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)
-]
+# Strings are trimmed, then checked; constraints added by `Annotated[Text, ...]` merge into these.
+Plain = Annotated[str, StringConstraints(strip_whitespace=True, pattern=NO_NUL)]  # even empty
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=NO_NUL)]
+Category = Annotated[Text, StringConstraints(to_lower=True, max_length=100)]
 UserId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_CONTROL)
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]  # a bigint row id
-Moment = Annotated[datetime, AfterValidator(_storable_time)]
+Moment = Annotated[datetime, BeforeValidator(_date_and_time), AfterValidator(_storable_time)]
 
 
 def describe(exc: ValidationError) -> str:
     """A validation error on one line: `field: what is wrong; ...` (`body` for the whole body)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {_message(e)}" for e in exc.errors())
+
+
+def _message(error: Any) -> str:
+    pattern = error.get("ctx", {}).get("pattern") if error["type"] == "string_pattern_mismatch" else None
+    return PATTERNS.get(pattern, error["msg"])
 
 
 class Body(BaseModel):
@@ -69,7 +84,7 @@ Transcript = Annotated[Text, StringConstraints(max_length=200_000)]
 class PodcastFields(Body):
     """The optional fields of an episode, shared by adding and updating one."""
 
-    description: Annotated[Plain, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
+    description: Annotated[Plain, StringConstraints(max_length=5_000)] | None = None
     external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
     category: Category | None = None
     language: Annotated[Text, StringConstraints(max_length=35)] | None = None
@@ -103,6 +118,18 @@ class UpdatePodcastRequest(PodcastFields):
 
 
 class UpdateUserHistoryRequest(Body):
+    model_config = ConfigDict(  # what `_has_history` checks, for the OpenAPI document
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["listening_history"], "properties": {"listening_history": {"type": "string"}}},
+                {
+                    "required": ["listened_podcast_ids"],
+                    "properties": {"listened_podcast_ids": {"minItems": 1}},
+                },
+            ]
+        }
+    )
+
     user_id: UserId
     name: Annotated[Text, StringConstraints(max_length=200)] | None = None
     listening_history: Annotated[Text, StringConstraints(max_length=20_000)] | None = None
@@ -134,7 +161,7 @@ class FeedbackRequest(Body):
     event: FeedbackEvent
     suggestion_id: Id | None = None
     # listen progress 0..1, or a rating 1..5 with "rate"; stored as `real`, to 6 decimal places
-    value: Annotated[float | int, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
+    value: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
     event_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
 
     @model_validator(mode="after")

@@ -120,8 +120,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=7081)
     args = parser.parse_args()
     running = local_runner.serve(app.get_functions(), port=args.port)
-    server = running.server if hasattr(running, "server") else running[0]  # older runners: a tuple
-    print(f"Serving the naive baseline on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    print(f"Serving the naive baseline on http://127.0.0.1:{running.port}", flush=True)
     threading.Event().wait()
     return 0
 

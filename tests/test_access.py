@@ -53,3 +53,33 @@ def test_feedback_for_another_listener_is_refused_and_not_stored(easyauth_api: A
     assert easyauth_api.query("SELECT count(*) FROM feedback_events") == [(0,)]
     assert easyauth_api.post("/api/feedback", many, headers={PRINCIPAL: "cleo"}).status_code == 200
     assert easyauth_api.query("SELECT count(*) FROM feedback_events") == [(2,)]
+
+
+FUNCTION_KEY, ADMIN_KEY = "listener-key-1234", "admin-key-5678"
+
+
+@pytest.fixture(scope="module")
+def keyed_api(create_database, tmp_path_factory) -> Iterator[Api]:
+    dsn = create_database("keyed_api")
+    env = {"AI_PROVIDER": "local", "LOCAL_FUNCTION_KEY": FUNCTION_KEY, "LOCAL_ADMIN_KEY": ADMIN_KEY}
+    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "keyed.log") as api:
+        yield api
+
+
+def test_with_keys_set_the_local_runner_checks_them_like_the_functions_host(keyed_api: Api):
+    def status(method: str, path: str, key: str | None = None, **kwargs) -> int:
+        headers = {"x-functions-key": key} if key else {}
+        return keyed_api.client.request(method, path, headers=headers, **kwargs).status_code
+
+    episode = {"json": {"title": "Modal jazz", "transcript": "Kind of Blue, track by track."}}
+    listener = {"json": {"user_id": "eve", "listening_history": "jazz"}}
+    assert status("GET", "/api/health") == 200  # anonymous
+    assert status("POST", "/api/update_user_history", **listener) == 401
+    assert status("POST", "/api/update_user_history", "wrong-key", **listener) == 401
+    assert status("POST", "/api/update_user_history", FUNCTION_KEY, **listener) == 200
+    assert status("GET", f"/api/recommend_podcasts?user_id=eve&code={FUNCTION_KEY}") == 200
+    assert status("POST", "/api/add_podcast", FUNCTION_KEY, **episode) == 401  # an operator route
+    assert status("GET", "/api/analytics", FUNCTION_KEY) == 401
+    assert status("POST", "/api/add_podcast", ADMIN_KEY, **episode) == 201
+    assert status("POST", "/api/update_user_history", ADMIN_KEY, **listener) == 200  # the admin key opens all
+    assert keyed_api.query("SELECT count(*) FROM podcasts") == [(1,)]

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
 import azure.functions as func
 import httpx
+import psycopg2
 import pytest
 
 import local_runner
 from config import get_settings
+from tests.conftest import ROOT, Api, free_port, wait_for
 
 
 def test_route_templates_become_patterns():
@@ -31,7 +49,7 @@ def test_serves_exactly_the_registered_functions_over_http():
         return func.HttpResponse(req.get_body(), mimetype="application/octet-stream")
 
     running = local_runner.serve(app.get_functions(), port=0)
-    base = f"http://127.0.0.1:{running.server.server_address[1]}"
+    base = f"http://127.0.0.1:{running.port}"
     try:
         got = httpx.get(f"{base}/api/items/7", params={"q": "a b"})
         assert (got.status_code, got.text, got.headers["x-seen"]) == (203, "7:a b:GET", "1")
@@ -64,3 +82,188 @@ def test_a_setting_schedule_is_read_from_the_settings(monkeypatch: pytest.Monkey
         assert local_runner.schedule_interval("%ENRICH_SCHEDULE%") == 900
     finally:
         get_settings.cache_clear()
+
+
+# --- HTTP edge cases, over real sockets -----------------------------------------------------
+
+
+def raw_request(base_url: str, data: bytes, timeout: float = 10.0) -> tuple[int, str, bytes]:
+    """Send `data` as is on a new connection; returns the status, the header block and the body.
+    Raises socket.timeout if the server does not answer within `timeout` (a hang)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed without an answer: {received!r}"
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        length = int(match[1]) if match else None  # none: the server closes after the body
+        while length is None or len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return int(head.split()[1]), head.decode("latin-1"), body
+
+
+def test_route_parameters_and_query_strings_are_url_decoded(local_api: Api):
+    for user_id in ("john smith", f"band/{uuid.uuid4().hex[:6]} ü"):
+        body = {"user_id": user_id, "listening_history": "Jazz standards and big bands."}
+        assert local_api.post("/api/update_user_history", body).status_code == 200
+        encoded = quote(user_id, safe="")
+        got = local_api.get(f"/api/recommend_podcasts?user_id={encoded}&limit=2")
+        assert (got.status_code, got.json()["user_id"]) == (200, user_id)
+        deleted = local_api.client.delete(f"/api/users/{encoded}")
+        assert (deleted.status_code, deleted.json()["user_id"]) == (200, user_id), deleted.text
+        assert local_api.query("SELECT 1 FROM users WHERE id = %s", (user_id,)) == []
+
+
+def test_a_chunked_body_is_read(local_api: Api):
+    user_id = f"chunked-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"user_id": user_id, "listening_history": "Volcanoes and lava."}).encode()
+    chunks = (body[i : i + 7] for i in range(0, len(body), 7))  # a generator: sent chunked
+    got = local_api.post(
+        "/api/update_user_history", content=chunks, headers={"content-type": "application/json"}
+    )
+    assert got.status_code == 200, got.text
+    assert got.request.headers["transfer-encoding"] == "chunked"
+    assert got.json()["user_id"] == user_id
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3"])
+def test_an_invalid_content_length_is_a_prompt_400(local_api: Api, length: str):
+    """uvicorn's parser (h11) rejects it before the app: its own plain-text 400, then it closes."""
+    request = f"POST /api/update_user_history HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}"
+    status, head, _ = raw_request(local_api.base_url, request.encode())
+    assert status == 400
+    assert "connection: close" in head.lower()
+
+
+def test_an_oversized_content_length_is_413_before_the_body_is_sent(local_api: Api):
+    limit = get_settings().max_body_bytes
+    request = (
+        "POST /api/add_podcast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {limit + 1}\r\n\r\n"
+    )
+    status, _, body = raw_request(local_api.base_url, request.encode())  # no body follows
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "body_too_large"
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit():
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    calls = []
+
+    @app.route(route="sink", methods=["POST"])
+    def sink(req: func.HttpRequest) -> func.HttpResponse:
+        calls.append(len(req.get_body()))
+        return func.HttpResponse("ok")
+
+    running = local_runner.serve(app.get_functions(), port=0, max_body_bytes=1000)
+    base = f"http://127.0.0.1:{running.port}"
+    try:
+        small = httpx.post(f"{base}/api/sink", content=iter([b"x" * 600, b"x" * 400]))
+        assert (small.status_code, calls) == (200, [1000])
+        big = httpx.post(f"{base}/api/sink", content=iter([b"x" * 600] * 100))
+        assert big.status_code == 413
+        assert big.json()["error"]["code"] == "body_too_large"
+        assert calls == [1000]
+    finally:
+        running.shutdown()
+
+
+def test_an_unknown_route_is_a_json_404(local_api: Api):
+    for path in ("/api/nothing_here", "/elsewhere", "/api/health/extra"):
+        got = local_api.get(path)
+        assert got.status_code == 404
+        assert got.json()["error"]["code"] == "not_found"
+
+
+def test_many_concurrent_clients_are_all_answered(local_api: Api):
+    clients = 200  # the old runner (listen backlog 5) lost some at 70
+    start = threading.Barrier(clients)
+
+    def one(_: int) -> int:
+        with httpx.Client(base_url=local_api.base_url, timeout=30) as client:  # a connection each
+            start.wait()
+            return client.get("/api/health").status_code
+
+    with ThreadPoolExecutor(clients) as pool:
+        assert list(pool.map(one, range(clients))) == [200] * clients
+
+
+# --- several processes ------------------------------------------------------------------------
+
+
+@contextmanager
+def start_runner(dsn: str, log_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, Api]]:
+    """`local_runner.py --port N *args` on the offline provider, once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))}
+    env.update(DATABASE_URL=dsn, AI_PROVIDER="local", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "local_runner.py"), "--port", str(port), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = Api(f"http://127.0.0.1:{port}", dsn, log_path)
+    try:
+        assert wait_for(lambda: process.poll() is not None or answers(api), 120), api.log()
+        assert process.poll() is None, api.log()
+        yield process, api
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        api.client.close()
+
+
+def answers(api: Api) -> bool:
+    try:
+        return api.get("/api/health").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def background_holders(api: Api) -> list[int]:
+    """The client pids (from application_name) of the sessions holding the background lock of
+    the database of `api` (other tests' runners hold it on theirs)."""
+    rows = api.query(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+        " WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (local_runner.BACKGROUND_LOCK_ID,),
+    )
+    return [int(name.removeprefix("local-runner-")) for (name,) in rows]
+
+
+def test_with_two_workers_the_background_worker_runs_in_one_process(create_database, tmp_path: Path):
+    dsn = create_database("runner_workers")
+    with start_runner(dsn, tmp_path / "workers.log", "--workers", "2") as (process, api):
+        assert "with 2 worker processes" in api.log()
+        assert wait_for(lambda: len(background_holders(api)) == 1, 30)
+        time.sleep(local_runner.LOCK_RETRY_SECONDS + 0.5)  # the other one has tried again
+        [holder] = background_holders(api)
+        assert api.log().count("background worker: this process") == 1
+        assert holder != process.pid
+
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:  # the holder enriches it
+            cur.execute("INSERT INTO podcasts (title, transcript) VALUES ('Lava', 'magma') RETURNING id")
+            [podcast_id] = cur.fetchone()
+        ready = "SELECT status FROM podcasts WHERE id = %s"
+        assert wait_for(lambda: api.query(ready, (podcast_id,)) == [("ready",)], 30)
+
+        os.kill(holder, signal.SIGKILL)  # the other process (or the holder's replacement) takes over
+        assert wait_for(lambda: background_holders(api) not in ([], [holder]), 30), api.log()
+        assert len(background_holders(api)) == 1
+        assert answers(api)
+        started = time.monotonic()
+        process.terminate()
+        process.wait(timeout=20)
+    assert time.monotonic() - started < 20
+    assert "Stopping parent process" in api.log()

@@ -145,6 +145,38 @@ def test_patching_to_another_episodes_external_id_is_a_conflict(local_api: Api):
 def test_a_nul_item_fails_alone_in_a_bulk_add(local_api: Api):
     tag = uuid.uuid4().hex[:8]
     items = [episode(external_id=f"good-{tag}"), episode(title=NUL), episode(external_id=f"also-{tag}")]
+    before = written(local_api)[0]
     results = local_api.post("/api/add_podcasts", items).json()["results"]
     assert [("id" in r, "error" in r) for r in results] == [(True, False), (False, True), (True, False)]
     assert results[1]["error"]["code"] == "invalid_request"
+    assert written(local_api)[0] == before + 2
+
+
+def test_a_nul_item_fails_alone_in_bulk_feedback(local_api: Api):
+    user_id, podcast_id = existing_user(local_api), min(local_api.sample_ids.values())
+    event = {"user_id": user_id, "podcast_id": podcast_id, "event": "click"}
+    items = [{**event, "event_id": "ok-1"}, {**event, "event_id": NUL}, {**event, "value": 1e300}]
+    response = local_api.post("/api/feedback", items)
+    assert response.status_code == 200, response.text
+    assert [("id" in r, "error" in r) for r in response.json()["results"]] == [
+        (True, False),
+        (False, True),
+        (False, True),
+    ]
+    assert local_api.query("SELECT event_id FROM feedback_events WHERE user_id = %s", (user_id,)) == [
+        ("ok-1",)
+    ]
+
+
+@pytest.mark.parametrize("user_id", ["%00", "a%01b"])
+def test_route_user_ids_with_control_characters_are_refused(local_api: Api, user_id: str):
+    before = written(local_api)
+    refused(local_api, local_api.client.delete(f"/api/users/{user_id}"))
+    assert written(local_api) == before
+
+
+@pytest.mark.parametrize("since", ["0", "1700000000", "2026-01-01"])
+def test_times_are_iso_8601_date_and_time_not_unix_seconds(local_api: Api, since: str):
+    response = local_api.get("/api/analytics", params={"since": since})
+    refused(local_api, response)
+    assert "ISO 8601" in response.json()["error"]["message"]

@@ -1,0 +1,240 @@
+"""The OpenAPI 3.1 document of the HTTP API. Request shapes come from the pydantic models in
+schemas.py, routes, methods and auth levels from what function_app registers (`Route`), so neither
+is written twice. No Azure imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, TypeAdapter
+
+import schemas
+from config import get_settings
+
+REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTP function as function_app registers it."""
+
+    name: str  # the function's name
+    path: str  # its route under /api, e.g. "podcasts/{podcast_id}"
+    methods: tuple[str, ...]
+    auth: str  # "anonymous", "function" or "admin"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one method of a route takes and answers, besides the errors every route can answer."""
+
+    summary: str
+    ok: dict[int, str]  # success statuses and what they mean
+    errors: tuple[int, ...] = ()
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    bulk: Literal["", "items", "events"] = ""  # an array body: "items" (only), "events" (or an object)
+    result: str = "Object"  # the success body, a component schema
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("add_podcast", "POST"): Operation(
+        "Add an episode, or update the one with its external_id",
+        {200: "updated", 201: "created", 202: "stored; the AI service is down, so it is pending"},
+        (409, 413),
+        body=schemas.AddPodcastRequest,
+    ),
+    ("add_podcasts", "POST"): Operation(
+        "Add many episodes; one result per item, a bad item fails alone",
+        {200: "one result per item, in order"},
+        (413,),
+        body=schemas.AddPodcastRequest,
+        bulk="items",
+        result="BulkResults",
+    ),
+    ("podcast_by_id", "PATCH"): Operation(
+        "Change some fields of an episode",
+        {200: "the episode"},
+        (404, 409, 413),
+        body=schemas.UpdatePodcastRequest,
+    ),
+    ("podcast_by_id", "DELETE"): Operation("Delete an episode", {200: "deleted"}, (404,)),
+    ("delete_user", "DELETE"): Operation("Delete a user and everything about them", {200: "deleted"}, (404,)),
+    ("search", "GET"): Operation(
+        "Search the catalog", {200: "the matches"}, (404,), query=schemas.SearchQuery
+    ),
+    ("update_user_history", "POST"): Operation(
+        "Create a user or add to their history",
+        {200: "the user's profile state"},
+        (401, 403, 404, 413),
+        body=schemas.UpdateUserHistoryRequest,
+    ),
+    ("recommend_podcasts", "GET"): Operation(
+        "Recommend episodes to a user", {200: "the page"}, (401, 403, 404), query=schemas.RecommendQuery
+    ),
+    ("feedback", "POST"): Operation(
+        "Record a feedback event (an object) or many (an array; one result per item)",
+        {200: "the event was stored before (same event_id), or an array's results", 201: "stored"},
+        (401, 403, 404, 413, 422),
+        body=schemas.FeedbackRequest,
+        bulk="events",
+    ),
+    ("analytics", "GET"): Operation(
+        "Engagement per variant, day and rank", {200: "the report"}, query=schemas.AnalyticsQuery
+    ),
+    ("health", "GET"): Operation("Database, AI service and worker state", {200: "healthy", 503: "unhealthy"}),
+    ("openapi_document", "GET"): Operation("This document", {200: "the OpenAPI document"}),
+}
+
+ERRORS = {
+    400: "bad input (invalid_json, invalid_request); nothing was written",
+    401: "no or wrong key, or not signed in (unauthenticated)",
+    403: "a listener acting for another user (forbidden)",
+    404: "no such podcast or user (podcast_not_found, user_not_found)",
+    405: "another method (method_not_allowed)",
+    409: "a unique value another row has, e.g. an external_id (conflict); the first request with this "
+    "Idempotency-Key still runs (idempotency_in_progress)",
+    413: "the body or the array is too large (body_too_large, too_many_items)",
+    422: "a suggestion_id that is not this user's suggestion of this podcast (suggestion_mismatch); "
+    "an Idempotency-Key used with another body (idempotency_key_reused)",
+    500: "an unexpected failure (internal_error); never caused by the input",
+    503: "the database or the AI service is unavailable (database_unavailable, ai_unavailable, "
+    "schema_mismatch); retry shortly",
+}
+ALWAYS = (400, 405, 500, 503)
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+BULK_RESULTS = {
+    "type": "object",
+    "required": ["results"],
+    "properties": {
+        "results": {
+            "type": "array",
+            "items": {"anyOf": [{"$ref": REF.format(model="Error")}, {"type": "object"}]},
+        }
+    },
+}
+KEYS = [{"key": []}, {"code": []}]  # Azure checks them before the function runs
+AUTH = {
+    "anonymous": "No key needed.",
+    "function": "Needs a function key.",
+    "admin": "Needs the admin (master) key.",
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A repeat with the same key and body answers what the first answered.",
+    "schema": {"type": "string", "pattern": "^[ -~]{1,200}$"},
+}
+PATH_PARAMETERS: dict[str, Any] = {"podcast_id": schemas.Id, "user_id": schemas.UserId}
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """One parameter per field. An empty value (`?category=`) counts as not given."""
+    schema = model.model_json_schema(ref_template=REF)
+    parameters = []
+    for name, field in schema["properties"].items():
+        required = name in schema.get("required", [])
+        branches = [b for b in field.get("anyOf", [field]) if b.get("type") != "null"]
+        value = {k: v for k, v in branches[0].items() if k not in ("title", "default")}
+        if not required:
+            value = {"anyOf": [value, {"type": "string", "maxLength": 0}]}
+        if field.get("default") is not None:
+            value["default"] = field["default"]
+        parameters.append({"name": name, "in": "query", "required": required, "schema": value})
+    return parameters
+
+
+def path_parameter(name: str) -> dict[str, Any]:
+    schema = TypeAdapter(PATH_PARAMETERS[name]).json_schema()
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def json_content(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(model=ref)}}}
+
+
+def request_body(operation: Operation, components: dict[str, Any]) -> dict[str, Any]:
+    assert operation.body is not None
+    name = operation.body.__name__
+    components[name] = operation.body.model_json_schema(ref_template=REF)
+    components.update(components[name].pop("$defs", {}))
+    one = {"$ref": REF.format(model=name)}
+    if not operation.bulk:
+        return {"required": True, "content": {"application/json": {"schema": one}}}
+    settings = get_settings()
+    limit = settings.max_bulk_items if operation.bulk == "items" else settings.max_bulk_events
+    many = {"type": "array", "items": one, "maxItems": limit}
+    schema = many if operation.bulk == "items" else {"anyOf": [one, many]}
+    return {
+        "required": True,
+        "description": f"An item of an array that is not a {name} fails alone: its result is an error.",
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def responses(operation: Operation, auth: str, method: str) -> dict[str, Any]:
+    answers: dict[str, Any] = {
+        str(status): {"description": meaning, "content": json_content(operation.result)}
+        for status, meaning in operation.ok.items()
+    }
+    errors = set(ALWAYS) | set(operation.errors) | ({401} if auth != "anonymous" else set())
+    errors |= {409, 422} if method == "POST" else set()  # Idempotency-Key
+    for status in sorted(errors - set(operation.ok)):
+        answers[str(status)] = {"description": ERRORS[status], "content": json_content("Error")}
+    return answers
+
+
+def document(routes: list[Route]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes`; every route and method needs an entry in OPERATIONS."""
+    components: dict[str, Any] = {"Error": ERROR, "BulkResults": BULK_RESULTS, "Object": {"type": "object"}}
+    paths: dict[str, Any] = {}
+    for route in routes:
+        item = paths.setdefault(f"/api/{route.path}", {})
+        names = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
+        for method in route.methods:
+            operation = OPERATIONS[(route.name, method)]
+            spec: dict[str, Any] = {
+                "operationId": f"{route.name}_{method.lower()}" if len(route.methods) > 1 else route.name,
+                "summary": operation.summary,
+                "description": AUTH[route.auth],
+                "security": [] if route.auth == "anonymous" else KEYS,
+                "parameters": [path_parameter(n) for n in names]
+                + (query_parameters(operation.query) if operation.query else [])
+                + ([IDEMPOTENCY_KEY] if method == "POST" else []),
+                "responses": responses(operation, route.auth, method),
+            }
+            if operation.body is not None:
+                spec["requestBody"] = request_body(operation, components)
+            item[method.lower()] = spec
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Podcast recommender",
+            "version": "1",
+            "description": 'Errors are {"error": {"code", "message"}}. Besides this schema, the '
+            "server checks what JSON Schema cannot say: text is trimmed before its length is checked, "
+            "times are within the years 1900..9999 in UTC with an offset under 16 hours, and some "
+            "fields depend on others (a rate event needs a value from 1 to 5).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "key": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "code": {"type": "apiKey", "in": "query", "name": "code"},
+            },
+        },
+    }
