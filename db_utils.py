@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import select
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,10 @@ class SchemaMismatchError(RuntimeError):
     """The database was built for another embedding model; the message says what to do."""
 
 
+# Named by major version: a data directory only opens with the major version that wrote it.
+EMBEDDED_PGDATA = "pgdata-18"
+
+
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or join) the embedded Postgres under `data_dir` and return its URL."""
     global _embedded_server
@@ -48,7 +51,14 @@ def embedded_database_url(data_dir: Path) -> str:
             "(pip install -r requirements-dev.txt); set DATABASE_URL to a Postgres with pgvector"
         ) from exc
 
-    pgdata = data_dir / "pgdata"
+    pgdata = data_dir / EMBEDDED_PGDATA
+    if (data_dir / "pgdata").exists() and not pgdata.exists():
+        log.warning(
+            "starting a new embedded Postgres 18 in %s; the Postgres 16 data in %s is no longer used"
+            " (delete it, or dump it with its own server)",
+            pgdata,
+            data_dir / "pgdata",
+        )
     pgdata.mkdir(parents=True, exist_ok=True)
     _embedded_server = pgserver.get_server(pgdata)
     return _embedded_server.get_uri()
@@ -60,6 +70,11 @@ def database_url(settings: Settings) -> str:
 
 class DatabaseBusyError(RuntimeError):
     """Every pooled connection stayed in use for POOL_WAIT_SECONDS."""
+
+
+# The database cannot be reached now (down, restarting, connection lost, pool exhausted): the
+# transaction did not commit, so the request can be retried.
+UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.pool.PoolError, DatabaseBusyError)
 
 
 def get_pool() -> psycopg2.pool.ThreadedConnectionPool:
@@ -105,32 +120,6 @@ def connection() -> Iterator[psycopg2.extensions.connection]:
 
 
 CHANGES_CHANNEL = "podcasts_pending"  # NOTIFY channel of the podcasts_notify_* triggers
-
-
-def listen(channel: str, on_notify: Callable[[], None], stop: threading.Event) -> None:
-    """Call `on_notify` whenever `channel` is notified, until `stop` is set.
-
-    Uses its own connection (LISTEN needs one that stays open, outside the pool) and
-    reconnects after errors."""
-    while not stop.is_set():
-        conn = None
-        try:
-            conn = psycopg2.connect(database_url(get_settings()), application_name="podcast-listener")
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"LISTEN {channel}")
-            while not stop.is_set():
-                if select.select([conn], [], [], 1.0)[0]:
-                    conn.poll()
-                    if conn.notifies:
-                        conn.notifies.clear()
-                        on_notify()
-        except psycopg2.Error as exc:
-            log.warning("listener lost its connection (%s); reconnecting", type(exc).__name__)
-            stop.wait(2)
-        finally:
-            if conn is not None:
-                conn.close()
 
 
 # --- migrations -------------------------------------------------------------------------
@@ -843,6 +832,60 @@ def save_interest_profile(conn, user_id: str, text: str, embedding: np.ndarray, 
             (text, embedding, events_seen, user_id),
         )
     refresh_profile(conn, user_id)
+
+
+# --- idempotency keys ---------------------------------------------------------------------
+
+IDEMPOTENCY_KEEP_HOURS = 24
+
+
+def claim_idempotency_key(
+    conn, key: str, route: str, fingerprint: str, lease_seconds: float
+) -> tuple[str, int | None, str | None] | None:
+    """Claim (key, route) for a request: None when claimed (new, or a claim of the same body
+    abandoned for `lease_seconds`), else the stored (fingerprint, status, body); status None
+    while the first request runs."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO idempotency_keys (key, route, fingerprint) VALUES (%s, %s, %s)
+            ON CONFLICT (key, route) DO UPDATE SET claimed_at = now()
+                WHERE idempotency_keys.status IS NULL AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
+                  AND idempotency_keys.claimed_at < now() - make_interval(secs => %s)
+            RETURNING 1
+            """,
+            (key, route, fingerprint, lease_seconds),
+        )
+        if cur.fetchone():
+            return None
+        cur.execute(
+            "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = %s AND route = %s",
+            (key, route),
+        )
+        return cur.fetchone()
+
+
+def finish_idempotency_key(conn, key: str, route: str, status: int | None, body: str | None) -> None:
+    """Store the answer of the request that claimed the key, or (status None) release the key."""
+    with conn.cursor() as cur:
+        if status is None:
+            cur.execute(
+                "DELETE FROM idempotency_keys WHERE key = %s AND route = %s AND status IS NULL", (key, route)
+            )
+        else:
+            cur.execute(
+                "UPDATE idempotency_keys SET status = %s, body = %s"
+                " WHERE key = %s AND route = %s AND status IS NULL",
+                (status, body, key, route),
+            )
+
+
+def purge_idempotency_keys(conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM idempotency_keys WHERE claimed_at < now() - make_interval(hours => %s)",
+            (IDEMPOTENCY_KEEP_HOURS,),
+        )
 
 
 # --- analytics ----------------------------------------------------------------------------

@@ -67,9 +67,18 @@ def insert_podcasts(conn, vectors: np.ndarray, category: str) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too_much(conn):
+@pytest.mark.parametrize("iterative", [True, False], ids=["pgvector-0.8-iterative", "older-exact-fallback"])
+def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too_much(
+    conn, iterative: bool, monkeypatch: pytest.MonkeyPatch
+):
     """2000 'near' episodes surround the query; the 30 wanted ones are far away. The HNSW scan
-    alone sees only ef_search candidates, none of them 'far', so the fallback must find them."""
+    alone sees only ef_search candidates, none of them 'far': pgvector 0.8 keeps scanning the
+    index (iterative scan), older versions need the exact scan, forced here on this server."""
+    assert db_utils._iterative_scan, "the embedded server has pgvector >= 0.8"
+    monkeypatch.setattr(db_utils, "_iterative_scan", iterative)
+    with conn.cursor() as cur:
+        # As on a large catalog, where the HNSW index is the plan (rolled back after the test).
+        cur.execute("SET LOCAL enable_seqscan = off; DROP INDEX podcasts_category")
     rng = np.random.default_rng(7)
     query = unit(rng.normal(size=DIMS))
     near = np.array([unit(query + 0.3 * rng.normal(size=DIMS)) for _ in range(2000)])
@@ -78,6 +87,7 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
     far_ids = insert_podcasts(conn, far, "far")
     with conn.cursor() as cur:
         cur.execute("INSERT INTO users (id) VALUES ('filter-user')")
+    scans_before = seq_scans_of_podcasts(conn)
     items = db_utils.candidate_podcasts(
         conn,
         query,
@@ -91,6 +101,15 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
     exact = sorted(zip(far @ query, far_ids, strict=True), reverse=True)[:10]
     assert [i["podcast_id"] for i in items] == [pid for _, pid in exact]
     assert [i["similarity"] for i in items] == pytest.approx([s for s, _ in exact], abs=1e-5)
+    exact_scan = seq_scans_of_podcasts(conn) > scans_before
+    assert exact_scan is not iterative  # the index answered alone when it could
+
+
+def seq_scans_of_podcasts(conn) -> int:
+    """Sequential scans of `podcasts` in this transaction so far: how the exact fallback shows."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_get_xact_numscans('podcasts'::regclass)")
+        return cur.fetchone()[0]
 
 
 def test_iterative_scan_needs_pgvector_0_8():
