@@ -509,14 +509,17 @@ def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[
 # The shape of a recommendation candidate: `{source}` yields podcast ids. `popularity` is the
 # prior in [0, 1): log of the decayed engagement against log of the listeners the model knows,
 # so one like in a large audience counts for little. A reason already written for this user
-# since `valid_from` comes along, so it need not be written again.
+# since `valid_from` comes along, so it need not be written again. The model's audience is a
+# scalar subquery, not a join: joined, its never-analyzed one-row table made Postgres 18 sort the
+# whole catalog (58 ms instead of 7 at 10k episodes).
 CANDIDATE_SQL = """
     SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
            p.embedding <=> %(q)s AS distance, coalesce(e.listeners, 0) AS listeners,
-           coalesce(ln(1 + greatest(e.popularity, 0)) / ln(2 + m.listeners), 0) AS popularity,
+           coalesce(
+               ln(1 + greatest(e.popularity, 0)) / ln(2 + (SELECT listeners FROM collaborative_model)), 0
+           ) AS popularity,
            r.reason AS cached_reason
     FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
-    CROSS JOIN collaborative_model m
     LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
     LEFT JOIN LATERAL (
         SELECT s.reason FROM suggested_podcasts s
