@@ -12,7 +12,7 @@ from psycopg2.extensions import make_dsn, parse_dsn
 WORK_DIR = Path(__file__).resolve().parent / ".work"
 
 
-def start_server(data_dir: Path = WORK_DIR / "pg") -> Any:
+def start_server(data_dir: Path = WORK_DIR / "pg18") -> Any:  # by major version: see db_utils
     """Start (or join) the embedded Postgres under `data_dir`; the object keeps it alive."""
     import pgserver
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return profile_ingest(server, args.ingest, args.top)
     spec = catalog.Spec(args.size, args.dims)
     info = catalog.build(server, spec)
-    users = [f"profile{n}" for n in range(20)]
+    users = [f"profile{os.getpid()}-{n}" for n in range(20)]  # new users: a rerun needs no cleanup
     catalog.create_users(info["dsn"], users, catalog.user_vectors(spec, len(users), salt=888_888))
     with FakeAI() as ai:
         os.environ.update(

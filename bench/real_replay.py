@@ -97,11 +97,11 @@ class Outcome:
 
 @contextmanager
 def embedded_postgres() -> Iterator[Any]:
-    """The embedded Postgres under bench/.work/real-pg, stopped on exit; yields the pgserver."""
+    """The embedded Postgres under bench/.work/real-pg18, stopped on exit; yields the pgserver."""
     import pgserver
 
     WORK.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(WORK / "real-pg", cleanup_mode="stop")
+    server = pgserver.get_server(WORK / "real-pg18", cleanup_mode="stop")
     try:
         yield server
     finally:
