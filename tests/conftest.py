@@ -72,6 +72,13 @@ def fake_openai() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def own_fake_openai() -> Iterator[FakeOpenAIServer]:
+    """A fake AI server for one module, for tests that break it for longer than one test."""
+    with FakeOpenAIServer(dimensions=384) as server:
+        yield server
+
+
 @pytest.fixture
 def ai(fake_openai: FakeOpenAIServer) -> FakeOpenAIServer:
     """The fake AI server, with counters and failures reset for this test."""
@@ -131,8 +138,9 @@ def openai_env(fake: FakeOpenAIServer, **settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def run_api(dsn: str, env: dict[str, str], log_path: Path) -> Iterator[Api]:
-    """Start `local_runner.py` in a subprocess, as a user would, and wait until it answers."""
+def run_api(dsn: str, env: dict[str, str], log_path: Path, *args: str) -> Iterator[Api]:
+    """Start `local_runner.py --port N *args` in a subprocess, as a user would, and wait until it
+    answers; the Api keeps the `process`."""
     port = free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))},
@@ -143,15 +151,16 @@ def run_api(dsn: str, env: dict[str, str], log_path: Path) -> Iterator[Api]:
     }
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "local_runner.py"), "--port", str(port)],
+            [sys.executable, str(ROOT / "local_runner.py"), "--port", str(port), *args],
             cwd=ROOT,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     api = Api(f"http://127.0.0.1:{port}", dsn, log_path)
+    api.process = process
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"local runner exited:\n{log_path.read_text()}")

@@ -26,9 +26,8 @@ OUTAGE = 1_000_000  # requests that fail: until the test ends the outage
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(dimensions=384) as server:
-        yield server
+def fake(own_fake_openai: FakeOpenAIServer) -> FakeOpenAIServer:
+    return own_fake_openai
 
 
 @pytest.fixture(scope="module")

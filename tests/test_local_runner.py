@@ -7,14 +7,10 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,7 +21,7 @@ import pytest
 
 import local_runner
 from config import get_settings
-from tests.conftest import ROOT, Api, free_port, wait_for
+from tests.conftest import Api, run_api, wait_for
 
 
 def test_route_templates_become_patterns():
@@ -198,31 +194,6 @@ def test_many_concurrent_clients_are_all_answered(local_api: Api):
 # --- several processes ------------------------------------------------------------------------
 
 
-@contextmanager
-def start_runner(dsn: str, log_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, Api]]:
-    """`local_runner.py --port N *args` on the offline provider, once it answers."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))}
-    env.update(DATABASE_URL=dsn, AI_PROVIDER="local", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "local_runner.py"), "--port", str(port), *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    api = Api(f"http://127.0.0.1:{port}", dsn, log_path)
-    try:
-        assert wait_for(lambda: process.poll() is not None or answers(api), 120), api.log()
-        assert process.poll() is None, api.log()
-        yield process, api
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        api.client.close()
-
-
 def answers(api: Api) -> bool:
     try:
         return api.get("/api/health").status_code == 200
@@ -244,7 +215,8 @@ def background_holders(api: Api) -> list[int]:
 
 def test_with_two_workers_the_background_worker_runs_in_one_process(create_database, tmp_path: Path):
     dsn = create_database("runner_workers")
-    with start_runner(dsn, tmp_path / "workers.log", "--workers", "2") as (process, api):
+    with run_api(dsn, {"AI_PROVIDER": "local"}, tmp_path / "workers.log", "--workers", "2") as api:
+        process = api.process
         assert "with 2 worker processes" in api.log()
         assert wait_for(lambda: len(background_holders(api)) == 1, 30)
         time.sleep(local_runner.LOCK_RETRY_SECONDS + 0.5)  # the other one has tried again
