@@ -81,6 +81,12 @@ class Settings:
     max_bulk_items: int
     max_bulk_events: int
     ai_concurrency: int
+    summary_batch_size: int  # episodes summarized per LLM call
+
+    prepare_pages: bool  # write the next page's reasons ahead of the request that shows it
+    prepare_delay_seconds: float  # after the listener's last activity, so a burst costs one call
+    prepare_max_age_seconds: float  # a page not prepared by then is dropped: its listener moved on
+    prepare_active_hours: float  # feedback prepares a page only for listeners served this lately
 
     collab_neighbors: int
     collab_alpha: float
@@ -146,6 +152,11 @@ def get_settings() -> Settings:
         max_bulk_items=_int("MAX_BULK_ITEMS", 500),
         max_bulk_events=_int("MAX_BULK_EVENTS", 1000),
         ai_concurrency=_int("AI_CONCURRENCY", 4),
+        summary_batch_size=_int("SUMMARY_BATCH_SIZE", 8),
+        prepare_pages=_choice("PREPARE_PAGES", "true", ("true", "false")) == "true",
+        prepare_delay_seconds=_float("PREPARE_DELAY_SECONDS", 0.5),
+        prepare_max_age_seconds=_float("PREPARE_MAX_AGE_SECONDS", 600.0),
+        prepare_active_hours=_float("PREPARE_ACTIVE_HOURS", 1.0),
         collab_neighbors=_int("COLLAB_NEIGHBORS", 100),
         collab_alpha=_float("COLLAB_ALPHA", 0.7),
         collab_refresh_seconds=_float("COLLAB_REFRESH_SECONDS", 300.0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,12 @@ SQL_DIR = PROJECT_DIR / "sql"
 MIGRATION_LOCK_ID = 4_711_001  # pg_advisory_lock key: one migrator at a time across instances
 
 POOL_WAIT_SECONDS = 30
+IDLE_CHECK_SECONDS = 60  # a connection idle this long is pinged before use
 
 _pool: psycopg2.pool.ThreadedConnectionPool | None = None
 _pool_slots: threading.BoundedSemaphore | None = None  # psycopg2's pool raises when empty; this waits
 _pool_lock = threading.Lock()
+_last_used: dict[int, float] = {}  # id(connection) -> time.monotonic() of its last use
 _embedded_server: Any = None  # keeps the embedded Postgres alive while the process runs
 _iterative_scan = False  # set by migrate() from the pgvector version
 
@@ -38,6 +41,7 @@ class SchemaMismatchError(RuntimeError):
 
 # Named by major version: a data directory only opens with the major version that wrote it.
 EMBEDDED_PGDATA = "pgdata-18"
+DEFAULT_PAGE_SIZE = 5  # RecommendQuery.limit's default
 
 
 def embedded_database_url(data_dir: Path) -> str:
@@ -78,7 +82,13 @@ UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.pool
 
 
 def get_pool() -> psycopg2.pool.ThreadedConnectionPool:
-    """The process-wide pool, created on first use (Azure runs sync functions on threads)."""
+    """The process-wide pool, created on first use (Azure runs sync functions on threads).
+
+    DB_POOL_MIN connections open at once; up to DB_POOL_MAX are opened as needed and then kept,
+    so a burst does not pay for new connections (a TLS handshake to Neon) on every request:
+    psycopg2's pool closes whatever comes back beyond its `minconn`, so `minconn` is raised to
+    the maximum once the first ones are open. Kept connections cost Neon nothing: its compute
+    scales to zero when no query ran for 5 minutes, whatever is connected."""
     global _pool, _pool_slots
     with _pool_lock:
         if _pool is None:
@@ -92,7 +102,24 @@ def get_pool() -> psycopg2.pool.ThreadedConnectionPool:
                 keepalives=1,
                 application_name="podcast-recommender",
             )
+            _pool.minconn = settings.db_pool_max
         return _pool
+
+
+def _checked_out(pool: psycopg2.pool.ThreadedConnectionPool) -> psycopg2.extensions.connection:
+    """A pooled connection that still works: one idle for IDLE_CHECK_SECONDS is pinged first,
+    since the server may have closed it meanwhile (Neon does when its compute scales to zero)."""
+    conn = pool.getconn()
+    if time.monotonic() - _last_used.get(id(conn), 0.0) < IDLE_CHECK_SECONDS:
+        return conn
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        conn.rollback()
+        return conn
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        pool.putconn(conn, close=True)
+        return pool.getconn()
 
 
 @contextmanager
@@ -106,14 +133,15 @@ def connection() -> Iterator[psycopg2.extensions.connection]:
         raise DatabaseBusyError("no database connection became free in time")
     broken = False
     try:
-        conn = pool.getconn()
+        conn = _checked_out(pool)
         try:
             with conn:
                 yield conn
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            broken = True  # e.g. Neon closed an idle connection: drop it from the pool
+            broken = True  # e.g. the server went away mid-request: drop it from the pool
             raise
         finally:
+            _last_used[id(conn)] = time.monotonic()
             pool.putconn(conn, close=broken or conn.closed != 0)
     finally:
         slots.release()
@@ -264,21 +292,23 @@ def delete_podcast(conn, podcast_id: int) -> bool:
         return cur.rowcount == 1
 
 
-def save_enrichment(
-    conn, podcast: dict[str, Any], summary: str, embedding: np.ndarray
-) -> dict[str, Any] | None:
-    """Store summary and vector, unless the text changed meanwhile (then it stays pending)."""
+def save_enrichments(conn, done: Sequence[tuple[dict[str, Any], str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Store (podcast, summary, vector) in one statement, except where the text changed
+    meanwhile (that one stays pending); returns the rows saved."""
     with dict_cursor(conn) as cur:
-        cur.execute(
+        return psycopg2.extras.execute_values(
+            cur,
             f"""
-            UPDATE podcasts SET summary = %s, embedding = %s, status = 'ready', last_error = NULL,
-                                enriched_hash = content_hash, updated_at = now()
-            WHERE id = %s AND content_hash = %s
+            UPDATE podcasts SET summary = v.new_summary, embedding = v.new_embedding, status = 'ready',
+                                last_error = NULL, enriched_hash = content_hash, updated_at = now()
+            FROM (VALUES %s) AS v (podcast_id, enriched_from, new_summary, new_embedding)
+            WHERE id = v.podcast_id AND content_hash = v.enriched_from
             RETURNING {PODCAST_COLUMNS}
             """,
-            (summary, embedding, podcast["id"], podcast["content_hash"]),
+            [(p["id"], p["content_hash"], summary, vector) for p, summary, vector in done],
+            template="(%s::bigint, %s, %s, %s::vector)",
+            fetch=True,
         )
-        return cur.fetchone()
 
 
 def lease_podcasts(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -> None:
@@ -475,7 +505,7 @@ def get_user(conn, user_id: str) -> dict[str, Any] | None:
         cur.execute(
             """
             SELECT u.id, u.name, u.listening_history, u.embedding, u.history_profile,
-                   u.interest_profile, u.reasons_valid_from
+                   u.interest_profile, u.reasons_valid_from, now() AS read_at
             FROM users u WHERE u.id = %s
             """,
             (user_id,),
@@ -508,25 +538,22 @@ def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[
 
 # The shape of a recommendation candidate: `{source}` yields podcast ids. `popularity` is the
 # prior in [0, 1): log of the decayed engagement against log of the listeners the model knows,
-# so one like in a large audience counts for little. A reason already written for this user
-# since `valid_from` comes along, so it need not be written again. The model's audience is a
-# scalar subquery, not a join: joined, its never-analyzed one-row table made Postgres 18 sort the
-# whole catalog (58 ms instead of 7 at 10k episodes).
+# so one like in a large audience counts for little. A reason written for this user since
+# `valid_from` comes along with the evidence it was written from (the caller checks that the
+# evidence still holds). The model's audience is a scalar subquery, not a join: joined, its
+# never-analyzed one-row table made Postgres 18 sort the whole catalog (58 ms instead of 7 at
+# 10k episodes).
 CANDIDATE_SQL = """
     SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
            p.embedding <=> %(q)s AS distance, coalesce(e.listeners, 0) AS listeners,
            coalesce(
                ln(1 + greatest(e.popularity, 0)) / ln(2 + (SELECT listeners FROM collaborative_model)), 0
            ) AS popularity,
-           r.reason AS cached_reason
+           r.reason AS cached_reason, r.evidence AS cached_evidence
     FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
     LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
-    LEFT JOIN LATERAL (
-        SELECT s.reason FROM suggested_podcasts s
-        WHERE s.user_id = %(user_id)s AND s.podcast_id = p.id
-          AND s.reason_source <> 'fallback' AND s.suggested_at >= %(valid_from)s
-        ORDER BY s.suggested_at DESC LIMIT 1
-    ) r ON true
+    LEFT JOIN reasons r
+        ON r.user_id = %(user_id)s AND r.podcast_id = p.id AND r.written_at >= %(valid_from)s
     ORDER BY distance
 """
 
@@ -647,6 +674,14 @@ def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:
     return np.vstack(vectors) if vectors else None
 
 
+def commit_asynchronously(conn) -> None:
+    """This transaction's commit returns before its WAL is flushed. For what is a log (served
+    suggestions, queued pages, written reasons): a crash of the server may lose its last fraction
+    of a second, never consistency, and each request saves a disk flush."""
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
+
+
 def insert_suggestions(conn, user_id: str, variant: str, items: Sequence[dict[str, Any]]) -> list[int]:
     """One row per suggestion, in one statement; returns the ids in the order given."""
     with conn.cursor() as cur:
@@ -671,6 +706,118 @@ def insert_suggestions(conn, user_id: str, variant: str, items: Sequence[dict[st
             fetch=True,
         )
     return [row[0] for row in rows]
+
+
+def save_reasons(conn, user_id: str, reasons: Sequence[tuple[int, str, str]], written_at: Any = None) -> None:
+    """Store (podcast_id, evidence key, reason) for this user, replacing older ones.
+
+    `written_at` is when the page they belong to was computed, so a profile that changed
+    while the LLM was writing makes them stale rather than current."""
+    with conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO reasons (user_id, podcast_id, evidence, reason, written_at) VALUES %s"
+            " ON CONFLICT (user_id, podcast_id) DO UPDATE SET evidence = excluded.evidence,"
+            " reason = excluded.reason, written_at = excluded.written_at",
+            [(user_id, pid, key, reason, written_at) for pid, key, reason in reasons],
+            template="(%s, %s, %s, %s, coalesce(%s, now()))",
+        )
+
+
+def queue_page(
+    conn,
+    user_id: str,
+    page_size: int | None,
+    category: str | None,
+    delay: float,
+    served_within_hours: float | None = None,
+) -> None:
+    """Ask for this user's next page to be prepared `delay` seconds from now; with
+    `served_within_hours`, only if they were served a page, or had one prepared, that lately: a
+    walk-in's first page does not commit an LLM call to a second they may never ask for.
+
+    A later request moves the time on, so a burst of activity costs one preparation. Without a
+    `page_size` (activity other than a served page) the last page's size and category stay."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO pages_due AS d (user_id, due_at, page_size, category)
+            SELECT %(user)s, now() + make_interval(secs => %(delay)s), coalesce(%(size)s, %(default)s),
+                   %(category)s
+            WHERE %(hours)s::float8 IS NULL
+               OR EXISTS (SELECT 1 FROM suggested_podcasts WHERE user_id = %(user)s
+                          AND suggested_at > now() - make_interval(secs => %(hours)s::float8 * 3600))
+               OR EXISTS (SELECT 1 FROM reasons WHERE user_id = %(user)s
+                          AND written_at > now() - make_interval(secs => %(hours)s::float8 * 3600))
+            ON CONFLICT (user_id) DO UPDATE SET due_at = excluded.due_at,
+                page_size = coalesce(%(size)s, d.page_size),
+                category = CASE WHEN %(size)s::int IS NULL THEN d.category ELSE excluded.category END
+            """,
+            {
+                "user": user_id,
+                "delay": delay,
+                "size": page_size,
+                "default": DEFAULT_PAGE_SIZE,
+                "category": category,
+                "hours": served_within_hours,
+            },
+        )
+
+
+def queue_pages_of_active(conn, user_ids: Sequence[str], active_hours: float, delay: float) -> None:
+    """Queue the next page of those of `user_ids` who were served a page lately, at the size of
+    their last page. The others are not expected back soon: preparing pages for them (say, for
+    events imported in bulk) would spend LLM calls on pages nobody reads."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO pages_due AS d (user_id, due_at, page_size)
+            SELECT DISTINCT ON (user_id) user_id, now() + make_interval(secs => %(delay)s), rank
+            FROM suggested_podcasts
+            WHERE user_id = ANY(%(users)s::text[])
+              AND suggested_at > now() - make_interval(secs => %(window)s)
+            ORDER BY user_id, suggested_at DESC, rank DESC
+            ON CONFLICT (user_id) DO UPDATE SET due_at = excluded.due_at
+            """,
+            {"delay": delay, "users": list(user_ids), "window": active_hours * 3600},
+        )
+
+
+def claim_due_pages(conn, limit: int, max_age_seconds: float) -> list[dict[str, Any]]:
+    """Take up to `limit` due pages off the queue (SKIP LOCKED: several processes share it).
+    Pages due for longer than `max_age_seconds` are dropped: their listener has moved on."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            "DELETE FROM pages_due WHERE due_at < now() - make_interval(secs => %s)", (max_age_seconds,)
+        )
+        cur.execute(
+            """
+            DELETE FROM pages_due WHERE user_id IN (
+                SELECT user_id FROM pages_due WHERE due_at <= now()
+                ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED
+            ) RETURNING user_id, page_size, category
+            """,
+            (limit,),
+        )
+        return cur.fetchall()
+
+
+def seconds_to_next_page(conn) -> float | None:
+    """How long until the next queued page is due (0 if one is due now; None if none is queued)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT greatest(extract(epoch FROM min(due_at) - now()), 0) FROM pages_due")
+        [seconds] = cur.fetchone()
+    return None if seconds is None else float(seconds)
+
+
+def count_ai_calls(conn, purpose: str, calls: int = 1) -> None:
+    """Add to today's count of LLM calls made for `purpose` (reasons, summaries, profiles)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ai_calls (day, purpose, calls) VALUES (current_date, %s, %s)"
+            " ON CONFLICT (day, purpose) DO UPDATE SET calls = ai_calls.calls + excluded.calls",
+            (purpose, calls),
+        )
 
 
 # --- feedback -----------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 import db_utils
+import pages
+from config import get_settings
 from recommender import ApiError, _database_ready
 from schemas import FeedbackRequest
 
@@ -83,6 +85,13 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
                 deltas[user_id] = deltas[user_id] + step if user_id in deltas else step
         for user_id in sorted(new_events):
             db_utils.apply_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
+        settings = get_settings()
+        if new_events and settings.prepare_pages:  # the profile moved: prepare the next page again
+            db_utils.queue_pages_of_active(
+                conn, sorted(new_events), settings.prepare_active_hours, settings.prepare_delay_seconds
+            )
+    if new_events:
+        pages.wake()
     for outcome in outcomes:
         if isinstance(outcome, tuple):
             outcome[0]["created_at"] = outcome[0]["created_at"].isoformat()

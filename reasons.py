@@ -66,6 +66,14 @@ def sentence(evidence: dict[str, Any]) -> str:
     return "New in the catalogue."
 
 
+def evidence_key(evidence: dict[str, Any]) -> str:
+    """What a written reason rests on: the kind of evidence and what it names. A reason stays
+    valid while its item's evidence has the same key (counts that drift, such as how many
+    listeners enjoyed it, are left out)."""
+    named = evidence.get("podcast_id") or ",".join(evidence.get("words", []))
+    return f"{evidence['kind']}:{named}" if named else evidence["kind"]
+
+
 def listener_profile(user: dict[str, Any], positives: list[dict[str, Any]]) -> str:
     """The text the reason writer sees about the listener."""
     parts = [user["interest_profile"] or "", (user["listening_history"] or "")[:1500]]

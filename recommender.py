@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import random
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +21,11 @@ import numpy as np
 import ai_status
 import collaborative
 import db_utils
+import pages
 import ranking
 import reasons
 from config import get_settings
-from openai_client import AIProvider, AIProviderError, content_words, get_provider
+from openai_client import AIProvider, AIProviderError, Episode, deadline, get_provider
 from schemas import (
     AddPodcastRequest,
     AnalyticsQuery,
@@ -37,8 +37,6 @@ from schemas import (
 
 log = logging.getLogger(__name__)
 
-CANDIDATES_PER_SLOT = 4  # candidates fetched per requested item, for re-ranking to choose from
-MIN_CANDIDATES = 20
 SEARCH_PROFILE_WEIGHT = 0.3  # how much a user's profile bends a search toward their taste
 
 _ready = False
@@ -136,48 +134,63 @@ def delete_user(user_id: str) -> dict[str, Any]:
 
 
 def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Summarize each podcast (a few at a time), embed them all in batched requests and store
-    the results; returns the saved rows by id. What the AI service fails on stays pending,
-    with the error recorded, for the worker to retry with backoff."""
+    """Summarize the podcasts (SUMMARY_BATCH_SIZE per LLM call, AI_CONCURRENCY calls at once),
+    embed them all in batched requests and store the results in one statement; returns the
+    saved rows by id. What the AI service fails on stays pending, with the error recorded, for
+    the worker to retry with backoff."""
     provider = get_provider()
+    settings = get_settings()
+    size = max(settings.summary_batch_size, 1)
+    batches = [podcasts[start : start + size] for start in range(0, len(podcasts), size)]
 
-    def summarize(podcast: dict[str, Any]) -> str | AIProviderError:
+    def summarize(batch: list[dict[str, Any]]) -> list[str | None] | AIProviderError:
         try:
-            return provider.summarize(podcast["title"], podcast["description"] or "", podcast["transcript"])
+            return provider.summarize(
+                [Episode(p["title"], p["description"] or "", p["transcript"] or "") for p in batch]
+            )
         except AIProviderError as exc:
             return exc
 
     context = contextvars.copy_context()  # the request's AI deadline holds in the pool's threads too
-    with ThreadPoolExecutor(max_workers=get_settings().ai_concurrency) as pool:
-        summaries = list(pool.map(lambda podcast: context.copy().run(summarize, podcast), podcasts))
-    failed = {p["id"]: str(s) for p, s in zip(podcasts, summaries, strict=True) if isinstance(s, Exception)}
-    done = [(p, s) for p, s in zip(podcasts, summaries, strict=True) if not isinstance(s, Exception)]
-    vectors = []
+    with ThreadPoolExecutor(max_workers=settings.ai_concurrency) as pool:
+        answers = list(pool.map(lambda batch: context.copy().run(summarize, batch), batches))
+    failed: dict[int, str] = {}
+    done: list[tuple[dict[str, Any], str]] = []
+    for batch, answer in zip(batches, answers, strict=True):
+        if isinstance(answer, Exception):
+            failed |= {p["id"]: str(answer) for p in batch}
+            continue
+        for podcast, summary in zip(batch, answer, strict=True):
+            if summary is None:
+                failed[podcast["id"]] = "the summaries answer left this episode out"
+            else:
+                done.append((podcast, summary))
+    vectors: Any = []
     if done:
         try:
             vectors = provider.embed([embedding_text(p["title"], s, p["description"]) for p, s in done])
         except AIProviderError as exc:
             failed |= {p["id"]: str(exc) for p, _ in done}
             done = []
-    saved = {}
-    settings = get_settings()
     try:
         with db_utils.connection() as conn:
-            for (podcast, summary), vector in zip(done, vectors, strict=True):
-                row = db_utils.save_enrichment(conn, podcast, summary, vector)
-                if row is not None:
-                    saved[row["id"]] = row
+            rows = db_utils.save_enrichments(
+                conn, [(p, s, v) for (p, s), v in zip(done, vectors, strict=True)]
+            )
             for error in set(failed.values()):
                 ids = [pid for pid, e in failed.items() if e == error]
                 db_utils.record_enrichment_failure(
                     conn, ids, error, settings.enrich_max_attempts, settings.enrich_slow_retry_seconds
                 )
+            calls = sum(not isinstance(a, Exception) for a in answers)
+            if calls and provider.name != "local":
+                db_utils.count_ai_calls(conn, "summaries", calls)
     except db_utils.UNAVAILABLE as exc:  # the podcasts are stored: they stay pending, the worker retries
         log.warning("enrichment of %d podcast(s) not saved: %s", len(podcasts), type(exc).__name__)
         return {}
     if failed:
         log.warning("%d podcast(s) left pending: %s", len(failed), "; ".join(set(failed.values())))
-    return saved
+    return {row["id"]: row for row in rows}
 
 
 def search(query: SearchQuery) -> dict[str, Any]:
@@ -271,59 +284,48 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
             [vector] = get_provider().embed([request.listening_history])
         except AIProviderError as exc:  # keep the text; the enrichment worker embeds it later
             log.warning("history of user %s left pending: %s", request.user_id, exc)
+    settings = get_settings()
     with db_utils.connection() as conn:
         user = db_utils.upsert_user_history(
             conn, request.user_id, request.name, request.listening_history, vector, listened
         )
+        if settings.prepare_pages:  # a listener setting up their history is about to ask for a page
+            db_utils.queue_page(conn, request.user_id, None, None, settings.prepare_delay_seconds)
+    pages.wake()
     for key in ("created_at", "updated_at"):
         user[key] = user[key].isoformat()
     return user
 
 
 def recommend(query: RecommendQuery) -> dict[str, Any]:
-    """Candidates by content (HNSW) and by co-engagement, blended with popularity, re-ranked for
-    the user's variant, each with a reason grounded in its evidence, each written back to
-    `suggested_podcasts`. Users with nothing to go on get popular, then new, episodes."""
+    """The listener's page (pages.compute), each item with a reason, each written back to
+    `suggested_podcasts`, in one transaction. Reasons come written ahead; an item without one
+    gets its evidence sentence at once, unless the caller asked to wait (`wait_seconds`) for
+    the LLM to write it."""
     _database_ready()
-    settings = get_settings()
     with db_utils.connection() as conn:
+        db_utils.commit_asynchronously(conn)
         user = db_utils.get_user(conn, query.user_id)
         if user is None:
             raise ApiError(
                 404, "user_not_found", f"no user {query.user_id!r}; create it with update_user_history"
             )
-        variant = ranking.assign_variant(
-            query.user_id, ranking.parse_split(settings.ab_split), settings.ab_salt
-        )
-        profile = user["embedding"] if variant.use_feedback else user["history_profile"]
-        excluded, recent = db_utils.exclusions(conn, query.user_id, settings.resuggest_window_hours)
-        mine = collaborative.listener_items(conn, query.user_id)
-        wanted = max(query.limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES) + len(recent)
-        candidates = gather_candidates(
-            conn, user, profile, mine if variant.use_behaviour else [], wanted, excluded, query.category
-        )
-        if candidates:
-            negatives = db_utils.negative_examples(conn, query.user_id) if variant.use_feedback else None
-            # Exploration is random but stable for a user within a day, so repeated requests
-            # show (and reuse the cached reasons of) the same picks.
-            rng = random.Random(f"{query.user_id}:{datetime.now(UTC).date()}")
-            weights = blend_weights(variant)
-            items = choose(candidates, recent, query.limit, variant, weights, negatives, rng)
-        else:
-            items = collaborative.popular(
-                conn, query.limit + len(recent), excluded=excluded, category=query.category
-            )
-            items.sort(key=lambda item: item["podcast_id"] in recent)  # stable: fresh ones first
-            for item in items[: query.limit]:
-                item |= {"strategy": "popular", "similarity": None, "cached_reason": None}
-            items = items[: query.limit]
-    positives = [m for m in mine if m["weight"] > 0]
-    history_words = set(content_words(f"{user['listening_history'] or ''} {user['interest_profile'] or ''}"))
-    for item in items:
-        item["evidence"] = reasons.evidence(item, positives, history_words)
-    written = reasons.write_reasons(
-        reasons.listener_profile(user, positives), [i for i in items if not i["cached_reason"]]
-    )
+        page = pages.compute(conn, user, query.limit, query.category)
+        if not (query.wait_seconds and page.unwritten()):
+            served = serve(conn, page, {}, query)
+    if query.wait_seconds and page.unwritten():
+        with deadline(query.wait_seconds):  # the LLM runs outside any transaction
+            written = pages.write_reasons(page)
+        with db_utils.connection() as conn:
+            db_utils.commit_asynchronously(conn)
+            served = serve(conn, page, written, query)
+    pages.wake()
+    return served
+
+
+def serve(conn, page: pages.Page, written: dict[int, str], query: RecommendQuery) -> dict[str, Any]:
+    """Give each item its rank and reason, store the suggestions and queue the next page."""
+    items = page.items
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
         cached = item.pop("cached_reason")
@@ -335,87 +337,21 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
             item["reason"], item["reason_source"] = reasons.sentence(item["evidence"]), "fallback"
         for internal in ("embedding", "collaborative", "because_of", "popularity", "listeners"):
             item.pop(internal, None)
+    settings = get_settings()
+    if settings.prepare_pages:  # before this page is stored: only returning listeners count
+        db_utils.queue_page(
+            conn,
+            query.user_id,
+            query.limit,
+            query.category,
+            settings.prepare_delay_seconds,
+            served_within_hours=settings.prepare_active_hours,
+        )
     if items:
-        with db_utils.connection() as conn:
-            ids = db_utils.insert_suggestions(conn, query.user_id, variant.name, items)
+        ids = db_utils.insert_suggestions(conn, query.user_id, page.variant.name, items)
         for item, suggestion_id in zip(items, ids, strict=True):
             item["suggestion_id"] = suggestion_id
-    return {"user_id": query.user_id, "variant": variant.name, "recommendations": items}
-
-
-def blend_weights(variant: ranking.Variant) -> ranking.BlendWeights:
-    if not variant.use_behaviour:
-        return ranking.BlendWeights(collaborative=0.0, content=1.0, popularity=0.0)
-    settings = get_settings()
-    return ranking.BlendWeights(
-        settings.blend_collaborative, settings.blend_content, settings.blend_popularity
-    )
-
-
-def gather_candidates(
-    conn,
-    user: dict[str, Any],
-    profile: np.ndarray | None,
-    mine: list[dict[str, Any]],
-    count: int,
-    excluded: list[int],
-    category: str | None,
-) -> list[dict[str, Any]]:
-    """Content neighbours of the profile and behaviour neighbours of the listener's episodes,
-    each with its co-engagement score (0 when none) and the episode of theirs behind it."""
-    scope = {"user_id": user["id"], "reasons_valid_from": user["reasons_valid_from"]}
-    content = []
-    if profile is not None:
-        content = db_utils.candidate_podcasts(
-            conn,
-            profile,
-            count,
-            excluded=excluded,
-            category=category,
-            ef_search=get_settings().hnsw_ef_search,
-            **scope,
-        )
-    known = {row["podcast_id"] for row in content}
-    scores = collaborative.neighbour_scores(
-        conn, mine, count, include=sorted(known), excluded=excluded, category=category
-    )
-    extra = db_utils.candidates_by_id(conn, [pid for pid in scores if pid not in known], profile, **scope)
-    candidates = content + extra
-    for row in candidates:
-        score = scores.get(row["podcast_id"])
-        row["collaborative"] = float(score["score"]) if score else 0.0
-        row["because_of"] = score["because_of"] if score else None
-    return candidates
-
-
-def choose(
-    candidates: list[dict[str, Any]],
-    recent: set[int],
-    limit: int,
-    variant: ranking.Variant,
-    weights: ranking.BlendWeights,
-    negatives: np.ndarray | None,
-    rng: random.Random,
-) -> list[dict[str, Any]]:
-    """Blend and re-rank; episodes suggested within the window are used only when fresh ones
-    run out."""
-    fresh = [c for c in candidates if c["podcast_id"] not in recent]
-    pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c["podcast_id"] in recent]
-    relevance, behaviour_led = ranking.blend(
-        np.array([c["collaborative"] for c in pool]),
-        np.array([c["similarity"] or 0.0 for c in pool]),
-        np.array([c["popularity"] for c in pool]),
-        weights,
-    )
-    vectors = np.vstack([c["embedding"] for c in pool])
-    items = []
-    for row, strategy in ranking.rerank(relevance, vectors, limit, variant, negatives, rng):
-        item = dict(pool[row])
-        item["strategy"] = "collaborative" if strategy == "similar" and behaviour_led[row] else strategy
-        item["similarity"] = None if item["similarity"] is None else round(item["similarity"], 4)
-        item["score"] = round(float(relevance[row]), 4)
-        items.append(item)
-    return items
+    return {"user_id": query.user_id, "variant": page.variant.name, "recommendations": items}
 
 
 # --- feedback (storing events: feedback.py) ----------------------------------------------

@@ -150,6 +150,9 @@ class RecommendQuery(BaseModel):
     user_id: UserId
     limit: Annotated[int, Field(ge=1, le=50)] = 5
     category: Category | None = None
+    # Up to this long for the LLM to write reasons the page has none for yet (written ahead,
+    # most pages have them all); 0 serves at once with evidence sentences for the rest.
+    wait_seconds: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0
 
 
 FeedbackEvent = Literal["click", "listen", "complete", "skip", "like", "dislike", "rate"]

@@ -18,14 +18,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench import catalog, collab, ingest, load, recall, report, services
+from bench import catalog, collab, floor, ingest, load, recall, report, services, written_ahead
 from bench.db import postgres_memory, start_server
 from bench.fake_ai import FakeAI, delta
 
-CHAT_DELAY_SECONDS = 0.3  # the simulated reason-writing LLM call
+CHAT_DELAY_SECONDS = 0.3  # the simulated LLM call of the latency phases and of ingest
+SLOW_CHAT_DELAY_SECONDS = 1.0  # a real model writing a page of reasons: the written-ahead phase
 LIMIT = 10  # recommendations per request
 EF_SEARCH_SWEEP = [10, 20, 40, 64, 100, 200, 400]
-NO_EXPLORATION = "history_only:100"  # AB_SPLIT giving every user the arm without exploration
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,12 @@ class Plan:
     cold_seconds: float = 20
     baseline_users: int = 8  # per concurrent client
     baseline_seconds: float = 30
+    floor_seconds: float = 10
+    listeners: int = 16  # concurrent listeners of the written-ahead phase
+    listening_seconds: float = 60
     recall_queries: int = 200
     ingest_single: int = 600
-    ingest_bulk: int = 3000
+    ingest_bulk: int = 4000
     ingest_seconds: float = 30
 
 
@@ -54,6 +57,9 @@ QUICK = Plan(
     cold_seconds=8,
     baseline_users=3,
     baseline_seconds=12,
+    floor_seconds=4,
+    listeners=8,
+    listening_seconds=20,
     recall_queries=50,
     ingest_single=150,
     ingest_bulk=1000,
@@ -98,8 +104,10 @@ def measure(
 
 
 def warm_phases(url: str, ai: FakeAI, warm: list[str], plan: Plan, **row: Any) -> list[dict[str, Any]]:
-    """Serve each user once (reasons written and stored), then measure repeated requests."""
+    """Serve each user once and let their reasons be written ahead, then measure repeated requests."""
     load.run(url, recommend_requests(warm), 16, 60)
+    load.run(url, recommend_requests(warm), 16, 60)  # returning listeners: their next page is prepared
+    time.sleep(3 * CHAT_DELAY_SECONDS + 2)
     rows = []
     for c in plan.warm_concurrency:
         repeat = recommend_requests(itertools.cycle(warm))  # bounded by the phase's time limit
@@ -137,45 +145,70 @@ def bench_catalog(
     rows = []
     ai.set("chat_delay_seconds", CHAT_DELAY_SECONDS)
     name = f"ours-{spec.size}-{spec.dims}"
-    ours = {"system": "ours", "ab_split": "default", **base}
+    delay = {"llm_delay_ms": round(CHAT_DELAY_SECONDS * 1000)}
+    ours = {"system": "ours", "ab_split": "default", **base, **delay}
     with services.ours(dsn, ai.base_url, spec.dims, name, RESUGGEST_WINDOW_HOURS="0") as url:
         for c in plan.concurrency:
             cold = recommend_requests(users.take(plan.cold_users * c))
             rows.append(measure(url, ai, cold, c, plan.cold_seconds, cache="cold", **ours))
-        rows += warm_phases(url, ai, users.take(plan.warm_users), plan, cache="warm", **ours)
+        warm = users.take(plan.warm_users)
+        rows += warm_phases(url, ai, warm, plan, cache="warm", **ours)
         memory = {
             **base,
             **postgres_memory(server),
             "table_mb": info["table_mb"],
             "index_mb": info["index_mb"],
         }
-    # Diagnostic: the same warm phases when no slot goes to exploration, so every item of a
-    # repeated page has a cached reason (the A/B arm without exploration, for everyone).
-    only = {**ours, "ab_split": NO_EXPLORATION}
-    with services.ours(
-        dsn, ai.base_url, spec.dims, name, RESUGGEST_WINDOW_HOURS="0", AB_SPLIT=NO_EXPLORATION
-    ) as url:
-        rows += warm_phases(url, ai, users.take(plan.warm_users), plan, cache="warm", **only)
+    log(f"{spec.database}: the floor (candidate query + insert, straight SQL)")
+    floor_rows = []
+    for c in (1, max(plan.warm_concurrency)):
+        row = {**base, **floor.measure(dsn, warm, c, plan.floor_seconds, LIMIT)}
+        log(f"  floor c={c:<2}: p50 {row['p50_ms']} ms, {row['rps']} req/s")
+        floor_rows.append(row)
+    log(f"{spec.database}: written ahead, {plan.listeners} listeners, LLM {SLOW_CHAT_DELAY_SECONDS} s")
+    ai.set("chat_delay_seconds", SLOW_CHAT_DELAY_SECONDS)
+    with services.ours(dsn, ai.base_url, spec.dims, f"{name}-ahead") as url:
+        row = written_ahead.measure(url, ai, users.take(plan.listeners), LIMIT, plan.listening_seconds)
+    ahead = [{**base, "llm_delay_ms": round(SLOW_CHAT_DELAY_SECONDS * 1000), **row}]
+    log(
+        f"  p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms, LLM reasons {row['llm_reason_share']},"
+        f" {row['llm_calls_per_page']} LLM calls/page over {row['pages']} pages"
+    )
     with services.baseline(dsn, ai.base_url, spec.dims, f"baseline-{spec.size}-{spec.dims}") as url:
         path = "/api/naive_recommend"
+        slow = {"llm_delay_ms": round(SLOW_CHAT_DELAY_SECONDS * 1000)}
+        naive = recommend_requests(users.take(plan.baseline_users), path)
+        rows.append(
+            measure(url, ai, naive, 1, plan.baseline_seconds, system="baseline", cache="cold", **base, **slow)
+        )
+        ai.set("chat_delay_seconds", CHAT_DELAY_SECONDS)
         for c in plan.concurrency:
             naive = recommend_requests(users.take(plan.baseline_users * c), path)
             rows.append(
-                measure(url, ai, naive, c, plan.baseline_seconds, system="baseline", cache="cold", **base)
+                measure(
+                    url, ai, naive, c, plan.baseline_seconds, system="baseline", cache="cold", **base, **delay
+                )
             )
-    return {"recommend": rows, "recall": recall_rows, "memory": [memory]}
+    return {
+        "recommend": rows,
+        "recall": recall_rows,
+        "memory": [memory],
+        "floor": floor_rows,
+        "written_ahead": ahead,
+    }
 
 
 def bench_ingest(server: Any, ai: FakeAI, plan: Plan, stamp: dict) -> list[dict[str, Any]]:
-    """Ingest into a new, empty database, with AI answers undelayed (our overhead only)."""
+    """Ingest into a new, empty database, each LLM call (a batch of summaries) taking 300 ms."""
     dsn = catalog.recreate_database(server, "bench_ingest_384")
-    ai.set("chat_delay_seconds", 0.0)
+    ai.set("chat_delay_seconds", CHAT_DELAY_SECONDS)
+    stamp = {**stamp, "llm_delay_ms": round(CHAT_DELAY_SECONDS * 1000)}
     rows = []
     with services.ours(dsn, ai.base_url, 384, "ours-ingest") as url:
         row = ingest.single(url, ai, plan.ingest_single, 4, plan.ingest_seconds)
         rows.append({**row, **stamp})
         log(f"  ingest single: {row['episodes_per_second']} episodes/s")
-        bulk = ingest.bulk(url, ai, plan.ingest_bulk, 100, 2, plan.ingest_seconds)
+        bulk = ingest.bulk(url, ai, plan.ingest_bulk, 100, 4, plan.ingest_seconds)
         if bulk is None:
             note = "POST /api/add_podcasts does not exist yet: not measured"
             rows.append({"path": "POST /api/add_podcasts", "skipped": note, **stamp})
@@ -209,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         "recommend": [],
         "recall": [],
         "memory": [],
+        "floor": [],
+        "written_ahead": [],
         "ingest": [],
         "collaborative": [],
     }

@@ -231,7 +231,8 @@ def local_api(create_database, tmp_path_factory) -> Iterator[Api]:
 
 @pytest.fixture(scope="session")
 def openai_api(create_database, fake_openai, tmp_path_factory) -> Iterator[Api]:
-    """The service on the `openai` provider, talking to the fake server over HTTP."""
+    """The service on the `openai` provider, talking to the fake server over HTTP; reasons are
+    written only when a request waits for them."""
     dsn = create_database("openai_api")
     env = {
         "AI_PROVIDER": "openai",
@@ -243,6 +244,7 @@ def openai_api(create_database, fake_openai, tmp_path_factory) -> Iterator[Api]:
         "AI_MAX_RETRIES": "2",
         "AI_TIMEOUT_SECONDS": "5",
         "COLLAB_REFRESH_SECONDS": "0",
+        "PREPARE_PAGES": "false",  # nothing calls the LLM behind the tests' backs (test_written_ahead.py)
     }
     with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "openai.log") as api:
         yield api

@@ -105,6 +105,16 @@ def _parse_items(text: str) -> list[JsonDict]:
     return []
 
 
+def _episodes(text: str) -> list[JsonDict]:
+    """The ``episodes`` of a batched summary request (a JSON object message), else []."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    episodes = data.get("episodes") if isinstance(data, dict) else None
+    return [e for e in episodes if isinstance(e, dict) and "id" in e] if isinstance(episodes, list) else []
+
+
 def _data_text(text: str) -> str:
     """The strings of a JSON object message (a fenced prompt's data), else ``text`` itself."""
     try:
@@ -369,8 +379,8 @@ class FakeOpenAIServer:
         return 200, payload, {}
 
     def _chat(self, body: JsonDict) -> Reply:
-        """Chat completion: ``chat_reply`` if set, else JSON reasons for ``items`` when a JSON
-        response format is asked for, else a summary of the (JSON data) user message."""
+        """Chat completion: ``chat_reply`` if set; in JSON mode, summaries of ``episodes`` or
+        reasons for ``items``; else a summary of the (JSON data) user message."""
         messages = body.get("messages")
         if not isinstance(messages, list):
             return _bad_request("messages must be a list")
@@ -384,6 +394,12 @@ class FakeOpenAIServer:
         )
         if self.chat_reply is not None:
             content = self.chat_reply
+        elif json_mode and _episodes(last_user):
+            summaries = [
+                {"id": e["id"], "summary": _summarize(f"{e.get('title', '')}. {e.get('transcript', '')}")}
+                for e in _episodes(last_user)
+            ]
+            content = json.dumps({"summaries": summaries})
         elif json_mode:
             reasons = [
                 {

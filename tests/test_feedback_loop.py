@@ -1,5 +1,5 @@
 """The feedback loop over HTTP on the real database: capture, learning, interest profiles,
-variants, cached reasons and analytics."""
+variants and analytics (reasons written ahead: test_written_ahead.py)."""
 
 from __future__ import annotations
 
@@ -210,24 +210,6 @@ def test_history_only_variant_ignores_feedback(local_api: Api):
 
 
 # --- reasons, analytics and export (openai provider, fake server) -------------------------
-
-
-def test_reasons_are_cached_with_their_suggestions(openai_api: Api, ai: FakeOpenAIServer):
-    category = f"kites-{uuid.uuid4().hex[:6]}"
-    for n in range(3):
-        body = {"title": f"Kites {n}", "transcript": "kites wind", "category": category}
-        assert openai_api.post("/api/add_podcast", body).status_code == 201
-    user_id = user_in("loop")
-    create_user(openai_api, user_id, "kites in the wind")
-    params = {"user_id": user_id, "limit": 3, "category": category}
-    first = openai_api.get("/api/recommend_podcasts", params=params).json()["recommendations"]
-    ai.reset()
-    second = openai_api.get("/api/recommend_podcasts", params=params).json()["recommendations"]
-    assert {i["podcast_id"] for i in second} == {i["podcast_id"] for i in first}  # nothing fresher is left
-    assert ai.chat_requests == 0
-    assert {i["reason_source"] for i in second} == {"cached"}
-    reasons = {i["podcast_id"]: i["reason"] for i in first}
-    assert all(i["reason"] == reasons[i["podcast_id"]] for i in second)
 
 
 def test_analytics_reports_the_loop_figures(openai_api: Api, ai: FakeOpenAIServer):

@@ -54,7 +54,8 @@ def test_add_podcast_uses_one_summary_and_one_embedding_call(openai_api: Api, ai
 def test_recommend_writes_all_reasons_with_one_llm_call(openai_api: Api, catalog, ai: FakeOpenAIServer):
     user_id = new_user(openai_api, "I love astronomy, telescopes and galaxy orbits")
     ai.reset()
-    response = openai_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 4})
+    params = {"user_id": user_id, "limit": 4, "wait_seconds": 5}
+    response = openai_api.get("/api/recommend_podcasts", params=params)
     items = response.json()["recommendations"]
     assert len(items) == 4
     similar = {i["podcast_id"] for i in items if i["strategy"] == "similar"}  # not the exploration slot
@@ -71,7 +72,8 @@ def test_recommend_writes_all_reasons_with_one_llm_call(openai_api: Api, catalog
 def test_recommend_answers_with_evidence_when_the_llm_fails(openai_api: Api, catalog, ai: FakeOpenAIServer):
     user_id = new_user(openai_api, "baking bread with yeast and dough")
     ai.fail_next = 100
-    response = openai_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 3})
+    params = {"user_id": user_id, "limit": 3, "wait_seconds": 5}
+    response = openai_api.get("/api/recommend_podcasts", params=params)
     assert response.status_code == 200, response.text
     items = response.json()["recommendations"]
     assert len(items) == 3

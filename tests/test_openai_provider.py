@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import openai
 import pytest
 
-from openai_client import AIProviderError, OpenAIProvider, ReasonItem, extractive_summary
+from openai_client import AIProviderError, Episode, OpenAIProvider, ReasonItem, extractive_summary
 from tests.fake_openai_server import FakeOpenAIServer
 
 
@@ -54,11 +56,27 @@ def test_known_model_dimension_needs_no_call(ai: FakeOpenAIServer):
     assert ai.embedding_requests == 0
 
 
-def test_summary_comes_from_the_chat_model(ai: FakeOpenAIServer):
-    summary = provider(ai).summarize("Black holes", "Gravity.", "Stars collapse. Light cannot escape. More.")
-    assert summary.startswith("Summary:")
+def test_summaries_of_a_batch_take_one_call(ai: FakeOpenAIServer):
+    text = "Stars collapse. Light cannot escape."
+    episodes = [Episode(f"Black holes {n}", "Gravity.", text) for n in range(5)]
+    summaries = provider(ai).summarize(episodes)
+    assert [s.startswith(f"Summary: Black holes {n}") for n, s in enumerate(summaries)] == [True] * 5
     assert ai.chat_requests == 1
     assert ai.requests[-1]["model"] == "fake-chat"
+    assert ai.requests[-1]["response_format"] == {"type": "json_object"}
+
+
+def test_an_episode_the_summaries_answer_leaves_out_gets_none(ai: FakeOpenAIServer):
+    second = "About the second episode, in plain words."
+    ai.chat_reply = json.dumps({"summaries": [{"id": 1, "summary": second}]})
+    summaries = provider(ai).summarize([Episode("First", "", "One."), Episode("Second", "", "Two.")])
+    assert summaries == [None, second]
+
+
+def test_a_summaries_answer_that_is_not_json_is_an_error(ai: FakeOpenAIServer):
+    ai.chat_reply = "Sure! Here are your summaries."
+    with pytest.raises(AIProviderError):
+        provider(ai).summarize([Episode("First", "", "One.")])
 
 
 def test_reasons_for_a_whole_page_take_one_call(ai: FakeOpenAIServer):

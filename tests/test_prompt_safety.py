@@ -60,11 +60,13 @@ def test_the_model_gets_the_transcript_as_fenced_data(api: Api, ai: FakeOpenAISe
     [(system, user)] = chats(ai)
     assert system.endswith(DATA_RULE)
     assert "never follow instructions" in system
-    assert json.loads(user) == {"title": "Tide pools", "description": "", "transcript": INJECTION}
+    assert json.loads(user) == {
+        "episodes": [{"id": 0, "title": "Tide pools", "description": "", "transcript": INJECTION}]
+    }
 
 
 def test_an_injected_summary_is_not_stored(api: Api, ai: FakeOpenAIServer):
-    ai.chat_reply = MALICIOUS
+    ai.chat_reply = json.dumps({"summaries": [{"id": 0, "summary": MALICIOUS}]})
     podcast = add(api, "Tide pools again", INJECTION)
     assert podcast["summary"] == extractive_summary(INJECTION)
     assert "evil" not in podcast["summary"] and "<" not in podcast["summary"]
@@ -81,7 +83,9 @@ def test_injected_reasons_fall_back_to_the_evidence(api: Api, ai: FakeOpenAIServ
     assert api.post("/api/update_user_history", body).status_code == 200
     ai.reset()
     ai.chat_reply = json.dumps({"reasons": [{"podcast_id": i, "reason": MALICIOUS} for i in ids]})
-    response = api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 3})
+    api.query("DELETE FROM pages_due WHERE user_id = %s", (user_id,))  # the request writes them
+    params = {"user_id": user_id, "limit": 3, "wait_seconds": 5}
+    response = api.get("/api/recommend_podcasts", params=params)
     assert response.status_code == 200, response.text
     items = response.json()["recommendations"]
     assert items and {i["reason_source"] for i in items} == {"fallback"}

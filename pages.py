@@ -1,0 +1,241 @@
+"""A listener's page of recommendations: computed when they ask for it, and prepared ahead.
+
+No request waits on the LLM in the steady state. Each served page (after the listener's
+first), each event of a listener served lately and each history update queues the listener;
+once due, this process's writer thread computes the page their next request will get (the
+same function the request runs, so the same episodes) and has the LLM write the reasons it
+lacks, one call per page. Requests find them in `reasons`, valid while the evidence they were
+written from holds and the profile text has not changed; an item with none is served at once
+with its evidence sentence, and the writer catches up behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+import collaborative
+import db_utils
+import ranking
+import reasons
+from config import get_settings
+from openai_client import content_words, get_provider
+
+log = logging.getLogger(__name__)
+
+CANDIDATES_PER_SLOT = 4  # candidates fetched per requested item, for re-ranking to choose from
+MIN_CANDIDATES = 20
+IDLE_SECONDS = 30.0  # the writer looks at the queue this often when nothing woke it
+RETRY_SECONDS = 5.0  # after the database failed it
+
+
+@dataclass
+class Page:
+    user: dict[str, Any]
+    variant: ranking.Variant
+    items: list[dict[str, Any]]  # each with its evidence and the valid written reason, if any
+    positives: list[dict[str, Any]]  # the listener's enjoyed episodes: the reasons' ground
+
+    def unwritten(self) -> list[dict[str, Any]]:
+        return [item for item in self.items if not item["cached_reason"]]
+
+
+def compute(conn, user: dict[str, Any], limit: int, category: str | None) -> Page:
+    """Candidates by content (HNSW) and by co-engagement, blended with popularity, re-ranked for
+    the user's variant, each with its evidence. Users with nothing to go on get popular, then
+    new, episodes. Reads only: the same state gives the same page."""
+    settings = get_settings()
+    variant = ranking.assign_variant(user["id"], ranking.parse_split(settings.ab_split), settings.ab_salt)
+    profile = user["embedding"] if variant.use_feedback else user["history_profile"]
+    excluded, recent = db_utils.exclusions(conn, user["id"], settings.resuggest_window_hours)
+    mine = collaborative.listener_items(conn, user["id"])
+    wanted = max(limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES) + len(recent)
+    candidates = gather_candidates(
+        conn, user, profile, mine if variant.use_behaviour else [], wanted, excluded, category
+    )
+    if candidates:
+        negatives = db_utils.negative_examples(conn, user["id"]) if variant.use_feedback else None
+        # Exploration is random but stable for a user within a day, so the page prepared ahead
+        # and the page then requested make the same picks.
+        rng = random.Random(f"{user['id']}:{datetime.now(UTC).date()}")
+        items = choose(candidates, recent, limit, variant, blend_weights(variant), negatives, rng)
+    else:
+        items = collaborative.popular(conn, limit + len(recent), excluded=excluded, category=category)
+        items.sort(key=lambda item: item["podcast_id"] in recent)  # stable: fresh ones first
+        items = items[:limit]
+        for item in items:
+            item |= {"strategy": "popular", "similarity": None, "cached_reason": None}
+    positives = [m for m in mine if m["weight"] > 0]
+    history_words = set(content_words(f"{user['listening_history'] or ''} {user['interest_profile'] or ''}"))
+    for item in items:
+        item["evidence"] = reasons.evidence(item, positives, history_words)
+        if item.pop("cached_evidence", None) != reasons.evidence_key(item["evidence"]):
+            item["cached_reason"] = None  # written for other evidence: no longer true
+    return Page(user, variant, items, positives)
+
+
+def blend_weights(variant: ranking.Variant) -> ranking.BlendWeights:
+    if not variant.use_behaviour:
+        return ranking.BlendWeights(collaborative=0.0, content=1.0, popularity=0.0)
+    settings = get_settings()
+    return ranking.BlendWeights(
+        settings.blend_collaborative, settings.blend_content, settings.blend_popularity
+    )
+
+
+def gather_candidates(
+    conn,
+    user: dict[str, Any],
+    profile: np.ndarray | None,
+    mine: list[dict[str, Any]],
+    count: int,
+    excluded: list[int],
+    category: str | None,
+) -> list[dict[str, Any]]:
+    """Content neighbours of the profile and behaviour neighbours of the listener's episodes,
+    each with its co-engagement score (0 when none) and the episode of theirs behind it."""
+    scope = {"user_id": user["id"], "reasons_valid_from": user["reasons_valid_from"]}
+    content = []
+    if profile is not None:
+        content = db_utils.candidate_podcasts(
+            conn,
+            profile,
+            count,
+            excluded=excluded,
+            category=category,
+            ef_search=get_settings().hnsw_ef_search,
+            **scope,
+        )
+    known = {row["podcast_id"] for row in content}
+    scores = collaborative.neighbour_scores(
+        conn, mine, count, include=sorted(known), excluded=excluded, category=category
+    )
+    extra = db_utils.candidates_by_id(conn, [pid for pid in scores if pid not in known], profile, **scope)
+    candidates = content + extra
+    for row in candidates:
+        score = scores.get(row["podcast_id"])
+        row["collaborative"] = float(score["score"]) if score else 0.0
+        row["because_of"] = score["because_of"] if score else None
+    return candidates
+
+
+def choose(
+    candidates: list[dict[str, Any]],
+    recent: set[int],
+    limit: int,
+    variant: ranking.Variant,
+    weights: ranking.BlendWeights,
+    negatives: np.ndarray | None,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """Blend and re-rank; episodes suggested within the window are used only when fresh ones
+    run out."""
+    fresh = [c for c in candidates if c["podcast_id"] not in recent]
+    pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c["podcast_id"] in recent]
+    relevance, behaviour_led = ranking.blend(
+        np.array([c["collaborative"] for c in pool]),
+        np.array([c["similarity"] or 0.0 for c in pool]),
+        np.array([c["popularity"] for c in pool]),
+        weights,
+    )
+    vectors = np.vstack([c["embedding"] for c in pool])
+    items = []
+    for row, strategy in ranking.rerank(relevance, vectors, limit, variant, negatives, rng):
+        item = dict(pool[row])
+        item["strategy"] = "collaborative" if strategy == "similar" and behaviour_led[row] else strategy
+        item["similarity"] = None if item["similarity"] is None else round(item["similarity"], 4)
+        item["score"] = round(float(relevance[row]), 4)
+        items.append(item)
+    return items
+
+
+def write_reasons(page: Page) -> dict[int, str]:
+    """One LLM call for the page's items without a valid reason; stored for later pages too.
+    Returns the reasons written by podcast id (none when the AI service failed)."""
+    unwritten = page.unwritten()
+    if not unwritten:
+        return {}
+    written = reasons.write_reasons(reasons.listener_profile(page.user, page.positives), unwritten)
+    if written:
+        keys = {item["podcast_id"]: reasons.evidence_key(item["evidence"]) for item in unwritten}
+        rows = [(pid, keys[pid], reason) for pid, reason in written.items()]
+        with db_utils.connection() as conn:
+            db_utils.commit_asynchronously(conn)
+            # Dated when the page was read: a profile that changed meanwhile makes them stale.
+            db_utils.save_reasons(conn, page.user["id"], rows, written_at=page.user["read_at"])
+            if get_provider().name != "local":
+                db_utils.count_ai_calls(conn, "reasons")
+    return written
+
+
+def prepare(user_id: str, page_size: int, category: str | None) -> int:
+    """Write the reasons the listener's next page lacks; returns how many were written."""
+    with db_utils.connection() as conn:
+        user = db_utils.get_user(conn, user_id)
+        if user is None:
+            return 0
+        page = compute(conn, user, page_size, category)
+    return len(write_reasons(page))
+
+
+# --- the writer: one thread per process, LLM calls on a small pool ----------------------
+
+_wake = threading.Event()
+_writer: threading.Thread | None = None
+_writer_lock = threading.Lock()
+
+
+def wake() -> None:
+    """Tell this process's writer a page was queued (starting the writer on first use)."""
+    global _writer
+    if not get_settings().prepare_pages:
+        return
+    with _writer_lock:
+        if _writer is None or not _writer.is_alive():
+            _writer = threading.Thread(target=_write_ahead, name="page-writer", daemon=True)
+            _writer.start()
+    _wake.set()
+
+
+def _write_ahead() -> None:
+    """Claim due pages while LLM slots are free (several processes share the queue), prepare
+    them on the pool, sleep until the next is due or something wakes the writer."""
+    settings = get_settings()
+    slots = settings.ai_concurrency
+    in_flight: set[Future] = set()
+    with ThreadPoolExecutor(slots, thread_name_prefix="page-writer") as pool:
+        while True:
+            _wake.clear()
+            in_flight = {f for f in in_flight if not f.done()}
+            pause = IDLE_SECONDS
+            try:
+                if len(in_flight) < slots:
+                    with db_utils.connection() as conn:
+                        due = db_utils.claim_due_pages(
+                            conn, slots - len(in_flight), settings.prepare_max_age_seconds
+                        )
+                        later = db_utils.seconds_to_next_page(conn)
+                    for entry in due:
+                        future = pool.submit(_prepare_logged, entry)
+                        future.add_done_callback(lambda _: _wake.set())
+                        in_flight.add(future)
+                    if later is not None and len(in_flight) < slots:
+                        pause = max(later, 0.05)  # rows another process holds are due "now"
+            except db_utils.UNAVAILABLE as exc:
+                log.warning("page writer: database unavailable (%s)", type(exc).__name__)
+                pause = RETRY_SECONDS
+            _wake.wait(pause)
+
+
+def _prepare_logged(entry: dict[str, Any]) -> None:
+    try:
+        prepare(entry["user_id"], entry["page_size"], entry["category"])
+    except Exception:  # a thread has no caller to tell: log it, the next request falls back
+        log.exception("preparing the next page of user %s failed", entry["user_id"])

@@ -1,0 +1,140 @@
+"""Reasons written ahead (pages.py) over HTTP: a prepared page makes no LLM call, a page whose
+preparation became invalid still answers at once, waiting is the caller's choice, and the LLM is
+spent only on listeners who come back. The fake OpenAI server counts the calls."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Api, openai_env, run_api, user_in, wait_for
+from tests.fake_openai_server import FakeOpenAIServer
+
+TOPICS = {
+    "kites": "Kites, wind and the people who fly them over beaches and hills.",
+    "bread": "Sourdough bread, starters, flour and the bakers who wake before dawn.",
+}
+
+
+@pytest.fixture(scope="module")
+def api(create_database, own_fake_openai: FakeOpenAIServer, tmp_path_factory) -> Iterator[Api]:
+    dsn = create_database("written_ahead")
+    env = openai_env(own_fake_openai, PREPARE_DELAY_SECONDS="0.2")
+    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "written_ahead.log") as api:
+        for topic, text in TOPICS.items():
+            for n in range(8):
+                body = {"title": f"{topic.title()} {n}", "transcript": f"{text} Part {n}.", "category": topic}
+                assert api.post("/api/add_podcast", body).status_code == 201
+        yield api
+
+
+@pytest.fixture
+def ai(own_fake_openai: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
+    own_fake_openai.reset()
+    yield own_fake_openai
+    own_fake_openai.reset()
+
+
+def new_listener(api: Api, history: str = "I love kites and windy beaches") -> str:
+    user_id = user_in("loop")
+    body = {"user_id": user_id, "listening_history": history}
+    assert api.post("/api/update_user_history", body).status_code == 200
+    return user_id
+
+
+def page(api: Api, user_id: str, **params) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    response = api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 5, **params})
+    assert response.status_code == 200, response.text
+    return response.json()["recommendations"], time.perf_counter() - started
+
+
+def prepared(api: Api, user_id: str) -> bool:
+    """Nothing is queued for the listener and the writer is done with them."""
+    return not api.query("SELECT 1 FROM pages_due WHERE user_id = %s", (user_id,))
+
+
+def wait_until_written(api: Api, user_id: str, count: int) -> None:
+    def written() -> bool:
+        rows = api.query("SELECT count(*) FROM reasons WHERE user_id = %s", (user_id,))
+        return prepared(api, user_id) and rows[0][0] >= count
+
+    assert wait_for(written, timeout=20), api.log()
+
+
+def test_a_page_written_ahead_is_served_without_an_llm_call(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api)  # setting up a history queues the first page
+    wait_until_written(api, user_id, 5)
+    assert ai.chat_requests == 1  # the whole page in one call, ahead of the request
+    ai.reset()
+    items, _ = page(api, user_id)
+    assert ai.chat_requests == 0
+    assert len(items) == 5 and {i["reason_source"] for i in items} == {"cached"}
+    assert all(i["reason"].startswith("Picked for you") for i in items)  # the fake LLM's words
+    assert api.query("SELECT count(*) FROM ai_calls WHERE purpose = 'reasons'")[0][0] >= 1
+
+
+def test_the_next_page_is_prepared_after_each_page(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api)
+    wait_until_written(api, user_id, 5)
+    first, _ = page(api, user_id)
+    wait_until_written(api, user_id, 10)  # a returning listener: their next page is prepared
+    ai.reset()
+    second, _ = page(api, user_id)
+    assert not {i["podcast_id"] for i in second} & {i["podcast_id"] for i in first}
+    assert {i["reason_source"] for i in second} == {"cached"} and ai.chat_requests == 0
+
+
+def test_an_invalidated_page_still_answers_at_once(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api)
+    wait_until_written(api, user_id, 5)
+    items, _ = page(api, user_id)
+    ai.chat_delay_seconds = 5.0  # the LLM is slow from now on
+    for item in items[:2]:  # the listener changes their mind: the prepared page no longer holds
+        body = {"user_id": user_id, "podcast_id": item["podcast_id"], "suggestion_id": item["suggestion_id"]}
+        assert api.post("/api/feedback", {**body, "event": "dislike"}).status_code == 201
+    following, seconds = page(api, user_id)
+    assert seconds < 2.0  # not waiting on the 5 s LLM
+    assert len(following) == 5
+    fallback = [i for i in following if i["reason_source"] == "fallback"]
+    assert all(i["reason"] for i in following) and fallback  # evidence sentences where none is written
+
+
+def test_a_caller_may_wait_for_the_llm(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api, "bread and sourdough starters")
+    api.query("DELETE FROM pages_due WHERE user_id = %s", (user_id,))  # nothing prepared for them
+    api.query("DELETE FROM reasons WHERE user_id = %s", (user_id,))
+    ai.reset()
+    items, _ = page(api, user_id, wait_seconds=5)
+    assert {i["reason_source"] for i in items} == {"generated"}
+    assert ai.chat_requests == 1
+
+
+def test_waiting_is_bounded(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api, "bread")
+    api.query("DELETE FROM pages_due WHERE user_id = %s", (user_id,))
+    api.query("DELETE FROM reasons WHERE user_id = %s", (user_id,))
+    ai.chat_delay_seconds = 5.0
+    items, seconds = page(api, user_id, wait_seconds=0.5)
+    assert seconds < 3.0
+    assert {i["reason_source"] for i in items} == {"fallback"}
+
+
+def test_a_first_page_commits_no_llm_call_to_a_second(api: Api, ai: FakeOpenAIServer):
+    user_id = f"walk-in-{uuid.uuid4().hex[:8]}"  # a listener made without the API's history update
+    api.query("INSERT INTO users (id) VALUES (%s)", (user_id,))
+    page(api, user_id)
+    time.sleep(1.0)  # past PREPARE_DELAY_SECONDS
+    assert prepared(api, user_id)
+    assert ai.chat_requests == 0
+    page(api, user_id)  # they came back: now their next page is prepared
+    assert wait_for(lambda: ai.chat_requests == 1, timeout=10)
+
+
+def test_wait_seconds_is_validated(api: Api):
+    response = api.get("/api/recommend_podcasts", params={"user_id": "someone", "wait_seconds": "11"})
+    assert response.status_code == 400
+    assert "wait_seconds" in response.json()["error"]["message"]
