@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+WORKERS ?= 2  # processes serving HTTP in `make run` (one background worker among them)
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -19,7 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 run: install
 	$(PY) cli.py seed --if-empty
-	$(PY) local_runner.py
+	$(PY) local_runner.py --workers $(WORKERS)
 
 test: install
 	$(PY) -m ruff check .

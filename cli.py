@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -103,7 +104,8 @@ def import_podcasts(args: argparse.Namespace) -> int:
     recommender.ensure_database()
     counts = {"ready": 0, "pending": 0, "invalid": 0}
     records = list(read_records(Path(args.file), AddPodcastRequest))
-    with tqdm(total=len(records), unit="episode", disable=args.quiet) as progress:
+    index = db_utils.vector_index_built_after() if args.index_after else contextlib.nullcontext()
+    with index, tqdm(total=len(records), unit="episode", disable=args.quiet) as progress:
         for start in range(0, len(records), args.batch_size):
             batch = []
             for number, record in records[start : start + args.batch_size]:
@@ -192,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     import_parser.add_argument("file", help="a .csv (with a header line) or .jsonl file")
     import_parser.add_argument("--batch-size", type=int, default=100)
     import_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    import_parser.add_argument(
+        "--index-after",
+        action="store_true",
+        help="drop the vector index while loading and build it once at the end (large imports;"
+        " searches scan exactly meanwhile)",
+    )
     import_parser.set_defaults(run=import_podcasts)
     events_parser = commands.add_parser("import-events", help="load feedback events from a CSV or JSONL file")
     events_parser.add_argument("file", help="a .csv (a header line of feedback field names) or .jsonl file")

@@ -244,9 +244,10 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str,
     a reason can name the one a suggestion is closest to."""
     with db_utils.dict_cursor(conn) as cur:
         cur.execute(
-            """
+            f"""
             SELECT n.podcast_id, n.weight, p.title,
-                   CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s THEN p.embedding END AS embedding
+                   CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s
+                        THEN {db_utils.binary("p.embedding")} END AS embedding
             FROM (
                 SELECT podcast_id, greatest(-1, least(1, sum(w)))::real AS weight,
                        row_number() OVER (ORDER BY abs(sum(w)) DESC, max(at) DESC) AS position
@@ -261,7 +262,10 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str,
             """,
             {"user_id": user_id, "with_vectors": with_vectors, "limit": LISTENER_ITEMS},
         )
-        return cur.fetchall()
+        rows = cur.fetchall()
+    for row in rows:
+        row["embedding"] = db_utils.from_binary(row["embedding"])
+    return rows
 
 
 def neighbour_scores(

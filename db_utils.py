@@ -205,6 +205,19 @@ def parse_vector(text: str | None, _cursor: Any) -> np.ndarray | None:
     return None if text is None else np.fromstring(text[1:-1], sep=",", dtype=np.float32)
 
 
+def binary(column: str) -> str:
+    """Select `column` (a vector) in pgvector's binary form, for `from_binary`: where many vectors
+    are read per request, printing and parsing their floats as text costs more than the query."""
+    return f"vector_send({column})"
+
+
+def from_binary(data: memoryview | bytes | None) -> np.ndarray | None:
+    """A vector from pgvector's binary form: int16 dimensions, int16 unused, big-endian float4s."""
+    if data is None:
+        return None
+    return np.frombuffer(data, dtype=">f4", offset=4).astype(np.float32)
+
+
 def check_embedding_model(cur, dimensions: int, embedding_model: str) -> None:
     cur.execute("SELECT key, value FROM app_meta")
     meta = dict(cur.fetchall())
@@ -234,6 +247,30 @@ def supports_iterative_scan(version: str) -> bool:
     """pgvector 0.8.0 added iterative index scans (keeps scanning until LIMIT rows pass the filter)."""
     parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     return parts >= (0, 8)
+
+
+# --- the vector index -------------------------------------------------------------------
+
+VECTOR_INDEX = "podcasts_embedding_hnsw"
+
+
+@contextmanager
+def vector_index_built_after(maintenance_work_mem: str = "1GB") -> Iterator[None]:
+    """Drop the HNSW index for a large load and build it again after (even if the load fails):
+    one build over every row is several times faster than as many single inserts into the
+    graph. Meanwhile searches scan the table exactly: slower, never wrong."""
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (VECTOR_INDEX,))
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute(f"DROP INDEX {VECTOR_INDEX}")
+    try:
+        yield
+    finally:
+        if row is not None:
+            with connection() as conn, conn.cursor() as cur:
+                cur.execute("SELECT set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
+                cur.execute(row[0])
 
 
 # --- podcasts ---------------------------------------------------------------------------
@@ -544,7 +581,7 @@ def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[
 # never-analyzed one-row table made Postgres 18 sort the whole catalog (58 ms instead of 7 at
 # 10k episodes).
 CANDIDATE_SQL = """
-    SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.embedding,
+    SELECT p.id AS podcast_id, p.title, p.summary, p.category, {embedding} AS embedding,
            p.embedding <=> %(q)s AS distance, coalesce(e.listeners, 0) AS listeners,
            coalesce(
                ln(1 + greatest(e.popularity, 0)) / ln(2 + (SELECT listeners FROM collaborative_model)), 0
@@ -555,11 +592,12 @@ CANDIDATE_SQL = """
     LEFT JOIN reasons r
         ON r.user_id = %(user_id)s AND r.podcast_id = p.id AND r.written_at >= %(valid_from)s
     ORDER BY distance
-"""
+""".replace("{embedding}", binary("p.embedding"))
 
 
 def _candidates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
+        row["embedding"] = from_binary(row["embedding"])
         distance = row.pop("distance")
         row["similarity"] = None if distance is None else 1.0 - float(distance)
         row["popularity"] = float(row["popularity"])
@@ -971,11 +1009,12 @@ def users_needing_interest_profile(conn, min_events: int, limit: int) -> list[di
 
 
 def save_interest_profile(conn, user_id: str, text: str, embedding: np.ndarray, events_seen: int) -> None:
+    """Written reasons stay valid: each rests on its evidence, which a rewritten profile (a few
+    more events' worth of drift) does not make untrue. A new stated history does invalidate them."""
     with conn.cursor() as cur:
         cur.execute(
             """
             UPDATE users SET interest_profile = %s, interest_embedding = %s, interest_profile_at = now(),
-                             reasons_valid_from = now(),
                              events_since_profile = greatest(events_since_profile - %s, 0)
             WHERE id = %s
             """,

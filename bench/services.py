@@ -76,13 +76,17 @@ def _process(args: list[str], env: dict[str, str], ready_path: str, name: str) -
             process.wait()
 
 
+WORKERS = "2"  # processes serving HTTP, as `make run` starts them
+
+
 def ours(dsn: str, ai_base_url: str, dims: int, name: str, **settings: str) -> AbstractContextManager[str]:
     """`local_runner.py` serving `function_app.app`, as `make run` does, on the `openai` provider."""
     env = {"DATABASE_URL": dsn, "DB_POOL_MAX": "24", **ai_env(ai_base_url, dims), **settings}
-    return _process([str(ROOT / "local_runner.py")], env, "/api/health", name)
+    return _process([str(ROOT / "local_runner.py"), "--workers", WORKERS], env, "/api/health", name)
 
 
 def baseline(dsn: str, ai_base_url: str, dims: int, name: str) -> AbstractContextManager[str]:
-    """`bench/naive_app.py`, served by the same local runner code."""
-    env = {"DATABASE_URL": dsn, **ai_env(ai_base_url, dims)}
+    """`bench/naive_app.py`, served by the same local runner code in one process, with a thread
+    for each of up to 16 clients: it waits on the LLM, not the CPU, so this is its best setting."""
+    env = {"DATABASE_URL": dsn, "PYTHON_THREADPOOL_THREAD_COUNT": "16", **ai_env(ai_base_url, dims)}
     return _process(["-m", "bench.naive_app"], env, "/api/naive_recommend", name)

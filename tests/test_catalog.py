@@ -168,6 +168,32 @@ def test_cli_import_reads_csv_and_jsonl(openai_api: Api, fake_openai: FakeOpenAI
     assert openai_api.query("SELECT duration_seconds FROM podcasts WHERE title = 'Bebop nights'") == [(1500,)]
 
 
+def test_cli_import_can_build_the_vector_index_after_loading(
+    openai_api: Api, fake_openai: FakeOpenAIServer, tmp_path
+):
+    jsonl = tmp_path / "many.jsonl"
+    jsonl.write_text("\n".join(json.dumps(episode("harp")) for _ in range(5)))
+    env = {
+        **os.environ, "DATABASE_URL": openai_api.dsn, "AI_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake_openai.openai_base_url, "OPENAI_EMBEDDING_MODEL": "fake-embedding",
+        "EMBEDDING_DIMENSIONS": "384",
+    }  # fmt: skip
+    index = "SELECT 'podcasts_embedding_hnsw'::regclass::oid"
+    [(before,)] = openai_api.query(index)
+    done = subprocess.run(
+        [sys.executable, "cli.py", "import", "--index-after", str(jsonl)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "imported 5 ready" in done.stdout
+    [(after,)] = openai_api.query(index)
+    assert after != before  # dropped for the load, built again at the end
+    [(definition,)] = openai_api.query(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'podcasts_embedding_hnsw'"
+    )
+    assert "hnsw" in definition and "vector_cosine_ops" in definition
+
+
 # --- update and delete ------------------------------------------------------------------------
 
 
