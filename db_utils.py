@@ -560,17 +560,19 @@ def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[
     nearest-neighbour query would make the planner join first and give up the index scan."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT podcast_id FROM user_listens WHERE user_id = %(u)s UNION SELECT podcast_id FROM"
-            " feedback_events WHERE user_id = %(u)s AND event IN ('like', 'dislike', 'complete', 'rate')",
-            {"u": user_id},
+            """
+            SELECT podcast_id, false FROM user_listens WHERE user_id = %(u)s
+            UNION
+            SELECT podcast_id, false FROM feedback_events
+            WHERE user_id = %(u)s AND event IN ('like', 'dislike', 'complete', 'rate')
+            UNION
+            SELECT podcast_id, true FROM suggested_podcasts
+            WHERE user_id = %(u)s AND suggested_at > now() - make_interval(secs => %(window)s)
+            """,
+            {"u": user_id, "window": window_hours * 3600},
         )
-        excluded = [row[0] for row in cur.fetchall()]
-        cur.execute(
-            "SELECT DISTINCT podcast_id FROM suggested_podcasts"
-            " WHERE user_id = %s AND suggested_at > now() - make_interval(secs => %s)",
-            (user_id, window_hours * 3600),
-        )
-        return excluded, {row[0] for row in cur.fetchall()}
+        rows = cur.fetchall()
+    return [pid for pid, recent in rows if not recent], {pid for pid, recent in rows if recent}
 
 
 # The shape of a recommendation candidate: `{source}` yields podcast ids. `popularity` is the
@@ -653,9 +655,11 @@ def nearest(
     back to an exact scan when that is still not enough, the only way to be sure.
     """
     candidates = min(max(ef_search, wanted + filtered_out), 1000)
-    cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(candidates),))
-    if _iterative_scan:
-        cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+    cur.execute(
+        "SELECT set_config('hnsw.ef_search', %s, true)"
+        + (", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if _iterative_scan else ""),
+        (str(candidates),),
+    )
     cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
     rows = cur.fetchall()
     if len(rows) < wanted:
@@ -710,6 +714,19 @@ def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:
         )
         vectors = [row[0] for row in cur.fetchall()]
     return np.vstack(vectors) if vectors else None
+
+
+def written_reasons(
+    conn, user_id: str, podcast_ids: Sequence[int], valid_from: Any
+) -> dict[int, tuple[str, str]]:
+    """(reason, evidence key) written for this user since `valid_from`, by podcast id."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT podcast_id, reason, evidence FROM reasons"
+            " WHERE user_id = %s AND podcast_id = ANY(%s::bigint[]) AND written_at >= %s",
+            (user_id, list(podcast_ids), valid_from),
+        )
+        return {pid: (reason, evidence) for pid, reason, evidence in cur.fetchall()}
 
 
 def commit_asynchronously(conn) -> None:

@@ -70,8 +70,12 @@ def compute(conn, user: dict[str, Any], limit: int, category: str | None) -> Pag
         items = collaborative.popular(conn, limit + len(recent), excluded=excluded, category=category)
         items.sort(key=lambda item: item["podcast_id"] in recent)  # stable: fresh ones first
         items = items[:limit]
+        written = db_utils.written_reasons(
+            conn, user["id"], [i["podcast_id"] for i in items], user["reasons_valid_from"]
+        )
         for item in items:
-            item |= {"strategy": "popular", "similarity": None, "cached_reason": None}
+            item |= {"strategy": "popular", "similarity": None}
+            item["cached_reason"], item["cached_evidence"] = written.get(item["podcast_id"], (None, None))
     positives = [m for m in mine if m["weight"] > 0]
     history_words = set(content_words(f"{user['listening_history'] or ''} {user['interest_profile'] or ''}"))
     for item in items:

@@ -382,6 +382,13 @@ def refresh_interest_profiles(batch_size: int = 16) -> int:
         db_utils.lock_users(conn, [u["id"] for u in users])  # in the order every writer locks them
         for user, text, vector in zip(users, texts, vectors, strict=True):
             db_utils.save_interest_profile(conn, user["id"], text, vector, user["events_since_profile"])
+        if provider.name != "local":
+            db_utils.count_ai_calls(conn, "interest_profiles", len(users))
+        if settings.prepare_pages:  # the profile moved the listeners' pages: prepare them again
+            db_utils.queue_pages_of_active(
+                conn, [u["id"] for u in users], settings.prepare_active_hours, settings.prepare_delay_seconds
+            )
+    pages.wake()
     return len(users)
 
 
@@ -446,20 +453,31 @@ def analytics(query: AnalyticsQuery) -> dict[str, Any]:
     }
 
 
+MIN_TOPIC_EPISODES = 2  # a topic is what several episodes share, not one popular episode
+
+
 def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[dict[str, Any]]:
-    """Clusters of recently engaged episodes, each labelled by one AI call for all of them."""
-    if not engaged:
+    """Clusters of at least MIN_TOPIC_EPISODES recently engaged episodes, the most engaged first,
+    labelled by one AI call for all of them."""
+    if len(engaged) < MIN_TOPIC_EPISODES:
         return []
-    groups = ranking.cluster(np.vstack([e["embedding"] for e in engaged]))[:max_topics]
-    titles = [[engaged[i]["title"] for i in group[:8]] for group in groups]
+    groups = ranking.cluster(np.vstack([e["embedding"] for e in engaged]))
+    groups = [group for group in groups if len(group) >= MIN_TOPIC_EPISODES]
+    groups = sorted(groups, key=lambda group: -sum(engaged[i]["engagement"] for i in group))[:max_topics]
+
+    def described(episode: dict[str, Any]) -> str:  # the category names the topic when titles share no word
+        return f"{episode['title']} ({episode['category']})" if episode["category"] else episode["title"]
+
+    texts = [[described(engaged[i]) for i in group[:8]] for group in groups]
     try:
-        labels = get_provider().label_topics(titles)
+        labels = get_provider().label_topics(texts) if groups else []
     except AIProviderError as exc:
         log.warning("topic labels fell back to categories: %s", exc)
         labels = [Counter(engaged[i]["category"] or "other" for i in g).most_common(1)[0][0] for g in groups]
     return [
         {
             "label": label,
+            "episodes": len(group),
             "engagement": round(sum(engaged[i]["engagement"] for i in group), 3),
             "podcasts": [
                 {"podcast_id": engaged[i]["podcast_id"], "title": engaged[i]["title"]} for i in group[:5]

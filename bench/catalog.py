@@ -275,14 +275,15 @@ def build(server: Any, spec: Spec, log=print) -> dict[str, Any]:
 def create_users(dsn: str, ids: list[str], vectors: np.ndarray) -> None:
     """Listeners with a profile vector and no history, straight in SQL.
 
-    Every profile column the schema has gets the vector (`history_profile` too, when the
-    migrations made it), so each A/B variant ranks from it rather than falling back.
+    Every profile column the schema has gets the vector (`history_profile` and the history
+    text's own `history_embedding` too, when the migrations made them), so each A/B variant
+    ranks from it, and a profile rebuilt after feedback keeps it, rather than falling back.
     """
     conn = connect(dsn)
     with conn, conn.cursor() as cur:
         cur.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'"
-            " AND column_name IN ('embedding', 'history_profile')"
+            " AND column_name IN ('embedding', 'history_profile', 'history_embedding')"
         )
         columns = sorted(row[0] for row in cur.fetchall())
         vector_params = ", %s::vector" * len(columns)

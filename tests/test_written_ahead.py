@@ -138,3 +138,14 @@ def test_wait_seconds_is_validated(api: Api):
     response = api.get("/api/recommend_podcasts", params={"user_id": "someone", "wait_seconds": "11"})
     assert response.status_code == 400
     assert "wait_seconds" in response.json()["error"]["message"]
+
+
+def test_a_listener_with_nothing_to_go_on_gets_popular_pages_written_ahead(api: Api, ai: FakeOpenAIServer):
+    user_id = f"walk-in-{uuid.uuid4().hex[:8]}"  # no history, no events: popular episodes
+    api.query("INSERT INTO users (id) VALUES (%s)", (user_id,))
+    page(api, user_id)
+    page(api, user_id)  # a returning listener: the next page is prepared
+    wait_until_written(api, user_id, 5)
+    items, _ = page(api, user_id)
+    assert {i["strategy"] for i in items} == {"popular"}
+    assert {i["reason_source"] for i in items} == {"cached"}
