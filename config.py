@@ -51,6 +51,7 @@ class Settings:
     request_budget_seconds: float  # what AI calls of one HTTP request may take, retries included
     embedding_batch_size: int
     embedding_dimensions: int  # 0 = the model's native size
+    embedding_storage: str  # auto | vector | halfvec: how episode vectors are stored and indexed
 
     openai_api_key: str
     openai_base_url: str
@@ -126,6 +127,7 @@ def get_settings() -> Settings:
         request_budget_seconds=_float("REQUEST_BUDGET_SECONDS", 10.0),
         embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 128),
         embedding_dimensions=_int("EMBEDDING_DIMENSIONS", 0),
+        embedding_storage=_choice("EMBEDDING_STORAGE", "auto", ("auto", "vector", "halfvec")),
         openai_api_key=_str("OPENAI_API_KEY"),
         openai_base_url=_str("OPENAI_BASE_URL"),
         openai_embedding_model=_str("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small"),

@@ -157,7 +157,16 @@ def migration_files() -> list[Path]:
     return sorted(SQL_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 
 
-def migrate(conn, dimensions: int, embedding_model: str) -> list[str]:
+def storage_type(dimensions: int, setting: str = "auto") -> str:
+    """How episode vectors are stored and indexed: `vector` (4 bytes a dimension) or `halfvec`
+    (2 bytes: half the memory, HNSW up to 4,000 dimensions instead of 2,000). `auto` takes
+    halfvec only where vector cannot be indexed."""
+    if setting == "auto":
+        return "halfvec" if dimensions > 2000 else "vector"
+    return setting
+
+
+def migrate(conn, dimensions: int, embedding_model: str, storage: str = "vector") -> list[str]:
     """Apply the pending migrations in `sql/` once, then check the embedding model matches."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
@@ -170,15 +179,16 @@ def migrate(conn, dimensions: int, embedding_model: str) -> list[str]:
         applied = {row[0] for row in cur.fetchall()}
         if not applied:
             cur.execute(
-                "INSERT INTO app_meta VALUES ('embedding_model', %s), ('embedding_dimensions', %s)"
-                " ON CONFLICT (key) DO NOTHING",
-                (embedding_model, str(dimensions)),
+                "INSERT INTO app_meta VALUES ('embedding_model', %s), ('embedding_dimensions', %s),"
+                " ('embedding_storage', %s) ON CONFLICT (key) DO NOTHING",
+                (embedding_model, str(dimensions), storage),
             )
-        check_embedding_model(cur, dimensions, embedding_model)
+        check_embedding_model(cur, dimensions, embedding_model, storage)
         for path in migration_files():
             if path.stem in applied:
                 continue
             sql = path.read_text().replace("{{EMBEDDING_DIMENSIONS}}", str(int(dimensions)))
+            sql = sql.replace("{{EMBEDDING_STORAGE}}", storage)
             cur.execute(sql)
             cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
             applied.add(path.stem)
@@ -195,9 +205,9 @@ def register_vector_types(conn) -> None:
     the recommend path, which reads dozens of candidate vectors per request)."""
     register_vector(conn, globally=True)
     with conn.cursor() as cur:
-        cur.execute("SELECT 'vector'::regtype::oid")
-        [oid] = cur.fetchone()
-    caster = psycopg2.extensions.new_type((oid,), "VECTOR_NUMPY", parse_vector)
+        cur.execute("SELECT to_regtype('vector')::oid, to_regtype('halfvec')::oid")  # halfvec: 0.7+
+        oids = tuple(oid for oid in cur.fetchone() if oid is not None)
+    caster = psycopg2.extensions.new_type(oids, "VECTOR_NUMPY", parse_vector)
     psycopg2.extensions.register_type(caster)
 
 
@@ -206,9 +216,10 @@ def parse_vector(text: str | None, _cursor: Any) -> np.ndarray | None:
 
 
 def binary(column: str) -> str:
-    """Select `column` (a vector) in pgvector's binary form, for `from_binary`: where many vectors
-    are read per request, printing and parsing their floats as text costs more than the query."""
-    return f"vector_send({column})"
+    """Select `column` (a vector or halfvec) in pgvector's binary vector form, for `from_binary`:
+    where many vectors are read per request, printing and parsing their floats as text costs
+    more than the query."""
+    return f"vector_send({column}::vector)"
 
 
 def from_binary(data: memoryview | bytes | None) -> np.ndarray | None:
@@ -218,7 +229,7 @@ def from_binary(data: memoryview | bytes | None) -> np.ndarray | None:
     return np.frombuffer(data, dtype=">f4", offset=4).astype(np.float32)
 
 
-def check_embedding_model(cur, dimensions: int, embedding_model: str) -> None:
+def check_embedding_model(cur, dimensions: int, embedding_model: str, storage: str) -> None:
     cur.execute("SELECT key, value FROM app_meta")
     meta = dict(cur.fetchall())
     stored_model = meta.get("embedding_model", embedding_model)
@@ -229,6 +240,13 @@ def check_embedding_model(cur, dimensions: int, embedding_model: str) -> None:
             f"configured embedding model is {embedding_model!r} with {dimensions} dimensions. "
             f"Configure {stored_model!r} again (AI_PROVIDER / *_EMBEDDING_MODEL / "
             "EMBEDDING_DIMENSIONS), or point DATABASE_URL at a new, empty database."
+        )
+    stored_storage = meta.get("embedding_storage", "vector")  # databases made before the setting
+    if stored_storage != storage:
+        raise SchemaMismatchError(
+            f"This database stores episode vectors as {stored_storage}, but EMBEDDING_STORAGE asks for "
+            f"{storage}. Set EMBEDDING_STORAGE={stored_storage}, or point DATABASE_URL at a new, empty "
+            "database."
         )
 
 
@@ -1116,6 +1134,17 @@ def suggestion_figures(conn, since: Any) -> list[dict[str, Any]]:
             FROM s GROUP BY GROUPING SETS ((), (variant), (day), (rank))
             ORDER BY grouped_by, variant, day, rank
             """,
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def ai_call_figures(conn, since: Any) -> list[dict[str, Any]]:
+    """LLM calls per day and purpose since the day of `since`."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT day, purpose, calls FROM ai_calls WHERE day >= (%s AT TIME ZONE 'UTC')::date"
+            " ORDER BY day, purpose",
             (since,),
         )
         return cur.fetchall()

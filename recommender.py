@@ -57,7 +57,8 @@ def ensure_database() -> list[str]:
     with _ready_lock:
         provider = get_provider()
         with db_utils.connection() as conn:
-            applied = db_utils.migrate(conn, provider.dimensions, provider.embedding_model)
+            storage = db_utils.storage_type(provider.dimensions, get_settings().embedding_storage)
+            applied = db_utils.migrate(conn, provider.dimensions, provider.embedding_model, storage)
         _ready = True
         return applied
 
@@ -403,6 +404,7 @@ def analytics(query: AnalyticsQuery) -> dict[str, Any]:
         suggestion_rows = db_utils.suggestion_figures(conn, since)
         event_rows = db_utils.event_figures(conn, since)
         engaged = db_utils.engaged_podcasts(conn, since)
+        ai_calls = db_utils.ai_call_figures(conn, since)
     events = Counter({r["event"]: r["events"] for r in event_rows if r["variant"] is None})
     events_by_variant: dict[str, Counter] = {}
     for row in event_rows:
@@ -425,6 +427,7 @@ def analytics(query: AnalyticsQuery) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {"all": [], "variant": [], "day": [], "rank": []}
     for row in suggestion_rows:
         groups[row["grouped_by"]].append(row)
+    first_ranks = next((r["suggestions"] for r in groups["rank"] if r["rank"] == 1), 0)  # pages served
     total = (
         groups["all"][0] if groups["all"] else {"suggestions": 0, "average_similarity": None, "engaged": 0}
     )
@@ -450,6 +453,21 @@ def analytics(query: AnalyticsQuery) -> dict[str, Any]:
         "by_day": [{"day": r["day"].isoformat(), **figures(r)} for r in groups["day"]],
         "by_rank": [{"rank": r["rank"], **figures(r)} for r in groups["rank"]],
         "trending_topics": trending_topics(engaged),
+        "llm_calls": llm_spend(ai_calls, pages=first_ranks),
+    }
+
+
+def llm_spend(rows: list[dict[str, Any]], pages: int) -> dict[str, Any]:
+    """LLM calls by purpose and day (the `openai`/`azure` providers), and reason calls per page
+    served: what the loop spends against what it serves."""
+    by_purpose = Counter()
+    for row in rows:
+        by_purpose[row["purpose"]] += row["calls"]
+    return {
+        **{purpose: by_purpose[purpose] for purpose in ("reasons", "summaries", "interest_profiles")},
+        "pages_served": pages,
+        "reason_calls_per_page": round(by_purpose["reasons"] / pages, 3) if pages else None,
+        "by_day": [{"day": r["day"].isoformat(), "purpose": r["purpose"], "calls": r["calls"]} for r in rows],
     }
 
 

@@ -39,10 +39,12 @@ class Spec:
     clusters: int = 300
     spread: float = 0.9  # expected norm of the noise relative to the unit-length centre
     seed: int = 20_240_501
+    storage: str = "vector"  # or "halfvec" (EMBEDDING_STORAGE)
 
     @property
     def database(self) -> str:
-        return f"bench_{self.size}_{self.dims}"
+        suffix = "" if self.storage == "vector" else f"_{self.storage}"
+        return f"bench_{self.size}_{self.dims}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,14 @@ def _text_field(value: str) -> bytes:
     return struct.pack(">i", len(data)) + data
 
 
-def copy_chunk(start_id: int, vectors: np.ndarray, clusters: np.ndarray) -> io.BytesIO:
-    """One COPY ... (FORMAT binary) stream: header, rows, trailer."""
+def copy_chunk(
+    start_id: int, vectors: np.ndarray, clusters: np.ndarray, storage: str = "vector"
+) -> io.BytesIO:
+    """One COPY ... (FORMAT binary) stream: header, rows, trailer. A vector is its dimension
+    count, an unused int16 and big-endian float4s (halfvec: float2s)."""
     dims = vectors.shape[1]
-    vector_head = struct.pack(">ihh", 4 + 4 * dims, dims, 0)
-    big_endian = vectors.astype(">f4")
+    big_endian = vectors.astype(">f4" if storage == "vector" else ">f2")
+    vector_head = struct.pack(">ihh", 4 + big_endian.itemsize * dims, dims, 0)
     parts = [COPY_HEADER]
     for row, (vector, cluster) in enumerate(zip(big_endian, clusters, strict=True)):
         category = CATEGORIES[cluster % len(CATEGORIES)]
@@ -207,7 +212,7 @@ def cached_record(dsn: str, kind: str, spec: dict[str, Any], generator: int) -> 
         conn.close()
     fresh = (
         done
-        and done["spec"] == spec
+        and {"storage": "vector", **done["spec"]} == spec  # recorded before `storage` existed
         and done.get("generator") == generator
         and done.get("migrations") == migrations()
     )
@@ -234,7 +239,7 @@ def build(server: Any, spec: Spec, log=print) -> dict[str, Any]:
     conn = connect(dsn)
     try:
         with conn:
-            db_utils.migrate(conn, spec.dims, EMBEDDING_MODEL)
+            db_utils.migrate(conn, spec.dims, EMBEDDING_MODEL, spec.storage)
         conn.autocommit = True
         definition = index_definition(conn)
         with conn.cursor() as cur:
@@ -244,7 +249,7 @@ def build(server: Any, spec: Spec, log=print) -> dict[str, Any]:
         with conn.cursor() as cur:
             for chunk in range(-(-spec.size // CHUNK_ROWS)):
                 vectors, clusters = episode_chunk(spec, basis, chunk)
-                stream = copy_chunk(chunk * CHUNK_ROWS + 1, vectors, clusters)
+                stream = copy_chunk(chunk * CHUNK_ROWS + 1, vectors, clusters, spec.storage)
                 cur.copy_expert(f"COPY podcasts ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)", stream)
             load_seconds = time.perf_counter() - started
             log(f"{spec.database}: loaded {spec.size} rows in {load_seconds:.0f} s; vacuum + index")

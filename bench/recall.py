@@ -26,7 +26,7 @@ QUERY = """
     SELECT p.id FROM podcasts p
     WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
       AND (%(category)s::text IS NULL OR p.category = %(category)s)
-    ORDER BY p.embedding <=> %(q)s::vector LIMIT %(k)s
+    ORDER BY p.embedding <=> %(q)s LIMIT %(k)s  -- an untyped literal: vector or halfvec as stored
 """
 # A listener with nothing excluded and no category filter: the common case of the app's query.
 PARAMS = {"category": None, "excluded": [], "k": CANDIDATES}
@@ -72,14 +72,22 @@ def indexed_recall(conn, queries: list[str], exact: list[list[int]], ef_search: 
 
 
 def measure(
-    dsn: str, query_vectors: np.ndarray, ef_values: list[int], catalog: dict[str, Any], log=print
+    dsn: str,
+    query_vectors: np.ndarray,
+    ef_values: list[int],
+    catalog: dict[str, Any],
+    log=print,
+    truth_dsn: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per ef_search value, with the index parameters, build time and size."""
+    """One row per ef_search value, with the index parameters, build time and size. The exact
+    answers come from `truth_dsn` when given: the same catalog stored as full-precision
+    vectors, so a halfvec catalog's recall counts what halving the precision loses too."""
     queries = [vector_text(v) for v in query_vectors]
     conn = connect(dsn)
+    truth = connect(truth_dsn) if truth_dsn else conn
     try:
         started = time.perf_counter()
-        exact = exact_neighbours(conn, queries)
+        exact = exact_neighbours(truth, queries)
         exact_ms = (time.perf_counter() - started) * 1000 / len(queries)
         if not uses_index(conn, queries[0]):
             log("warning: the planner does not use the HNSW index for the recall query")
@@ -90,6 +98,7 @@ def measure(
                 {
                     "catalog_size": catalog["spec"]["size"],
                     "dims": catalog["spec"]["dims"],
+                    "storage": catalog["spec"].get("storage", "vector"),
                     **result,
                     "exact_query_ms": round(exact_ms, 1),
                     "queries": len(queries),
@@ -104,3 +113,4 @@ def measure(
         return rows
     finally:
         conn.close()
+        truth.close()

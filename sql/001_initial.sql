@@ -1,6 +1,7 @@
 -- Podcasts, users, listens and the suggestions written back by every recommendation.
 -- {{EMBEDDING_DIMENSIONS}} is replaced by the embedding model's dimension when the
--- migration is applied; it is fixed for the life of the database.
+-- migration is applied, {{EMBEDDING_STORAGE}} by vector or halfvec (EMBEDDING_STORAGE); both
+-- are fixed for the life of the database.
 
 CREATE EXTENSION IF NOT EXISTS vector;
 
@@ -15,7 +16,7 @@ CREATE TABLE podcasts (
     duration_seconds integer CHECK (duration_seconds >= 0),
     published_at     timestamptz,
     summary          text,
-    embedding        vector({{EMBEDDING_DIMENSIONS}}),
+    embedding        {{EMBEDDING_STORAGE}}({{EMBEDDING_DIMENSIONS}}),
     status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'ready')),
     enrich_attempts  integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
@@ -27,7 +28,7 @@ CREATE TABLE podcasts (
 
 -- Cosine distance (<=>) is what recommendations order by; HNSW keeps it fast at scale.
 CREATE INDEX podcasts_embedding_hnsw ON podcasts
-    USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+    USING hnsw (embedding {{EMBEDDING_STORAGE}}_cosine_ops) WITH (m = 16, ef_construction = 64);
 CREATE INDEX podcasts_category ON podcasts (category);
 CREATE INDEX podcasts_pending ON podcasts (next_attempt_at) WHERE status = 'pending';
 

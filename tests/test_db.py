@@ -117,3 +117,55 @@ def test_iterative_scan_needs_pgvector_0_8():
     assert not db_utils.supports_iterative_scan("0.7.4")
     assert db_utils.supports_iterative_scan("0.8.0")
     assert db_utils.supports_iterative_scan("1.0.1")
+
+
+# --- halfvec storage --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dims", "setting", "storage"), [
+    (384, "auto", "vector"), (1536, "auto", "vector"), (3072, "auto", "halfvec"),
+    (1536, "halfvec", "halfvec"), (3072, "vector", "vector"),
+])  # fmt: skip
+def test_storage_type_takes_halfvec_where_vector_cannot_be_indexed(dims: int, setting: str, storage: str):
+    assert db_utils.storage_type(dims, setting) == storage
+
+
+@pytest.fixture(scope="module")
+def halfvec_dsn(create_database) -> str:
+    dsn = create_database("db_tests_halfvec")
+    with psycopg2.connect(dsn) as conn:
+        db_utils.migrate(conn, DIMS, "test-model", "halfvec")
+    return dsn
+
+
+def test_halfvec_storage_stores_indexes_and_ranks(halfvec_dsn: str):
+    rng = np.random.default_rng(11)
+    query = unit(rng.normal(size=DIMS))
+    vectors = np.array([unit(query + s * rng.normal(size=DIMS)) for s in (0.1, 0.5, 1.0, 3.0)])
+    with psycopg2.connect(halfvec_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'podcasts'::regclass AND attname = 'embedding'"
+        )
+        assert cur.fetchone()[0] == f"halfvec({DIMS})"
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'podcasts_embedding_hnsw'")
+        assert "halfvec_cosine_ops" in cur.fetchone()[0]
+        ids = insert_podcasts(conn, vectors, "halved")
+        cur.execute("INSERT INTO users (id) VALUES ('halfvec-user')")
+        items = db_utils.candidate_podcasts(
+            conn, query, 4, user_id="halfvec-user", excluded=[], reasons_valid_from=datetime.now(UTC),
+            category="halved",
+        )  # fmt: skip
+        assert [i["podcast_id"] for i in items] == ids  # nearest first, as stored
+        for item, vector in zip(items, vectors, strict=True):
+            assert item["embedding"].dtype == np.float32
+            assert item["embedding"] == pytest.approx(vector, abs=2e-3)  # half precision
+            assert item["similarity"] == pytest.approx(float(vector @ query), abs=2e-3)
+        assert db_utils.podcast_vectors(conn, ids[:1])[ids[0]] == pytest.approx(vectors[0], abs=2e-3)
+        conn.rollback()
+
+
+def test_a_database_keeps_the_storage_it_was_made_with(halfvec_dsn: str):
+    with psycopg2.connect(halfvec_dsn) as conn, pytest.raises(db_utils.SchemaMismatchError) as error:
+        db_utils.migrate(conn, DIMS, "test-model", "vector")
+    assert "EMBEDDING_STORAGE=halfvec" in str(error.value)
