@@ -172,7 +172,7 @@ def test_cli_import_can_build_the_vector_index_after_loading(
     openai_api: Api, fake_openai: FakeOpenAIServer, tmp_path
 ):
     jsonl = tmp_path / "many.jsonl"
-    jsonl.write_text("\n".join(json.dumps(episode("harp")) for _ in range(5)))
+    jsonl.write_text("\n".join(json.dumps(episode("jazz")) for _ in range(5)))
     env = {
         **os.environ, "DATABASE_URL": openai_api.dsn, "AI_PROVIDER": "openai",
         "OPENAI_BASE_URL": fake_openai.openai_base_url, "OPENAI_EMBEDDING_MODEL": "fake-embedding",
