@@ -7,7 +7,7 @@ WORKERS ?= 2  # processes serving HTTP in `make run` (one background worker amon
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint migrate seed clean
+.PHONY: install run test browser lint migrate seed clean
 
 install: $(VENV)/.installed
 
@@ -22,10 +22,24 @@ run: install
 	$(PY) cli.py seed --if-empty
 	$(PY) local_runner.py --workers $(WORKERS)
 
-test: install
+test: install browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# tests/test_ui_browser.py drives Debian's chromium through chromedriver, and skips, saying why,
+# where they are missing. Installed here with apt-get when we are root or `sudo -n` works.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "No apt-get: the browser test will skip (it needs chromium and chromedriver)."; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+		echo "Not root, no sudo: the browser test will skip (apt-get install chromium chromium-driver)."; \
+		exit 0; fi; \
+	echo "Installing chromium and chromedriver for the browser test (apt-get)"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+		|| echo "apt-get could not install chromium and chromium-driver: the browser test will skip."
 
 lint: install
 	$(PY) -m ruff check --fix .

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import azure.functions as func
@@ -13,6 +14,7 @@ import psycopg2
 import psycopg2.errors
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+import dashboard
 import idempotency
 import openapi
 import recommender
@@ -29,6 +31,7 @@ from schemas import (
     FeedbackRequest,
     RecommendQuery,
     SearchQuery,
+    UiFile,
     UpdatePodcastRequest,
     UpdateUserHistoryRequest,
     UserId,
@@ -279,6 +282,52 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @endpoint("GET", "openapi.json", auth_level=func.AuthLevel.ANONYMOUS)
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(openapi.document(ROUTES))
+
+
+# --- the console page (GET /api/ui), its files and what it reads besides the routes above ------
+
+UI_DIR = Path(__file__).resolve().parent / "ui"
+UI_FILE = TypeAdapter(UiFile)
+UI_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+UI_HEADERS = {  # the page runs its own files only (no inline script, no CDN) and calls this app alone
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def ui_response(name: str) -> func.HttpResponse:
+    path = UI_DIR / name
+    return func.HttpResponse(
+        path.read_bytes(), mimetype=UI_TYPES[path.suffix], charset="utf-8", headers=UI_HEADERS
+    )
+
+
+@endpoint("GET", "ui", auth_level=func.AuthLevel.ANONYMOUS)
+def ui(req: func.HttpRequest) -> func.HttpResponse:
+    """The console: try the loop as a listener and watch it learn; its API calls carry the key
+    typed into it."""
+    return ui_response("index.html")
+
+
+@endpoint("GET", "ui/{file}", auth_level=func.AuthLevel.ANONYMOUS)
+def ui_file(req: func.HttpRequest) -> func.HttpResponse:
+    """The console's script and style files: only the names in `schemas.UiFile`, never a path."""
+    try:
+        name = UI_FILE.validate_python(req.route_params.get("file", ""))
+    except ValidationError as exc:
+        raise ApiError(404, "not_found", "no such file") from exc
+    return ui_response(name)
+
+
+@endpoint("GET", "dashboard", auth_level=OPERATOR)
+def dashboard_figures(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(dashboard.dashboard(parse_query(req, AnalyticsQuery)))
+
+
+@endpoint("GET", "podcasts/{podcast_id}/status", auth_level=OPERATOR)
+def podcast_status(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(dashboard.podcast(route_id(req, "podcast_id")))
 
 
 @app.timer_trigger(schedule="%ENRICH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=False)

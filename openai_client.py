@@ -543,9 +543,12 @@ class LocalProvider:
         return keyword_profile(history, liked)
 
     def label_topics(self, groups: list[list[str]]) -> list[str]:
+        """The words most of a group's texts share (at least two and half of them), up to three,
+        the most shared first: what the episodes have in common, not one title's words."""
         labels = []
-        for titles in groups:
-            common = [w for w, _ in Counter(content_words(" ".join(titles))).most_common(2)]
+        for texts in groups:
+            shared = Counter(word for text in texts for word in dict.fromkeys(content_words(text)))
+            common = [w for w, n in shared.most_common() if n >= max(2, len(texts) / 2)][:3]
             labels.append(" & ".join(common) if common else "mixed")
         return labels
 

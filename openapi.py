@@ -36,6 +36,7 @@ class Operation:
     body: type[BaseModel] | None = None
     bulk: Literal["", "items", "events"] = ""  # an array body: "items" (only), "events" (or an object)
     result: str = "Object"  # the success body, a component schema
+    media: tuple[str, ...] = ()  # a success body that is not JSON: its media types
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -85,13 +86,30 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("health", "GET"): Operation("Database, AI service and worker state", {200: "healthy", 503: "unhealthy"}),
     ("openapi_document", "GET"): Operation("This document", {200: "the OpenAPI document"}),
+    ("ui", "GET"): Operation(
+        "The console page: try the loop in a browser", {200: "the page"}, media=("text/html",)
+    ),
+    ("ui_file", "GET"): Operation(
+        "A script or style sheet of the console page",
+        {200: "the file"},
+        (404,),
+        media=("text/javascript", "text/css"),
+    ),
+    ("dashboard_figures", "GET"): Operation(
+        "The A/B read-out with a 95 % interval, engagement by rank, daily activity and trending topics",
+        {200: "the figures"},
+        query=schemas.AnalyticsQuery,
+    ),
+    ("podcast_status", "GET"): Operation(
+        "An episode as stored, with its enrichment status", {200: "the episode"}, (404,)
+    ),
 }
 
 ERRORS = {
     400: "bad input (invalid_json, invalid_request); nothing was written",
     401: "no or wrong key, or not signed in (unauthenticated)",
     403: "a listener acting for another user (forbidden)",
-    404: "no such podcast or user (podcast_not_found, user_not_found)",
+    404: "no such podcast, user or file (podcast_not_found, user_not_found, not_found)",
     405: "another method (method_not_allowed)",
     409: "a unique value another row has, e.g. an external_id (conflict); the first request with this "
     "Idempotency-Key still runs (idempotency_in_progress)",
@@ -138,7 +156,11 @@ IDEMPOTENCY_KEY = {
     "description": "A repeat with the same key and body answers what the first answered.",
     "schema": {"type": "string", "pattern": "^[ -~]{1,200}$"},
 }
-PATH_PARAMETERS: dict[str, Any] = {"podcast_id": schemas.Id, "user_id": schemas.UserId}
+PATH_PARAMETERS: dict[str, Any] = {
+    "podcast_id": schemas.Id,
+    "user_id": schemas.UserId,
+    "file": schemas.UiFile,
+}
 
 
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -186,9 +208,13 @@ def request_body(operation: Operation, components: dict[str, Any]) -> dict[str, 
 
 
 def responses(operation: Operation, auth: str, method: str) -> dict[str, Any]:
+    content = (
+        {media: {"schema": {"type": "string"}} for media in operation.media}
+        if operation.media
+        else json_content(operation.result)
+    )
     answers: dict[str, Any] = {
-        str(status): {"description": meaning, "content": json_content(operation.result)}
-        for status, meaning in operation.ok.items()
+        str(status): {"description": meaning, "content": content} for status, meaning in operation.ok.items()
     }
     errors = set(ALWAYS) | set(operation.errors) | ({401} if auth != "anonymous" else set())
     errors |= {409, 422} if method == "POST" else set()  # Idempotency-Key

@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist
 
 
 @dataclass(frozen=True)
@@ -186,18 +188,19 @@ def maximal_marginal_relevance(
     return chosen
 
 
-def cluster(vectors: np.ndarray, threshold: float = 0.5) -> list[list[int]]:
-    """Greedy leader clustering: in the given order (most important first), each vector joins
-    the first cluster whose leader is at least `threshold` similar, or starts a new one."""
-    leaders: list[int] = []
-    groups: list[list[int]] = []
-    for row in range(len(vectors)):
-        similar = [
-            g for g, leader in enumerate(leaders) if float(vectors[row] @ vectors[leader]) >= threshold
-        ]
-        if similar:
-            groups[similar[0]].append(row)
-        else:
-            leaders.append(row)
-            groups.append([row])
-    return groups
+def cluster(vectors: np.ndarray, threshold: float = 0.25) -> list[list[int]]:
+    """Average-linkage agglomerative clustering of unit vectors: the two groups whose members are
+    the most similar on average merge, as long as that average cosine is at least `threshold`.
+    Groups come in the order of their first row (pass the most important first), rows in order.
+
+    0.25 suits all-MiniLM-L6-v2 on episode texts: in the sample catalog two episodes of one topic
+    have a cosine of about 0.2 (0.4 for close ones), of two topics about 0.03; 48 of the 53 pairs
+    at 0.25 or more share a topic."""
+    if len(vectors) < 2:
+        return [[0]] if len(vectors) else []
+    distances = np.clip(pdist(np.asarray(vectors, dtype=np.float64), "cosine"), 0, 2)
+    labels = fcluster(linkage(distances, "average"), t=1 - threshold, criterion="distance")
+    groups: dict[int, list[int]] = {}
+    for row, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(row)
+    return list(groups.values())

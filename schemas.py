@@ -178,6 +178,9 @@ class FeedbackRequest(Body):
         return self
 
 
+UiFile = Literal["app.js", "charts.js", "style.css"]  # what GET /api/ui/{file} serves from ui/
+
+
 class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

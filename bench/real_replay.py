@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import psycopg2
 
-from bench import lastfm
+from bench import charts, lastfm
 from bench.real_baselines import FINAL_SIZE, PAGE_SIZE, PAGES, Figures, Trace, baselines, figures
 from bench.report import code_version, machine
 from bench.simulate_loop import checked, log
@@ -414,6 +414,8 @@ Command: `{command}` (`make bench-real` runs it with the defaults).
 
 {summary(outcome)}
 
+![Precision@{PAGE_SIZE} per page for each method](charts/precision_at_5.png)
+
 ## Data licence
 
 The HetRec 2011 Last.fm data set (GroupLens / Last.fm, http://ir.ii.uam.es/hetrec2011) is for
@@ -484,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(outcome))
     save_json(outcome, options, command, seconds)
     save_markdown(outcome, options, command, seconds, host)
+    charts.precision_chart(json.loads(RESULTS_JSON.read_text()), charts.PRECISION_PNG)
     print(
         f"\n{seconds:.0f} s; wrote {RESULTS_MD.relative_to(ROOT)} and the 'real' key of {RESULTS_JSON.name}"
     )

@@ -80,6 +80,8 @@ def test_with_keys_set_the_local_runner_checks_them_like_the_functions_host(keye
     assert status("GET", f"/api/recommend_podcasts?user_id=eve&code={FUNCTION_KEY}") == 200
     assert status("POST", "/api/add_podcast", FUNCTION_KEY, **episode) == 401  # an operator route
     assert status("GET", "/api/analytics", FUNCTION_KEY) == 401
+    assert status("GET", "/api/dashboard", FUNCTION_KEY) == 401
+    assert (status("GET", "/api/ui"), status("GET", "/api/ui/app.js")) == (200, 200)  # the page: anonymous
     assert status("POST", "/api/add_podcast", ADMIN_KEY, **episode) == 201
     assert status("POST", "/api/update_user_history", ADMIN_KEY, **listener) == 200  # the admin key opens all
     assert keyed_api.query("SELECT count(*) FROM podcasts") == [(1,)]
