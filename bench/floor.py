@@ -18,9 +18,8 @@ import psycopg2
 import psycopg2.extras
 
 import db_utils
+from config import DEFAULT_HNSW_EF_SEARCH
 from pages import CANDIDATES_PER_SLOT, MIN_CANDIDATES
-
-EF_SEARCH = 100  # HNSW_EF_SEARCH's default
 
 SOURCE = """
     SELECT p.id AS podcast_id FROM podcasts p
@@ -42,7 +41,7 @@ def _client(dsn: str, users: list[tuple[str, Any]], limit: int, until: float, la
             started = time.perf_counter()
             with conn, conn.cursor() as cur:
                 cur.execute("SET LOCAL synchronous_commit = off")
-                cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(EF_SEARCH),))
+                cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(DEFAULT_HNSW_EF_SEARCH),))
                 params = {"q": vector, "k": wanted, "excluded": [], "user_id": user_id, "valid_from": None}
                 cur.execute(sql, params)
                 rows = cur.fetchall()[:limit]
