@@ -227,7 +227,10 @@ def _write_ahead() -> None:
                         )
                         later = db_utils.seconds_to_next_page(conn)
                     for entry in due:
-                        future = pool.submit(_prepare_logged, entry)
+                        try:
+                            future = pool.submit(_prepare_logged, entry)
+                        except RuntimeError:  # the interpreter is exiting; the page goes unprepared
+                            return
                         future.add_done_callback(lambda _: _wake.set())
                         in_flight.add(future)
                     if later is not None and len(in_flight) < slots:
