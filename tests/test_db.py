@@ -112,6 +112,32 @@ def seq_scans_of_podcasts(conn) -> int:
         return cur.fetchone()[0]
 
 
+@pytest.mark.parametrize("ef_search", [40, 200, 1000])
+def test_the_probe_goes_through_the_index_whatever_the_planner_prefers(conn, ef_search: int):
+    """On 200 episodes a table scan is cheaper, as Postgres thinks it is at 1536 dimensions
+    (vectors stored out of line) with a large ef_search: the probe still uses the HNSW index,
+    and the transaction's own setting comes back after it."""
+    rng = np.random.default_rng(11)
+    insert_podcasts(conn, np.array([unit(rng.normal(size=DIMS)) for _ in range(200)]), "small")
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO users (id) VALUES ('probe-user')")
+    scans_before = seq_scans_of_podcasts(conn)
+    items = db_utils.candidate_podcasts(
+        conn,
+        unit(rng.normal(size=DIMS)),
+        10,
+        user_id="probe-user",
+        excluded=[],
+        reasons_valid_from=datetime.now(UTC),
+        ef_search=ef_search,
+    )
+    assert len(items) == 10
+    assert seq_scans_of_podcasts(conn) == scans_before
+    with conn.cursor() as cur:
+        cur.execute("SHOW enable_seqscan")
+        assert cur.fetchone()[0] == "on"
+
+
 def test_iterative_scan_needs_pgvector_0_8():
     assert not db_utils.supports_iterative_scan("0.6.2")
     assert not db_utils.supports_iterative_scan("0.7.4")
