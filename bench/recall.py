@@ -56,7 +56,10 @@ def indexed_recall(conn, queries: list[str], exact: list[list[int]], ef_search: 
     timings = []
     with conn.cursor() as cur:
         for q, truth in zip(queries, exact, strict=True):
-            cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
+            cur.execute(  # as the app's probe (db_utils.nearest)
+                "SELECT set_config('hnsw.ef_search', %s, true), set_config('enable_seqscan', 'off', true)",
+                (str(ef_search),),
+            )
             started = time.perf_counter()
             cur.execute(QUERY, {**PARAMS, "q": q})
             found = [row[0] for row in cur.fetchall()]
