@@ -14,7 +14,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 PROJECT_DIR = Path(__file__).resolve().parent
-# recall@10 0.98 at 1M episodes where 100 gives 0.95, for ~3 ms more per probe (bench/RESULTS.md)
+# recall@10 at 1M episodes 0.965 where 100 gave 0.938, for ~2 ms more per probe (bench/RESULTS.md)
 DEFAULT_HNSW_EF_SEARCH = 200
 
 
