@@ -662,6 +662,10 @@ def candidates_by_id(
         return _candidates(cur.fetchall())
 
 
+# The HNSW probe's plan settings (transaction-local), with hnsw.ef_search as the parameter.
+PROBE_SETTINGS = "set_config('enable_seqscan', 'off', true), set_config('hnsw.ef_search', %s, true)"
+
+
 def nearest(
     cur, sql: str, params: dict[str, Any], wanted: int, ef_search: int, filtered_out: int = 0
 ) -> list[dict[str, Any]]:
@@ -678,8 +682,7 @@ def nearest(
     """
     candidates = min(max(ef_search, wanted + filtered_out), 1000)
     cur.execute(
-        "SELECT current_setting('enable_seqscan') AS seqscan, set_config('enable_seqscan', 'off', true),"
-        " set_config('hnsw.ef_search', %s, true)"
+        f"SELECT current_setting('enable_seqscan') AS seqscan, {PROBE_SETTINGS}"
         + (", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if _iterative_scan else ""),
         (str(candidates),),
     )

@@ -40,9 +40,8 @@ def _client(dsn: str, users: list[tuple[str, Any]], limit: int, until: float, la
             n += 1
             started = time.perf_counter()
             with conn, conn.cursor() as cur:
-                cur.execute(  # the log's commit and the probe's plan as the app's (db_utils.nearest)
-                    "SELECT set_config('synchronous_commit', 'off', true),"
-                    " set_config('enable_seqscan', 'off', true), set_config('hnsw.ef_search', %s, true)",
+                cur.execute(  # the log's commit and the probe's plan as the app's
+                    f"SELECT set_config('synchronous_commit', 'off', true), {db_utils.PROBE_SETTINGS}",
                     (str(DEFAULT_HNSW_EF_SEARCH),),
                 )
                 params = {"q": vector, "k": wanted, "excluded": [], "user_id": user_id, "valid_from": None}

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+import db_utils
 from bench.catalog import vector_text
 from bench.db import connect
 
@@ -56,10 +57,7 @@ def indexed_recall(conn, queries: list[str], exact: list[list[int]], ef_search: 
     timings = []
     with conn.cursor() as cur:
         for q, truth in zip(queries, exact, strict=True):
-            cur.execute(  # as the app's probe (db_utils.nearest)
-                "SELECT set_config('hnsw.ef_search', %s, true), set_config('enable_seqscan', 'off', true)",
-                (str(ef_search),),
-            )
+            cur.execute(f"SELECT {db_utils.PROBE_SETTINGS}", (str(ef_search),))  # as the app plans it
             started = time.perf_counter()
             cur.execute(QUERY, {**PARAMS, "q": q})
             found = [row[0] for row in cur.fetchall()]

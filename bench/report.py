@@ -246,7 +246,7 @@ def recommend_table(rows: list[dict]) -> str:
             r["catalog_size"],
             SYSTEMS.index(r["system"]),
             r["cache"],
-            r.get("concurrency"),
+            r["concurrency"],
         ),
     )
     return table(RECOMMEND_COLUMNS, order)
