@@ -86,7 +86,7 @@ class Settings:
     ai_concurrency: int
     summary_batch_size: int  # episodes summarized per LLM call
 
-    prepare_pages: bool  # write the next page's reasons ahead of the request that shows it
+    prepare_pages: bool  # compute the next page and its reasons ahead of the request that shows it
     prepare_delay_seconds: float  # after the listener's last activity, so a burst costs one call
     prepare_max_age_seconds: float  # a page not prepared by then is dropped: its listener moved on
     prepare_active_hours: float  # feedback prepares a page only for listeners served this lately

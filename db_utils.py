@@ -560,7 +560,7 @@ def get_user(conn, user_id: str) -> dict[str, Any] | None:
         cur.execute(
             """
             SELECT u.id, u.name, u.listening_history, u.embedding, u.history_profile,
-                   u.interest_profile, u.reasons_valid_from, now() AS read_at
+                   u.interest_profile, u.reasons_valid_from, now() AS read_at, u.xmin::text AS version
             FROM users u WHERE u.id = %s
             """,
             (user_id,),
@@ -891,6 +891,111 @@ def seconds_to_next_page(conn) -> float | None:
         cur.execute("SELECT greatest(extract(epoch FROM min(due_at) - now()), 0) FROM pages_due")
         [seconds] = cur.fetchone()
     return None if seconds is None else float(seconds)
+
+
+PAGE_LOCK_CLASS = 4711  # first key of the per-user pg_advisory_xact_lock(int, int) of lock_pages
+# Suggestions older than this were committed before any page being prepared now was computed.
+PREPARED_LOOKBACK = "1 hour"
+
+
+def lock_pages(conn, user_id: str) -> None:
+    """Serve and store this user's pages one transaction at a time (until commit): a page
+    computed ahead is then never stored over suggestions it did not see."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (PAGE_LOCK_CLASS, user_id))
+
+
+def page_marks(conn, user_id: str) -> tuple[int, str]:
+    """What a page computed next in this transaction is stored against: the newest of the
+    user's suggestions it sees (0 if none lately) and the collaborative model's version."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT (SELECT coalesce(max(id), 0) FROM suggested_podcasts"
+            f"         WHERE user_id = %s AND suggested_at > now() - interval '{PREPARED_LOOKBACK}'),"
+            " (SELECT xmin::text FROM collaborative_model)",
+            (user_id,),
+        )
+        return cur.fetchone()
+
+
+def store_prepared_page(
+    conn,
+    user: dict[str, Any],
+    marks: tuple[int, str],
+    page_size: int,
+    category: str | None,
+    variant: str,
+    items: list[dict[str, Any]],
+) -> bool:
+    """Keep a page computed from `user` (as `get_user` read it) and `page_marks` for their next
+    request, unless the listener changed since or was served a suggestion newer than the marked
+    one, which it was not computed from. Call under `lock_pages`. Returns whether it was stored."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""
+            INSERT INTO prepared_pages AS pp
+                (user_id, user_version, model_version, computed_at, page_size, category, variant, items)
+            SELECT %(u)s, %(version)s::xid, %(model)s::xid, %(at)s, %(size)s, %(category)s, %(variant)s,
+                   %(items)s
+            WHERE EXISTS (SELECT 1 FROM users WHERE id = %(u)s AND xmin = %(version)s::xid)
+              AND NOT EXISTS (
+                  SELECT 1 FROM suggested_podcasts WHERE user_id = %(u)s AND id > %(seen)s
+                    AND suggested_at > %(at)s - interval '{PREPARED_LOOKBACK}')
+            ON CONFLICT (user_id) DO UPDATE SET user_version = excluded.user_version,
+                model_version = excluded.model_version, computed_at = excluded.computed_at,
+                page_size = excluded.page_size, category = excluded.category, variant = excluded.variant,
+                items = excluded.items
+            WHERE pp.computed_at <= excluded.computed_at
+            """,
+            {
+                "u": user["id"],
+                "version": user["version"],
+                "at": user["read_at"],
+                "seen": marks[0],
+                "model": marks[1],
+                "size": page_size,
+                "category": category,
+                "variant": variant,
+                "items": psycopg2.extras.Json(items),
+            },
+        )
+        return cur.rowcount == 1
+
+
+def take_prepared_page(conn, user_id: str) -> dict[str, Any] | None:
+    """Remove the user's prepared page and return it with whether the listener and the
+    collaborative model are as it was computed from (`current`) and its episodes as they are now:
+    only those still ready, with their current title, summary and category. Call under
+    `lock_pages`."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            WITH page AS (DELETE FROM prepared_pages WHERE user_id = %s RETURNING *)
+            SELECT page.user_version = (SELECT xmin FROM users WHERE id = page.user_id)
+                   AND page.model_version = (SELECT xmin FROM collaborative_model) AS current,
+                   page.page_size, page.category, page.variant,
+                   extract(epoch FROM now() - page.computed_at) AS age_seconds,
+                   jsonb_array_length(page.items) AS size,
+                   (SELECT coalesce(jsonb_agg(i.item || jsonb_build_object(
+                               'title', p.title, 'summary', p.summary, 'category', p.category)
+                           ORDER BY i.n), '[]')
+                    FROM jsonb_array_elements(page.items) WITH ORDINALITY AS i (item, n)
+                    JOIN podcasts p ON p.id = (i.item ->> 'podcast_id')::bigint AND p.status = 'ready'
+                   ) AS items
+            FROM page
+            """,
+            (user_id,),
+        )
+        return cur.fetchone()
+
+
+def purge_prepared_pages(conn, max_age_seconds: float) -> None:
+    """Drop pages prepared for listeners who did not come back for them."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM prepared_pages WHERE computed_at < now() - make_interval(secs => %s)",
+            (max_age_seconds,),
+        )
 
 
 def count_ai_calls(conn, purpose: str, calls: int = 1) -> None:

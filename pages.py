@@ -1,12 +1,13 @@
-"""A listener's page of recommendations: computed when they ask for it, and prepared ahead.
+"""A listener's page of recommendations: prepared ahead, or computed when they ask for it.
 
-No request waits on the LLM in the steady state. Each served page (after the listener's
-first), each event of a listener served lately and each history update queues the listener;
-once due, this process's writer thread computes the page their next request will get (the
-same function the request runs, so the same episodes) and has the LLM write the reasons it
-lacks, one call per page. Requests find them in `reasons`, valid while the evidence they were
-written from holds and the profile text has not changed; an item with none is served at once
-with its evidence sentence, and the writer catches up behind it.
+No request waits on the LLM in the steady state, and most do not rank either. Each served page
+(after the listener's first), each event of a listener served lately and each history update
+queues the listener; once due, this process's writer thread computes the page their next
+request will get (the same function a request runs), has the LLM write the reasons it lacks,
+one call per page, and stores the page with them. The next request serves that page as stored
+while the listener is unchanged and its episodes are still ready; otherwise it computes the
+page, serving the reasons written for it earlier (in `reasons`, valid while the evidence they
+were written from holds) and the evidence sentence for the rest, while the writer catches up.
 """
 
 from __future__ import annotations
@@ -36,12 +37,16 @@ IDLE_SECONDS = 30.0  # the writer looks at the queue this often when nothing wok
 RETRY_SECONDS = 5.0  # after the database failed it
 
 
+INTERNAL_FIELDS = ("embedding", "collaborative", "because_of", "popularity", "listeners")  # not served
+
+
 @dataclass
 class Page:
     user: dict[str, Any]
     variant: ranking.Variant
     items: list[dict[str, Any]]  # each with its evidence and the valid written reason, if any
-    positives: list[dict[str, Any]]  # the listener's enjoyed episodes: the reasons' ground
+    positives: list[dict[str, Any]]  # the listener's enjoyed episodes: the reasons' ground (computed pages)
+    prepared: bool = False  # computed ahead and served as stored
 
     def unwritten(self) -> list[dict[str, Any]]:
         return [item for item in self.items if not item["cached_reason"]]
@@ -180,13 +185,50 @@ def write_reasons(page: Page) -> dict[int, str]:
 
 
 def prepare(user_id: str, page_size: int, category: str | None) -> int:
-    """Write the reasons the listener's next page lacks; returns how many were written."""
+    """Compute the listener's next page, write the reasons it lacks and store it for their next
+    request; returns how many reasons were written."""
     with db_utils.connection() as conn:
         user = db_utils.get_user(conn, user_id)
         if user is None:
             return 0
+        marks = db_utils.page_marks(conn, user_id)
         page = compute(conn, user, page_size, category)
-    return len(write_reasons(page))
+    written = write_reasons(page)
+    items = [
+        {
+            **{k: v for k, v in item.items() if k not in (*INTERNAL_FIELDS, "cached_reason")},
+            "reason": item["cached_reason"] or written.get(item["podcast_id"]),
+        }
+        for item in page.items
+    ]
+    with db_utils.connection() as conn:
+        db_utils.commit_asynchronously(conn)
+        db_utils.lock_pages(conn, user_id)
+        db_utils.store_prepared_page(conn, user, marks, page_size, category, page.variant.name, items)
+    return len(written)
+
+
+def take_prepared(conn, user: dict[str, Any], limit: int, category: str | None) -> Page | None:
+    """The page prepared for this request, if it still holds: the listener (no event, history or
+    profile change) and the collaborative model unchanged since, the same size, category and
+    variant, not older than PREPARE_MAX_AGE_SECONDS and every episode still ready. It is taken
+    either way: the page served now makes it obsolete."""
+    prepared = db_utils.take_prepared_page(conn, user["id"])
+    if prepared is None:
+        return None
+    settings = get_settings()
+    variant = ranking.assign_variant(user["id"], ranking.parse_split(settings.ab_split), settings.ab_salt)
+    asked = (limit, category, variant.name)
+    holds = (
+        prepared["current"]
+        and (prepared["page_size"], prepared["category"], prepared["variant"]) == asked
+        and prepared["age_seconds"] <= settings.prepare_max_age_seconds
+        and len(prepared["items"]) == prepared["size"]
+    )
+    if not holds:
+        return None
+    items = [item | {"cached_reason": item.pop("reason")} for item in prepared["items"]]
+    return Page(user, variant, items, positives=[], prepared=True)
 
 
 # --- the writer: one thread per process, LLM calls on a small pool ----------------------

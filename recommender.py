@@ -246,6 +246,7 @@ def enrich_pending(batch_size: int = 32) -> int:
         if ai_status.take_recovery():
             db_utils.requeue_failed_podcasts(conn, settings.enrich_max_attempts)
         db_utils.purge_idempotency_keys(conn)
+        db_utils.purge_prepared_pages(conn, settings.prepare_max_age_seconds)
         podcasts = db_utils.claim_pending_podcasts(conn, batch_size)
     done = len(enrich(podcasts)) if podcasts else 0
     done += embed_pending_histories(batch_size)
@@ -299,19 +300,23 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
 
 
 def recommend(query: RecommendQuery) -> dict[str, Any]:
-    """The listener's page (pages.compute), each item with a reason, each written back to
-    `suggested_podcasts`, in one transaction. Reasons come written ahead; an item without one
-    gets its evidence sentence at once, unless the caller asked to wait (`wait_seconds`) for
-    the LLM to write it."""
+    """The listener's page, each item with a reason, each written back to `suggested_podcasts`,
+    in one transaction. The page prepared ahead is served as stored while it holds; otherwise it
+    is computed (pages.compute) with the reasons written for it earlier, and an item without one
+    gets its evidence sentence at once, unless the caller asked to wait (`wait_seconds`) for the
+    LLM to write it."""
     _database_ready()
     with db_utils.connection() as conn:
         db_utils.commit_asynchronously(conn)
+        db_utils.lock_pages(conn, query.user_id)
         user = db_utils.get_user(conn, query.user_id)
         if user is None:
             raise ApiError(
                 404, "user_not_found", f"no user {query.user_id!r}; create it with update_user_history"
             )
-        page = pages.compute(conn, user, query.limit, query.category)
+        page = pages.take_prepared(conn, user, query.limit, query.category)
+        if page is None or (query.wait_seconds and page.unwritten()):
+            page = pages.compute(conn, user, query.limit, query.category)
         if not (query.wait_seconds and page.unwritten()):
             served = serve(conn, page, {}, query)
     if query.wait_seconds and page.unwritten():
@@ -319,6 +324,8 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
             written = pages.write_reasons(page)
         with db_utils.connection() as conn:
             db_utils.commit_asynchronously(conn)
+            db_utils.lock_pages(conn, query.user_id)
+            db_utils.take_prepared_page(conn, query.user_id)  # prepared meanwhile: obsolete now
             served = serve(conn, page, written, query)
     pages.wake()
     return served
@@ -336,7 +343,7 @@ def serve(conn, page: pages.Page, written: dict[int, str], query: RecommendQuery
             item["reason"], item["reason_source"] = written[item["podcast_id"]], "generated"
         else:
             item["reason"], item["reason_source"] = reasons.sentence(item["evidence"]), "fallback"
-        for internal in ("embedding", "collaborative", "because_of", "popularity", "listeners"):
+        for internal in pages.INTERNAL_FIELDS:
             item.pop(internal, None)
     settings = get_settings()
     if settings.prepare_pages:  # before this page is stored: only returning listeners count
@@ -352,7 +359,12 @@ def serve(conn, page: pages.Page, written: dict[int, str], query: RecommendQuery
         ids = db_utils.insert_suggestions(conn, query.user_id, page.variant.name, items)
         for item, suggestion_id in zip(items, ids, strict=True):
             item["suggestion_id"] = suggestion_id
-    return {"user_id": query.user_id, "variant": page.variant.name, "recommendations": items}
+    return {
+        "user_id": query.user_id,
+        "variant": page.variant.name,
+        "prepared": page.prepared,
+        "recommendations": items,
+    }
 
 
 # --- feedback (storing events: feedback.py) ----------------------------------------------

@@ -195,3 +195,44 @@ def test_a_database_keeps_the_storage_it_was_made_with(halfvec_dsn: str):
     with psycopg2.connect(halfvec_dsn) as conn, pytest.raises(db_utils.SchemaMismatchError) as error:
         db_utils.migrate(conn, DIMS, "test-model", "vector")
     assert "EMBEDDING_STORAGE=halfvec" in str(error.value)
+
+
+def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn: str):
+    """The page writer stores a page only if the listener did not change and was not served a
+    suggestion after the page was computed (a request that came back before the writer was done)."""
+    with psycopg2.connect(dsn) as setup, setup.cursor() as cur:
+        [podcast_id] = insert_podcasts(setup, unit(np.ones((1, DIMS))), "prepared")
+        cur.execute("INSERT INTO users (id) VALUES ('reader'), ('changed'), ('served')")
+
+    def computed(user_id: str) -> tuple[dict, int]:  # what the writer reads, in its own transaction
+        with psycopg2.connect(dsn) as conn:
+            return db_utils.get_user(conn, user_id), db_utils.page_marks(conn, user_id)
+
+    def store(user: dict, marks: tuple[int, str]) -> bool:
+        with psycopg2.connect(dsn) as conn:
+            db_utils.lock_pages(conn, user["id"])
+            items = [{"podcast_id": podcast_id, "strategy": "similar", "reason": None}]
+            return db_utils.store_prepared_page(conn, user, marks, 1, None, "loop", items)
+
+    reader, changed, served = computed("reader"), computed("changed"), computed("served")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE users SET name = 'Changed' WHERE id = 'changed'")
+        cur.execute(
+            "INSERT INTO suggested_podcasts (user_id, podcast_id, similarity, rank, reason, variant)"
+            " VALUES ('served', %s, 0.5, 1, 'r', 'loop')",
+            (podcast_id,),
+        )
+    assert store(*reader)
+    assert not store(*changed)
+    assert not store(*served)
+    with psycopg2.connect(dsn) as conn:
+        taken = db_utils.take_prepared_page(conn, "reader")
+        assert taken["current"] and taken["size"] == 1
+        assert [item["podcast_id"] for item in taken["items"]] == [podcast_id]
+        assert taken["items"][0]["category"] == "prepared"  # the episode as it is now
+        assert db_utils.take_prepared_page(conn, "reader") is None  # taken once
+    assert store(*computed("reader"))
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE collaborative_model SET refreshed_at = now()")  # the model was rebuilt
+    with psycopg2.connect(dsn) as conn:
+        assert not db_utils.take_prepared_page(conn, "reader")["current"]

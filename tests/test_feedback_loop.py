@@ -9,13 +9,14 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Api, user_in, wait_for
+from tests.conftest import ROOT, Api, run_api, seed_sample_catalog, user_in, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 
@@ -123,38 +124,51 @@ def test_fifty_concurrent_events_for_one_user_lose_nothing(local_api: Api):
 # --- learning -----------------------------------------------------------------------------
 
 
-def test_disliked_topic_stops_and_liked_topic_grows(local_api: Api):
+@pytest.fixture(scope="module")
+def learning_api(create_database, tmp_path_factory) -> Iterator[Api]:
+    """The sample catalogue with no other test's listeners: what a listener's pages learn comes
+    from their own feedback, not from what other tests' listeners happened to like together."""
+    dsn = create_database("learning")
+    env = {"AI_PROVIDER": "local", "COLLAB_REFRESH_SECONDS": "0"}
+    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "learning.log") as api:
+        api.sample_ids = seed_sample_catalog(api)
+        yield api
+
+
+def test_disliked_topic_stops_and_liked_topic_grows(learning_api: Api):
     user_id = user_in("loop")
     create_user(
-        local_api, user_id, "Detectives cracking cold cases, and cooking dinner with recipes from scratch."
+        learning_api, user_id, "Detectives cracking cold cases, and cooking dinner with recipes from scratch."
     )
     categories = Counter()
     for _ in range(2):  # two pages of feedback: dislike true crime, like cooking
-        for item in page(local_api, user_id, 5):
+        for item in page(learning_api, user_id, 5):
             categories[item["category"]] += 1
             if item["category"] == "true-crime":
-                assert send(local_api, user_id, item, "dislike").status_code == 201
+                assert send(learning_api, user_id, item, "dislike").status_code == 201
             elif item["category"] == "cooking":
-                assert send(local_api, user_id, item, "like").status_code == 201
+                assert send(learning_api, user_id, item, "like").status_code == 201
     assert categories["true-crime"] >= 2, categories  # the history asked for both topics
-    later = [item["category"] for _ in range(2) for item in page(local_api, user_id, 4)]
+    later = [item["category"] for _ in range(2) for item in page(learning_api, user_id, 4)]
     assert "true-crime" not in later, later
     sql = "SELECT podcast_id FROM feedback_events WHERE user_id = %s AND event = 'dislike'"
-    disliked = {row[0] for row in local_api.query(sql, (user_id,))}
-    assert disliked and not disliked & {i["podcast_id"] for i in page(local_api, user_id, 50)}
+    disliked = {row[0] for row in learning_api.query(sql, (user_id,))}
+    assert disliked and not disliked & {i["podcast_id"] for i in page(learning_api, user_id, 50)}
 
 
-def test_likes_bring_more_of_a_topic_than_history_alone(local_api: Api):
+def test_likes_bring_more_of_a_topic_than_history_alone(learning_api: Api):
     learner, control = user_in("loop"), user_in("loop")
     history = "I enjoy learning about how things work, from the body to the stars."
-    create_user(local_api, learner, history)
-    create_user(local_api, control, history)
-    cooking = [pid for ext, pid in local_api.sample_ids.items() if "cooking" in ext]
+    create_user(learning_api, learner, history)
+    create_user(learning_api, control, history)
+    cooking = [pid for ext, pid in learning_api.sample_ids.items() if "cooking" in ext]
     for pid in cooking[:3]:
-        response = local_api.post("/api/feedback", {"user_id": learner, "podcast_id": pid, "event": "like"})
+        response = learning_api.post(
+            "/api/feedback", {"user_id": learner, "podcast_id": pid, "event": "like"}
+        )
         assert response.status_code == 201
-    learned = Counter(i["category"] for i in page(local_api, learner, 5))
-    baseline = Counter(i["category"] for i in page(local_api, control, 5))
+    learned = Counter(i["category"] for i in page(learning_api, learner, 5))
+    baseline = Counter(i["category"] for i in page(learning_api, control, 5))
     assert learned["cooking"] >= 2 and learned["cooking"] > baseline["cooking"], (learned, baseline)
 
 

@@ -45,11 +45,16 @@ def new_listener(api: Api, history: str = "I love kites and windy beaches") -> s
     return user_id
 
 
-def page(api: Api, user_id: str, **params) -> tuple[list[dict], float]:
-    started = time.perf_counter()
+def answer(api: Api, user_id: str, **params) -> dict:
     response = api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 5, **params})
     assert response.status_code == 200, response.text
-    return response.json()["recommendations"], time.perf_counter() - started
+    return response.json()
+
+
+def page(api: Api, user_id: str, **params) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    items = answer(api, user_id, **params)["recommendations"]
+    return items, time.perf_counter() - started
 
 
 def prepared(api: Api, user_id: str) -> bool:
@@ -57,21 +62,24 @@ def prepared(api: Api, user_id: str) -> bool:
     return not api.query("SELECT 1 FROM pages_due WHERE user_id = %s", (user_id,))
 
 
-def wait_until_written(api: Api, user_id: str, count: int) -> None:
-    def written() -> bool:
-        rows = api.query("SELECT count(*) FROM reasons WHERE user_id = %s", (user_id,))
-        return prepared(api, user_id) and rows[0][0] >= count
-
-    assert wait_for(written, timeout=20), api.log()
+def stored_page(api: Api, user_id: str) -> list[int]:
+    """The episodes of the page prepared for the listener, once the writer stored it."""
+    sql = "SELECT items FROM prepared_pages WHERE user_id = %s"
+    assert wait_for(lambda: api.query(sql, (user_id,))), api.log()
+    [(items,)] = api.query(sql, (user_id,))
+    return [item["podcast_id"] for item in items]
 
 
 def test_a_page_written_ahead_is_served_without_an_llm_call(api: Api, ai: FakeOpenAIServer):
     user_id = new_listener(api)  # setting up a history queues the first page
-    wait_until_written(api, user_id, 5)
+    prepared_ids = stored_page(api, user_id)
     assert ai.chat_requests == 1  # the whole page in one call, ahead of the request
     ai.reset()
-    items, _ = page(api, user_id)
+    served = answer(api, user_id)
+    items = served["recommendations"]
     assert ai.chat_requests == 0
+    assert served["prepared"] and [i["podcast_id"] for i in items] == prepared_ids  # served as stored
+    assert not api.query("SELECT 1 FROM prepared_pages WHERE user_id = %s", (user_id,))  # taken
     assert len(items) == 5 and {i["reason_source"] for i in items} == {"cached"}
     assert all(i["reason"].startswith("Picked for you") for i in items)  # the fake LLM's words
     assert api.query("SELECT count(*) FROM ai_calls WHERE purpose = 'reasons'")[0][0] >= 1
@@ -79,18 +87,49 @@ def test_a_page_written_ahead_is_served_without_an_llm_call(api: Api, ai: FakeOp
 
 def test_the_next_page_is_prepared_after_each_page(api: Api, ai: FakeOpenAIServer):
     user_id = new_listener(api)
-    wait_until_written(api, user_id, 5)
+    stored_page(api, user_id)
     first, _ = page(api, user_id)
-    wait_until_written(api, user_id, 10)  # a returning listener: their next page is prepared
+    stored_page(api, user_id)  # a returning listener: their next page is prepared
     ai.reset()
-    second, _ = page(api, user_id)
+    served = answer(api, user_id)
+    second = served["recommendations"]
+    assert served["prepared"]
     assert not {i["podcast_id"] for i in second} & {i["podcast_id"] for i in first}
     assert {i["reason_source"] for i in second} == {"cached"} and ai.chat_requests == 0
 
 
+def test_a_prepared_page_is_not_served_once_the_listener_changed(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api)
+    disliked, *_ = stored_page(api, user_id)
+    body = {"user_id": user_id, "podcast_id": disliked, "event": "dislike"}
+    assert api.post("/api/feedback", body).status_code == 201
+    served = answer(api, user_id)
+    assert not served["prepared"]
+    assert disliked not in {i["podcast_id"] for i in served["recommendations"]}
+
+
+def test_a_prepared_page_is_not_served_once_one_of_its_episodes_is_gone(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api, "sourdough bread and bakers")
+    gone, *_ = stored_page(api, user_id)
+    api.query("UPDATE podcasts SET status = 'pending' WHERE id = %s", (gone,))  # its text is changing
+    try:
+        served = answer(api, user_id)
+    finally:
+        api.query("UPDATE podcasts SET status = 'ready' WHERE id = %s", (gone,))
+    assert not served["prepared"]
+    assert gone not in {i["podcast_id"] for i in served["recommendations"]}
+
+
+def test_a_prepared_page_is_served_only_at_its_size(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api)
+    stored_page(api, user_id)
+    served = answer(api, user_id, limit=3)
+    assert not served["prepared"] and len(served["recommendations"]) == 3
+
+
 def test_an_invalidated_page_still_answers_at_once(api: Api, ai: FakeOpenAIServer):
     user_id = new_listener(api)
-    wait_until_written(api, user_id, 5)
+    stored_page(api, user_id)
     items, _ = page(api, user_id)
     ai.chat_delay_seconds = 5.0  # the LLM is slow from now on
     for item in items[:2]:  # the listener changes their mind: the prepared page no longer holds
@@ -145,7 +184,7 @@ def test_a_listener_with_nothing_to_go_on_gets_popular_pages_written_ahead(api: 
     api.query("INSERT INTO users (id) VALUES (%s)", (user_id,))
     page(api, user_id)
     page(api, user_id)  # a returning listener: the next page is prepared
-    wait_until_written(api, user_id, 5)
+    stored_page(api, user_id)
     items, _ = page(api, user_id)
     assert {i["strategy"] for i in items} == {"popular"}
     assert {i["reason_source"] for i in items} == {"cached"}
