@@ -31,6 +31,7 @@ class Result:
     seconds: float = 0.0  # wall time of the measured part
     warmup: int = 0
     completed: int = 0  # answered with an expected status, warm-up included
+    flagged: int = 0  # measured answers whose JSON body has `flag` true
 
     @property
     def requests(self) -> int:
@@ -56,6 +57,7 @@ async def _run(
     time_limit: float,
     warmup: int,
     expect: frozenset[int],
+    flag: str | None,
 ) -> Result:
     result = Result(warmup=warmup)
     sent = 0
@@ -88,6 +90,7 @@ async def _run(
                 result.completed += 1
                 if counted:
                     result.latencies.append(elapsed)
+                    result.flagged += bool(flag and response.json().get(flag))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     if measured_from is not None:
@@ -102,10 +105,12 @@ def run(
     time_limit: float,
     warmup: int = 0,
     expect: frozenset[int] = frozenset({200}),
+    flag: str | None = None,
 ) -> Result:
     """Send `requests` with `concurrency` workers for at most `time_limit` seconds.
 
     The first `warmup` requests are sent but not measured; requests answered with a status not
-    in `expect` are counted in `errors`, not in the latencies.
+    in `expect` are counted in `errors`, not in the latencies; with `flag`, measured answers
+    whose body has that field true are counted in `flagged`.
     """
-    return asyncio.run(_run(base_url, iter(requests), concurrency, time_limit, warmup, expect))
+    return asyncio.run(_run(base_url, iter(requests), concurrency, time_limit, warmup, expect, flag))

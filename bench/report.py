@@ -198,6 +198,7 @@ RECOMMEND_COLUMNS: list[Column] = [
     ("p99 ms", field("p99_ms")),
     ("req/s", field("rps")),
     ("LLM calls/req", field("llm_calls_per_request")),
+    ("served as prepared", field("prepared_share")),
     ("requests", field("requests")),
 ]
 RATIO_COLUMNS: list[Column] = [
@@ -671,10 +672,15 @@ on which code (`git describe --always --dirty`).
   profiles) by every page served, first pages included. The naive baseline's p50 at the same 1 s
   delay comes from one client sending a few requests.
 - **Cold** = every request is for a listener never seen before: a walk-in, served at once with
-  evidence sentences and nothing prepared (no LLM call). **Warm** = repeated requests for 64
-  listeners served twice before (the second time queues their next page, which the writer
-  prepares), the runner started with `RESUGGEST_WINDOW_HOURS=0` so the same items come back with
-  their written reasons.
+  evidence sentences and nothing prepared (no LLM call). **Warm** = 1,024 listeners served twice
+  before (the second time queues their next page, which the writer computes, has its reasons
+  written and stores), asked for in turn, so each comes back a few seconds after their last page
+  (1,024 ÷ req/s), as a listener does; each served page queues the next, which the writer
+  computes in the same processes while the phase runs. The runner is started with
+  `RESUGGEST_WINDOW_HOURS=0`, so the same items come back with their written reasons (no LLM
+  call). **Served as prepared**: the share of measured answers with `"prepared": true` (served as
+  stored, without a probe or a ranking); the others were computed on the request. **Writer off**
+  (`PREPARE_PAGES=false`): the same requests, every page computed on the request.
 - **Baseline** (`bench/naive_app.py`, served by the same runner code in one process with 16
   threads, its best setting since it waits on the LLM, not the CPU): exact scan with `<->` L2
   distance and index scans disabled, one sequential LLM call per item through the `openai` client

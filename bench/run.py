@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import catalog, collab, floor, ingest, load, recall, report, services, written_ahead
-from bench.db import postgres_memory, start_server
+from bench.db import postgres_memory, scalar, start_server
 from bench.fake_ai import FakeAI, delta
 
 CHAT_DELAY_SECONDS = 0.3  # the simulated LLM call of the latency phases and of ingest
@@ -35,7 +35,7 @@ class Plan:
     concurrency: tuple[int, ...] = (4, 16)
     warm_concurrency: tuple[int, ...] = (1, 4, 16)  # 1 client: service time without queueing
     cold_users: int = 40  # per concurrent client and phase: every request a new user
-    warm_users: int = 64
+    warm_users: int = 1024  # cycled: at 400 req/s each listener comes back 2.5 s after their last page
     warm_seconds: float = 15
     cold_seconds: float = 20
     baseline_users: int = 8  # per concurrent client
@@ -52,7 +52,7 @@ class Plan:
 FULL = Plan()
 QUICK = Plan(
     cold_users=8,
-    warm_users=32,
+    warm_users=256,
     warm_seconds=5,
     cold_seconds=8,
     baseline_users=3,
@@ -85,34 +85,54 @@ def measure(
 ) -> dict[str, Any]:
     """One load phase; LLM calls per request are counted over every request of the phase."""
     before = ai.counters()
-    result = load.run(base_url, requests, concurrency, seconds, warmup=concurrency)
+    flag = "prepared" if row["system"] != "baseline" else None
+    result = load.run(base_url, requests, concurrency, seconds, warmup=concurrency, flag=flag)
     calls = delta(before, ai.counters())["chat_requests"]
     answered = result.completed
     figures = result.summary()
+    prepared = round(result.flagged / result.requests, 3) if flag and result.requests else None
     log(
         f"  {row['system']:8} {row.get('ab_split', ''):16} c={concurrency:<2} {row['cache']}:"
         f" p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, {figures['rps']} req/s"
-        f" over {figures['requests']} requests" + (f", errors {result.errors}" if result.errors else "")
+        f" over {figures['requests']} requests, prepared {prepared}"
+        + (f", errors {result.errors}" if result.errors else "")
     )
     return {
         **row,
         "concurrency": concurrency,
         **figures,
+        "prepared_share": prepared,
         "llm_calls_per_request": round(calls / answered, 2) if answered else None,
         "errors": result.errors,
     }
 
 
-def warm_phases(url: str, ai: FakeAI, warm: list[str], plan: Plan, **row: Any) -> list[dict[str, Any]]:
-    """Serve each user once and let their reasons be written ahead, then measure repeated requests."""
-    load.run(url, recommend_requests(warm), 16, 60)
-    load.run(url, recommend_requests(warm), 16, 60)  # returning listeners: their next page is prepared
-    time.sleep(3 * CHAT_DELAY_SECONDS + 2)
+def warm_phases(
+    url: str, dsn: str, ai: FakeAI, warm: list[str], plan: Plan, **row: Any
+) -> list[dict[str, Any]]:
+    """Serve each user twice (the second time queues their next page), let the writer prepare
+    the pages and write their reasons, then measure the listeners coming back."""
+    load.run(url, recommend_requests(warm), 16, 120)
+    load.run(url, recommend_requests(warm), 16, 120)  # returning listeners: their next page is prepared
+    wait_for_writer(dsn)
     rows = []
     for c in plan.warm_concurrency:
         repeat = recommend_requests(itertools.cycle(warm))  # bounded by the phase's time limit
         rows.append(measure(url, ai, repeat, c, plan.warm_seconds, **row))
     return rows
+
+
+def wait_for_writer(dsn: str, timeout: float = 300) -> None:
+    """Until no page is queued or being prepared (the count of prepared pages holds still)."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        queued = scalar(dsn, "SELECT count(*) FROM pages_due")
+        stored = scalar(dsn, "SELECT count(*) FROM prepared_pages")
+        if queued == 0 and stored == last:
+            return
+        last = stored
+        time.sleep(1)
+    log(f"  the writer did not finish within {timeout} s")
 
 
 class Users:
@@ -152,7 +172,7 @@ def bench_catalog(
             cold = recommend_requests(users.take(plan.cold_users * c))
             rows.append(measure(url, ai, cold, c, plan.cold_seconds, cache="cold", **ours))
         warm = users.take(plan.warm_users)
-        rows += warm_phases(url, ai, warm, plan, cache="warm", **ours)
+        rows += warm_phases(url, dsn, ai, warm, plan, cache="warm", **ours)
         memory = {
             **base,
             **postgres_memory(server),
