@@ -556,16 +556,22 @@ def refresh_profile(conn, user_id: str) -> None:
 
 
 def get_user(conn, user_id: str) -> dict[str, Any] | None:
+    """The user's profile and texts; `version` (the row's xmin) changes with any write to it."""
     with dict_cursor(conn) as cur:
         cur.execute(
             """
-            SELECT u.id, u.name, u.listening_history, u.embedding, u.history_profile,
-                   u.interest_profile, u.reasons_valid_from, now() AS read_at, u.xmin::text AS version
+            SELECT u.id, u.name, u.listening_history, {embedding} AS embedding,
+                   {history_profile} AS history_profile, u.interest_profile, u.reasons_valid_from,
+                   now() AS read_at, u.xmin::text AS version
             FROM users u WHERE u.id = %s
-            """,
+            """.format(embedding=binary("u.embedding"), history_profile=binary("u.history_profile")),
             (user_id,),
         )
-        return cur.fetchone()
+        user = cur.fetchone()
+    if user is not None:
+        user["embedding"] = from_binary(user["embedding"])
+        user["history_profile"] = from_binary(user["history_profile"])
+    return user
 
 
 # --- recommendations --------------------------------------------------------------------

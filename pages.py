@@ -42,11 +42,11 @@ INTERNAL_FIELDS = ("embedding", "collaborative", "because_of", "popularity", "li
 
 @dataclass
 class Page:
-    user: dict[str, Any]
     variant: ranking.Variant
     items: list[dict[str, Any]]  # each with its evidence and the valid written reason, if any
-    positives: list[dict[str, Any]]  # the listener's enjoyed episodes: the reasons' ground (computed pages)
-    prepared: bool = False  # computed ahead and served as stored
+    user: dict[str, Any] | None = None  # what a computed page was computed from (get_user) ...
+    positives: list[dict[str, Any]] | None = None  # ... and the listener's enjoyed episodes
+    prepared: bool = False  # computed ahead and served as stored: its reasons are all it has
 
     def unwritten(self) -> list[dict[str, Any]]:
         return [item for item in self.items if not item["cached_reason"]]
@@ -87,7 +87,7 @@ def compute(conn, user: dict[str, Any], limit: int, category: str | None) -> Pag
         item["evidence"] = reasons.evidence(item, positives, history_words)
         if item.pop("cached_evidence", None) != reasons.evidence_key(item["evidence"]):
             item["cached_reason"] = None  # written for other evidence: no longer true
-    return Page(user, variant, items, positives)
+    return Page(variant, items, user, positives)
 
 
 def blend_weights(variant: ranking.Variant) -> ranking.BlendWeights:
@@ -171,6 +171,7 @@ def write_reasons(page: Page) -> dict[int, str]:
     unwritten = page.unwritten()
     if not unwritten:
         return {}
+    assert page.user is not None and page.positives is not None  # reasons are written for computed pages
     written = reasons.write_reasons(reasons.listener_profile(page.user, page.positives), unwritten)
     if written:
         keys = {item["podcast_id"]: reasons.evidence_key(item["evidence"]) for item in unwritten}
@@ -208,16 +209,16 @@ def prepare(user_id: str, page_size: int, category: str | None) -> int:
     return len(written)
 
 
-def take_prepared(conn, user: dict[str, Any], limit: int, category: str | None) -> Page | None:
+def take_prepared(conn, user_id: str, limit: int, category: str | None) -> Page | None:
     """The page prepared for this request, if it still holds: the listener (no event, history or
     profile change) and the collaborative model unchanged since, the same size, category and
     variant, not older than PREPARE_MAX_AGE_SECONDS and every episode still ready. It is taken
     either way: the page served now makes it obsolete."""
-    prepared = db_utils.take_prepared_page(conn, user["id"])
+    prepared = db_utils.take_prepared_page(conn, user_id)
     if prepared is None:
         return None
     settings = get_settings()
-    variant = ranking.assign_variant(user["id"], ranking.parse_split(settings.ab_split), settings.ab_salt)
+    variant = ranking.assign_variant(user_id, ranking.parse_split(settings.ab_split), settings.ab_salt)
     asked = (limit, category, variant.name)
     holds = (
         prepared["current"]
@@ -228,7 +229,7 @@ def take_prepared(conn, user: dict[str, Any], limit: int, category: str | None) 
     if not holds:
         return None
     items = [item | {"cached_reason": item.pop("reason")} for item in prepared["items"]]
-    return Page(user, variant, items, positives=[], prepared=True)
+    return Page(variant, items, prepared=True)
 
 
 # --- the writer: one thread per process, LLM calls on a small pool ----------------------

@@ -309,13 +309,13 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
     with db_utils.connection() as conn:
         db_utils.commit_asynchronously(conn)
         db_utils.lock_pages(conn, query.user_id)
-        user = db_utils.get_user(conn, query.user_id)
-        if user is None:
-            raise ApiError(
-                404, "user_not_found", f"no user {query.user_id!r}; create it with update_user_history"
-            )
-        page = pages.take_prepared(conn, user, query.limit, query.category)
+        page = pages.take_prepared(conn, query.user_id, query.limit, query.category)
         if page is None or (query.wait_seconds and page.unwritten()):
+            user = db_utils.get_user(conn, query.user_id)
+            if user is None:
+                raise ApiError(
+                    404, "user_not_found", f"no user {query.user_id!r}; create it with update_user_history"
+                )
             page = pages.compute(conn, user, query.limit, query.category)
         if not (query.wait_seconds and page.unwritten()):
             served = serve(conn, page, {}, query)

@@ -179,9 +179,10 @@ def bench_catalog(
             "table_mb": info["table_mb"],
             "index_mb": info["index_mb"],
         }
-    # The same warm requests without the page writer: the serving path alone, as the floor has it.
-    # With the writer, every page served to a listener who comes back costs one more computed ahead.
+    # The same warm requests without the page writer, none left prepared: every page computed on
+    # the request, as the floor computes its page.
     alone = {**ours, "system": report.WRITER_OFF}
+    scalar(dsn, "WITH taken AS (DELETE FROM prepared_pages RETURNING 1) SELECT count(*) FROM taken")
     with services.ours(
         dsn, ai.base_url, spec.dims, f"{name}-alone", RESUGGEST_WINDOW_HOURS="0", PREPARE_PAGES="false"
     ) as url:
