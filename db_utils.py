@@ -899,16 +899,21 @@ def seconds_to_next_page(conn) -> float | None:
     return None if seconds is None else float(seconds)
 
 
-PAGE_LOCK_CLASS = 4711  # first key of the per-user pg_advisory_xact_lock(int, int) of lock_pages
+PAGE_LOCK_CLASS = 4711  # first key of the per-user pg_advisory_xact_lock(int, int) of begin_page
 # Suggestions older than this were committed before any page being prepared now was computed.
 PREPARED_LOOKBACK = "1 hour"
 
 
-def lock_pages(conn, user_id: str) -> None:
-    """Serve and store this user's pages one transaction at a time (until commit): a page
-    computed ahead is then never stored over suggestions it did not see."""
+def begin_page(conn, user_id: str) -> None:
+    """Start a transaction that serves or stores this user's page: it commits asynchronously
+    (see `commit_asynchronously`) and holds the user's page lock until it ends, so pages are
+    served and stored one at a time and a page computed ahead is never stored over suggestions
+    it did not see. One statement: this is on every request's path."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (PAGE_LOCK_CLASS, user_id))
+        cur.execute(
+            "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(%s, hashtext(%s))",
+            (PAGE_LOCK_CLASS, user_id),
+        )
 
 
 def page_marks(conn, user_id: str) -> tuple[int, str]:
@@ -935,7 +940,7 @@ def store_prepared_page(
 ) -> bool:
     """Keep a page computed from `user` (as `get_user` read it) and `page_marks` for their next
     request, unless the listener changed since or was served a suggestion newer than the marked
-    one, which it was not computed from. Call under `lock_pages`. Returns whether it was stored."""
+    one, which it was not computed from. Call after `begin_page`. Returns whether it was stored."""
     with conn.cursor() as cur:
         cur.execute(
             f"""
@@ -971,8 +976,8 @@ def store_prepared_page(
 def take_prepared_page(conn, user_id: str) -> dict[str, Any] | None:
     """Remove the user's prepared page and return it with whether the listener and the
     collaborative model are as it was computed from (`current`) and its episodes as they are now:
-    only those still ready, with their current title, summary and category. Call under
-    `lock_pages`."""
+    only those still ready, with their current title, summary and category. Call after
+    `begin_page`."""
     with dict_cursor(conn) as cur:
         cur.execute(
             """

@@ -13,8 +13,10 @@ were written from holds) and the evidence sentence for the rest, while the write
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,9 +37,11 @@ CANDIDATES_PER_SLOT = 4  # candidates fetched per requested item, for re-ranking
 MIN_CANDIDATES = 20
 IDLE_SECONDS = 30.0  # the writer looks at the queue this often when nothing woke it
 RETRY_SECONDS = 5.0  # after the database failed it
+MIN_PAUSE_SECONDS = 0.05  # between looks at the queue while pages are due or every slot is busy
 
 
 INTERNAL_FIELDS = ("embedding", "collaborative", "because_of", "popularity", "listeners")  # not served
+CURRENT_FIELDS = ("title", "summary", "category")  # a prepared page's episodes: read when it is served
 
 
 @dataclass
@@ -195,16 +199,16 @@ def prepare(user_id: str, page_size: int, category: str | None) -> int:
         marks = db_utils.page_marks(conn, user_id)
         page = compute(conn, user, page_size, category)
     written = write_reasons(page)
+    left_out = {*INTERNAL_FIELDS, *CURRENT_FIELDS, "cached_reason"}
     items = [
         {
-            **{k: v for k, v in item.items() if k not in (*INTERNAL_FIELDS, "cached_reason")},
+            **{k: v for k, v in item.items() if k not in left_out},
             "reason": item["cached_reason"] or written.get(item["podcast_id"]),
         }
         for item in page.items
     ]
     with db_utils.connection() as conn:
-        db_utils.commit_asynchronously(conn)
-        db_utils.lock_pages(conn, user_id)
+        db_utils.begin_page(conn, user_id)
         db_utils.store_prepared_page(conn, user, marks, page_size, category, page.variant.name, items)
     return len(written)
 
@@ -237,29 +241,36 @@ def take_prepared(conn, user_id: str, limit: int, category: str | None) -> Page 
 _wake = threading.Event()
 _writer: threading.Thread | None = None
 _writer_lock = threading.Lock()
+_next_look = math.inf  # when the writer looks at the queue next (time.monotonic); inf while it looks
 
 
 def wake() -> None:
-    """Tell this process's writer a page was queued (starting the writer on first use)."""
+    """Tell this process's writer a page was queued (starting the writer on first use). A page
+    queued now is due PREPARE_DELAY_SECONDS from now: the writer is woken only if it would not
+    look at the queue by then, so requests do not each cost the writer a look."""
     global _writer
-    if not get_settings().prepare_pages:
+    settings = get_settings()
+    if not settings.prepare_pages:
         return
     with _writer_lock:
         if _writer is None or not _writer.is_alive():
             _writer = threading.Thread(target=_write_ahead, name="page-writer", daemon=True)
             _writer.start()
-    _wake.set()
+    if time.monotonic() + settings.prepare_delay_seconds < _next_look:
+        _wake.set()
 
 
 def _write_ahead() -> None:
     """Claim due pages while LLM slots are free (several processes share the queue), prepare
-    them on the pool, sleep until the next is due or something wakes the writer."""
+    them on the pool, sleep until the next is due, a slot frees up or something wakes the writer."""
+    global _next_look
     settings = get_settings()
     slots = settings.ai_concurrency
     in_flight: set[Future] = set()
     with ThreadPoolExecutor(slots, thread_name_prefix="page-writer") as pool:
         while True:
             _wake.clear()
+            _next_look = math.inf
             in_flight = {f for f in in_flight if not f.done()}
             pause = IDLE_SECONDS
             try:
@@ -271,16 +282,17 @@ def _write_ahead() -> None:
                         later = db_utils.seconds_to_next_page(conn)
                     for entry in due:
                         try:
-                            future = pool.submit(_prepare_logged, entry)
+                            in_flight.add(pool.submit(_prepare_logged, entry))
                         except RuntimeError:  # the interpreter is exiting; the page goes unprepared
                             return
-                        future.add_done_callback(lambda _: _wake.set())
-                        in_flight.add(future)
-                    if later is not None and len(in_flight) < slots:
-                        pause = max(later, 0.05)  # rows another process holds are due "now"
+                    if later is not None:
+                        pause = max(later, MIN_PAUSE_SECONDS)  # rows another process holds are due "now"
+                if len(in_flight) >= slots:
+                    pause = MIN_PAUSE_SECONDS  # look again when a slot may have freed up
             except db_utils.UNAVAILABLE as exc:
                 log.warning("page writer: database unavailable (%s)", type(exc).__name__)
                 pause = RETRY_SECONDS
+            _next_look = time.monotonic() + pause
             _wake.wait(pause)
 
 

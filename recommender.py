@@ -307,8 +307,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
     LLM to write it."""
     _database_ready()
     with db_utils.connection() as conn:
-        db_utils.commit_asynchronously(conn)
-        db_utils.lock_pages(conn, query.user_id)
+        db_utils.begin_page(conn, query.user_id)
         page = pages.take_prepared(conn, query.user_id, query.limit, query.category)
         if page is None or (query.wait_seconds and page.unwritten()):
             user = db_utils.get_user(conn, query.user_id)
@@ -323,8 +322,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
         with deadline(query.wait_seconds):  # the LLM runs outside any transaction
             written = pages.write_reasons(page)
         with db_utils.connection() as conn:
-            db_utils.commit_asynchronously(conn)
-            db_utils.lock_pages(conn, query.user_id)
+            db_utils.begin_page(conn, query.user_id)
             db_utils.take_prepared_page(conn, query.user_id)  # prepared meanwhile: obsolete now
             served = serve(conn, page, written, query)
     pages.wake()

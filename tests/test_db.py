@@ -210,7 +210,7 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
 
     def store(user: dict, marks: tuple[int, str]) -> bool:
         with psycopg2.connect(dsn) as conn:
-            db_utils.lock_pages(conn, user["id"])
+            db_utils.begin_page(conn, user["id"])
             items = [{"podcast_id": podcast_id, "strategy": "similar", "reason": None}]
             return db_utils.store_prepared_page(conn, user, marks, 1, None, "loop", items)
 
