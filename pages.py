@@ -232,7 +232,9 @@ def take_prepared(conn, user_id: str, limit: int, category: str | None) -> Page 
     )
     if not holds:
         return None
-    items = [item | {"cached_reason": item.pop("reason")} for item in prepared["items"]]
+    items = prepared["items"]
+    for item in items:
+        item["cached_reason"] = item.pop("reason")
     return Page(variant, items, prepared=True)
 
 
