@@ -219,13 +219,19 @@ def seed_sample_catalog(api: Api) -> dict[str, int]:
     return ids
 
 
+@contextmanager
+def sample_service(dsn: str, log_path: Path) -> Iterator[Api]:
+    """The service as `make run` starts it: offline `local` provider, sample catalog loaded."""
+    env = {"AI_PROVIDER": "local", "COLLAB_REFRESH_SECONDS": "0"}
+    with run_api(dsn, env, log_path) as api:
+        api.sample_ids = seed_sample_catalog(api)
+        yield api
+
+
 @pytest.fixture(scope="session")
 def local_api(create_database, tmp_path_factory) -> Iterator[Api]:
-    """The service as `make run` starts it: offline `local` provider, sample catalog loaded."""
-    dsn = create_database("local_api")
-    env = {"AI_PROVIDER": "local", "COLLAB_REFRESH_SECONDS": "0"}
-    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "local.log") as api:
-        api.sample_ids = seed_sample_catalog(api)
+    """The sample service shared by the tests of every module."""
+    with sample_service(create_database("local_api"), tmp_path_factory.mktemp("logs") / "local.log") as api:
         yield api
 
 

@@ -17,7 +17,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection, positive_data_acceptance
 
 import function_app
-from tests.conftest import Api, run_api, seed_sample_catalog
+from tests.conftest import Api, sample_service
 
 EXAMPLES = 60  # per operation and mode: 13 operations with input x 2 modes x 60 = 1,560 requests
 # Not checked: auth (the local server runs without keys) and whether every request the schema
@@ -30,10 +30,8 @@ SKIPPED_FOR_ARRAYS = [*SKIPPED, negative_data_rejection]
 @pytest.fixture(scope="module")
 def contract_api(create_database, tmp_path_factory) -> Iterator[Api]:
     """A server of its own: the generated requests add, change and delete episodes and users."""
-    dsn = create_database("contract_api")
-    env = {"AI_PROVIDER": "local", "COLLAB_REFRESH_SECONDS": "0"}
-    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "contract.log") as api:
-        seed_sample_catalog(api)
+    logs = tmp_path_factory.mktemp("logs")
+    with sample_service(create_database("contract_api"), logs / "contract.log") as api:
         yield api
 
 

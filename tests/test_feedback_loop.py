@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Api, run_api, seed_sample_catalog, user_in, wait_for
+from tests.conftest import ROOT, Api, sample_service, user_in, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 
@@ -128,10 +128,8 @@ def test_fifty_concurrent_events_for_one_user_lose_nothing(local_api: Api):
 def learning_api(create_database, tmp_path_factory) -> Iterator[Api]:
     """The sample catalogue with no other test's listeners: what a listener's pages learn comes
     from their own feedback, not from what other tests' listeners happened to like together."""
-    dsn = create_database("learning")
-    env = {"AI_PROVIDER": "local", "COLLAB_REFRESH_SECONDS": "0"}
-    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "learning.log") as api:
-        api.sample_ids = seed_sample_catalog(api)
+    logs = tmp_path_factory.mktemp("logs")
+    with sample_service(create_database("learning"), logs / "learning.log") as api:
         yield api
 
 

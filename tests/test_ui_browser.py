@@ -23,7 +23,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import ROOT, SAMPLE_DIR, Api, run_api, seed_sample_catalog, user_in
+from tests.conftest import ROOT, SAMPLE_DIR, Api, sample_service, user_in
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -39,10 +39,7 @@ WAIT_SECONDS = 20
 @pytest.fixture(scope="module")
 def console_api(create_database, tmp_path_factory) -> Iterator[Api]:
     """A runner of its own with the sample catalog and a week of listeners in both variants."""
-    dsn = create_database("ui_browser")
-    env = {"AI_PROVIDER": "local", "COLLAB_REFRESH_SECONDS": "0"}
-    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "ui.log") as api:
-        seed_sample_catalog(api)
+    with sample_service(create_database("ui_browser"), tmp_path_factory.mktemp("logs") / "ui.log") as api:
         listen_for_a_week(api)
         yield api
 
