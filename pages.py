@@ -3,11 +3,12 @@
 No request waits on the LLM in the steady state, and most do not rank either. Each served page
 (after the listener's first), each event of a listener served lately and each history update
 queues the listener; once due, this process's writer thread computes the page their next
-request will get (the same function a request runs), has the LLM write the reasons it lacks,
-one call per page, and stores the page with them. The next request serves that page as stored
-while the listener is unchanged and its episodes are still ready; otherwise it computes the
-page, serving the reasons written for it earlier (in `reasons`, valid while the evidence they
-were written from holds) and the evidence sentence for the rest, while the writer catches up.
+request will get (the same function a request runs), one page at a time, has the LLM write the
+reasons it lacks, one call per page, and stores the page with them. The next request serves
+that page as stored while the listener is unchanged and its episodes are still ready; otherwise
+it computes the page, serving the reasons written for it earlier (in `reasons`, valid while the
+evidence they were written from holds) and the evidence sentence for the rest, while the writer
+catches up.
 """
 
 from __future__ import annotations
@@ -189,16 +190,39 @@ def write_reasons(page: Page) -> dict[int, str]:
     return written
 
 
-def prepare(user_id: str, page_size: int, category: str | None) -> int:
-    """Compute the listener's next page, write the reasons it lacks and store it for their next
-    request; returns how many reasons were written."""
+def prepare(user_id: str, page_size: int, category: str | None) -> tuple[Page, int] | None:
+    """Compute the listener's next page and store it for their next request when it has every
+    reason it needs. Otherwise return it with the newest suggestion it was computed after, for
+    `finish` to have the LLM write what it lacks.
+
+    The page is computed under the listener's page lock (none of their pages is served
+    meanwhile), so a complete page is stored in the same transaction."""
     with db_utils.connection() as conn:
+        db_utils.begin_page(conn, user_id)
         user = db_utils.get_user(conn, user_id)
         if user is None:
-            return 0
-        marks = db_utils.page_marks(conn, user_id)
+            return None
         page = compute(conn, user, page_size, category)
+        if not page.unwritten():
+            _store(conn, page, page_size, category, {})
+            return None
+        return page, db_utils.newest_suggestion(conn, user_id)
+
+
+def finish(page: Page, seen: int, page_size: int, category: str | None) -> int:
+    """Have the LLM write the reasons `prepare` left, then store the page, unless a suggestion
+    newer than `seen` was served meanwhile (the page would repeat it). Returns how many it wrote."""
     written = write_reasons(page)
+    assert page.user is not None  # a computed page
+    with db_utils.connection() as conn:
+        db_utils.begin_page(conn, page.user["id"])
+        _store(conn, page, page_size, category, written, seen)
+    return len(written)
+
+
+def _store(
+    conn, page: Page, page_size: int, category: str | None, written: dict[int, str], seen: int | None = None
+) -> None:
     left_out = {*INTERNAL_FIELDS, *CURRENT_FIELDS, "cached_reason"}
     items = [
         {
@@ -207,10 +231,8 @@ def prepare(user_id: str, page_size: int, category: str | None) -> int:
         }
         for item in page.items
     ]
-    with db_utils.connection() as conn:
-        db_utils.begin_page(conn, user_id)
-        db_utils.store_prepared_page(conn, user, marks, page_size, category, page.variant.name, items)
-    return len(written)
+    assert page.user is not None  # a computed page
+    db_utils.store_prepared_page(conn, page.user, page_size, category, page.variant.name, items, seen)
 
 
 def take_prepared(conn, user_id: str, limit: int, category: str | None) -> Page | None:
@@ -263,8 +285,14 @@ def wake() -> None:
 
 
 def _write_ahead() -> None:
-    """Claim due pages while LLM slots are free (several processes share the queue), prepare
-    them on the pool, sleep until the next is due, a slot frees up or something wakes the writer."""
+    """Claim due pages while LLM slots are free (several processes share the queue) and compute
+    them one at a time; pages that need the LLM are finished on the pool. Then sleep until the
+    next is due, a slot frees up or something wakes the writer.
+
+    One page at a time: the writer's work is speculative (the listener may not come back), so it
+    must not crowd out requests. When they keep every core busy, the writer falls behind and
+    those listeners' pages are computed on their request, which costs less than computing them
+    ahead and storing them (bench/findings.md)."""
     global _next_look
     settings = get_settings()
     slots = settings.ai_concurrency
@@ -283,11 +311,15 @@ def _write_ahead() -> None:
                         )
                         later = db_utils.seconds_to_next_page(conn)
                     for entry in due:
-                        try:
-                            in_flight.add(pool.submit(_prepare_logged, entry))
-                        except RuntimeError:  # the interpreter is exiting; the page goes unprepared
-                            return
-                    if later is not None:
+                        left = _prepare_logged(entry)
+                        if left is not None:
+                            try:
+                                in_flight.add(pool.submit(_finish_logged, entry, *left))
+                            except RuntimeError:  # the interpreter is exiting; the page goes unprepared
+                                return
+                    if due:
+                        pause = 0.0  # more may have come due while these were computed
+                    elif later is not None:
                         pause = max(later, MIN_PAUSE_SECONDS)  # rows another process holds are due "now"
                 if len(in_flight) >= slots:
                     pause = MIN_PAUSE_SECONDS  # look again when a slot may have freed up
@@ -298,8 +330,18 @@ def _write_ahead() -> None:
             _wake.wait(pause)
 
 
-def _prepare_logged(entry: dict[str, Any]) -> None:
+def _prepare_logged(entry: dict[str, Any]) -> tuple[Page, int] | None:
     try:
-        prepare(entry["user_id"], entry["page_size"], entry["category"])
+        return prepare(entry["user_id"], entry["page_size"], entry["category"])
+    except db_utils.UNAVAILABLE:
+        raise  # the writer waits and retries
+    except Exception:  # the writer has no caller to tell: log it, the next request falls back
+        log.exception("preparing the next page of user %s failed", entry["user_id"])
+        return None
+
+
+def _finish_logged(entry: dict[str, Any], page: Page, seen: int) -> None:
+    try:
+        finish(page, seen, entry["page_size"], entry["category"])
     except Exception:  # a thread has no caller to tell: log it, the next request falls back
         log.exception("preparing the next page of user %s failed", entry["user_id"])

@@ -206,13 +206,13 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
 
     def computed(user_id: str) -> tuple[dict, int]:  # what the writer reads, in its own transaction
         with psycopg2.connect(dsn) as conn:
-            return db_utils.get_user(conn, user_id), db_utils.page_marks(conn, user_id)
+            return db_utils.get_user(conn, user_id), db_utils.newest_suggestion(conn, user_id)
 
-    def store(user: dict, marks: tuple[int, str]) -> bool:
+    def store(user: dict, seen: int) -> bool:
         with psycopg2.connect(dsn) as conn:
             db_utils.begin_page(conn, user["id"])
             items = [{"podcast_id": podcast_id, "strategy": "similar", "reason": None}]
-            return db_utils.store_prepared_page(conn, user, marks, 1, None, "loop", items)
+            return db_utils.store_prepared_page(conn, user, 1, None, "loop", items, seen)
 
     reader, changed, served = computed("reader"), computed("changed"), computed("served")
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
