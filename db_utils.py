@@ -900,8 +900,11 @@ def queue_pages_of_active(conn, user_ids: Sequence[str], active_hours: float, de
 
 
 def claim_due_pages(conn, limit: int, max_age_seconds: float) -> list[dict[str, Any]]:
-    """Take up to `limit` due pages off the queue (SKIP LOCKED: several processes share it).
-    Pages due for longer than `max_age_seconds` are dropped: their listener has moved on."""
+    """Take up to `limit` due pages off the queue (SKIP LOCKED: several processes share it),
+    the most recently due first: when the writer falls behind, the listeners active last are the
+    likeliest to come back soon, and a backlog left by a busy spell does not hold up listeners
+    active now. Pages due for longer than `max_age_seconds` are dropped: their listener has moved
+    on (one who comes back is queued again)."""
     with dict_cursor(conn) as cur:
         cur.execute(
             "DELETE FROM pages_due WHERE due_at < now() - make_interval(secs => %s)", (max_age_seconds,)
@@ -910,7 +913,7 @@ def claim_due_pages(conn, limit: int, max_age_seconds: float) -> list[dict[str, 
             """
             DELETE FROM pages_due WHERE user_id IN (
                 SELECT user_id FROM pages_due WHERE due_at <= now()
-                ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED
+                ORDER BY due_at DESC LIMIT %s FOR UPDATE SKIP LOCKED
             ) RETURNING user_id, page_size, category
             """,
             (limit,),

@@ -179,10 +179,14 @@ def bench_catalog(
             "table_mb": info["table_mb"],
             "index_mb": info["index_mb"],
         }
-    # The same warm requests without the page writer, none left prepared: every page computed on
-    # the request, as the floor computes its page.
-    alone = {**ours, "system": report.WRITER_OFF}
+    # The warm phases leave pages queued (a writer behind a saturated service) and prepared. The
+    # phases that follow start without them: the same warm requests without the page writer,
+    # every page computed on the request as the floor computes its page, and the written-ahead
+    # listeners, whose writer would otherwise spend its LLM calls on the warm listeners' backlog.
+    queued = scalar(dsn, "WITH taken AS (DELETE FROM pages_due RETURNING 1) SELECT count(*) FROM taken")
     scalar(dsn, "WITH taken AS (DELETE FROM prepared_pages RETURNING 1) SELECT count(*) FROM taken")
+    log(f"  warm phases done: {queued} pages were still queued")
+    alone = {**ours, "system": report.WRITER_OFF}
     with services.ours(
         dsn, ai.base_url, spec.dims, f"{name}-alone", RESUGGEST_WINDOW_HOURS="0", PREPARE_PAGES="false"
     ) as url:
