@@ -236,3 +236,18 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
         cur.execute("UPDATE collaborative_model SET refreshed_at = now()")  # the model was rebuilt
     with psycopg2.connect(dsn) as conn:
         assert not db_utils.take_prepared_page(conn, "reader")["current"]
+
+
+def test_the_writer_takes_the_most_recently_due_pages_first_and_drops_stale_ones(dsn: str):
+    """Behind a busy spell, the listeners active last are served first; a page due for longer
+    than the maximum age is dropped, not prepared."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO users (id) VALUES ('due-early'), ('due-late'), ('due-stale'), ('not-due')")
+        for user_id, seconds in (("due-early", -20), ("due-late", -5), ("due-stale", -700), ("not-due", 60)):
+            db_utils.queue_page(conn, user_id, 5, None, seconds)
+    with psycopg2.connect(dsn) as conn:
+        assert [p["user_id"] for p in db_utils.claim_due_pages(conn, 1, 600)] == ["due-late"]
+        assert [p["user_id"] for p in db_utils.claim_due_pages(conn, 5, 600)] == ["due-early"]
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT user_id FROM pages_due WHERE user_id LIKE 'due-%%' OR user_id = 'not-due'")
+        assert cur.fetchall() == [("not-due",)]
