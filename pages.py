@@ -334,7 +334,7 @@ def _prepare_logged(entry: dict[str, Any]) -> tuple[Page, int] | None:
     try:
         return prepare(entry["user_id"], entry["page_size"], entry["category"])
     except db_utils.UNAVAILABLE:
-        raise  # the writer waits and retries
+        raise  # the writer waits and retries (the pages claimed with this one go unprepared)
     except Exception:  # the writer has no caller to tell: log it, the next request falls back
         log.exception("preparing the next page of user %s failed", entry["user_id"])
         return None

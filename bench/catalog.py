@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import db_utils
-from bench.db import connect, ensure_database
+from bench.db import connect, ensure_database, read_into_os_cache
 
 EMBEDDING_MODEL = "fake-embedding"  # what the runner is started with, so migrations agree
 INDEX_NAME = "podcasts_embedding_hnsw"
@@ -232,7 +232,8 @@ def build(server: Any, spec: Spec, log=print) -> dict[str, Any]:
     dsn = ensure_database(server, spec.database)
     done = cached(dsn, spec)
     if done:
-        log(f"{spec.database}: cached ({spec.size} episodes, {spec.dims} dims)")
+        read = read_into_os_cache(dsn)
+        log(f"{spec.database}: cached ({spec.size} episodes, {spec.dims} dims; {read / 2**20:,.0f} MiB read)")
         return {**done, "dsn": dsn}
     log(f"{spec.database}: building {spec.size} episodes of {spec.dims} dims in a new database")
     dsn = recreate_database(server, spec.database)
