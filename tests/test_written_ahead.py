@@ -85,6 +85,20 @@ def test_a_page_written_ahead_is_served_without_an_llm_call(api: Api, ai: FakeOp
     assert api.query("SELECT count(*) FROM ai_calls WHERE purpose = 'reasons'")[0][0] >= 1
 
 
+def test_a_page_whose_reasons_are_all_written_is_prepared_without_an_llm_call(api: Api, ai: FakeOpenAIServer):
+    user_id = new_listener(api)
+    prepared_ids = stored_page(api, user_id)
+    api.query("DELETE FROM prepared_pages WHERE user_id = %s", (user_id,))
+    api.query("INSERT INTO pages_due (user_id, due_at, page_size) VALUES (%s, now(), 5)", (user_id,))
+    ai.reset()
+    other = new_listener(api, "sourdough bread and bakers")  # wakes the writer; their page costs one call
+    stored_page(api, other)
+    assert stored_page(api, user_id) == prepared_ids  # the same page again: its reasons are all written
+    assert ai.chat_requests == 1
+    served = answer(api, user_id)
+    assert served["prepared"] and {i["reason_source"] for i in served["recommendations"]} == {"cached"}
+
+
 def test_the_next_page_is_prepared_after_each_page(api: Api, ai: FakeOpenAIServer):
     user_id = new_listener(api)
     stored_page(api, user_id)
