@@ -18,35 +18,37 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 import db_utils
-import feedback
-import recommender
 from config import PROJECT_DIR, get_settings
-from schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHistoryRequest, describe
+from recommender import store
+from recommender.schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHistoryRequest, describe
+from recommender.service import catalogue, feedback, listeners
+from recommender.service.database import ensure_database
+from recommender.service.errors import ApiError
 
 SAMPLE_DIR = PROJECT_DIR / "sample_data"
 MAX_ERRORS_SHOWN = 5  # failed events listed by `import-events`
 
 
 def migrate(_: argparse.Namespace) -> int:
-    applied = recommender.ensure_database()
+    applied = ensure_database()
     print(f"migrations applied: {', '.join(applied)}")
     return 0
 
 
 def seed(args: argparse.Namespace) -> int:
     """Load the sample catalog and users through the same code path as the API."""
-    recommender.ensure_database()
+    ensure_database()
     with db_utils.connection() as conn, conn.cursor() as cur:
-        counts = db_utils.podcast_counts(cur, get_settings().enrich_max_attempts)
+        counts = store.podcasts.podcast_counts(cur, get_settings().enrich_max_attempts)
     if args.if_empty and counts["ready"] + counts["pending"]:
         print(f"catalog already has {counts['ready'] + counts['pending']} podcasts; not seeding")
         return 0
     ids_by_external_id = {}
     for item in json.loads((SAMPLE_DIR / "podcasts.json").read_text()):
-        podcast, _ = recommender.add_podcast(AddPodcastRequest.model_validate_json(json.dumps(item)))
+        podcast, _ = catalogue.add_podcast(AddPodcastRequest.model_validate_json(json.dumps(item)))
         ids_by_external_id[podcast["external_id"]] = podcast["id"]
     for user in json.loads((SAMPLE_DIR / "users.json").read_text()):
-        recommender.update_user_history(
+        listeners.update_user_history(
             UpdateUserHistoryRequest(
                 user_id=user["user_id"],
                 name=user["name"],
@@ -101,10 +103,10 @@ def import_podcasts(args: argparse.Namespace) -> int:
     """Bulk-load episodes from CSV or JSONL through the same path as `POST /api/add_podcasts`."""
     from tqdm import tqdm
 
-    recommender.ensure_database()
+    ensure_database()
     counts = {"ready": 0, "pending": 0, "invalid": 0}
     records = list(read_records(Path(args.file), AddPodcastRequest))
-    index = db_utils.vector_index_built_after() if args.index_after else contextlib.nullcontext()
+    index = store.podcasts.vector_index_built_after() if args.index_after else contextlib.nullcontext()
     with index, tqdm(total=len(records), unit="episode", disable=args.quiet) as progress:
         for start in range(0, len(records), args.batch_size):
             batch = []
@@ -114,7 +116,7 @@ def import_podcasts(args: argparse.Namespace) -> int:
                 except ValidationError as exc:
                     counts["invalid"] += 1
                     progress.write(f"line {number}: {describe(exc)} (skipped)")
-            for podcast, _ in recommender.add_podcasts(batch) if batch else []:
+            for podcast, _ in catalogue.add_podcasts(batch) if batch else []:
                 counts[podcast["status"]] += 1
             progress.update(len(records[start : start + args.batch_size]))
     print(f"imported {counts['ready']} ready, {counts['pending']} pending, {counts['invalid']} invalid")
@@ -127,7 +129,7 @@ def import_events(args: argparse.Namespace) -> int:
     again, so a file can be imported again safely."""
     from tqdm import tqdm
 
-    recommender.ensure_database()
+    ensure_database()
     created = repeated = 0
     errors: list[tuple[int, str]] = []  # (line, message)
     records = list(read_records(Path(args.file), FeedbackRequest))
@@ -142,7 +144,7 @@ def import_events(args: argparse.Namespace) -> int:
                     errors.append((line, f"invalid_request: {describe(exc)}"))
             outcomes = feedback.record_feedback_bulk([request for _, request in valid])
             for (line, _), outcome in zip(valid, outcomes, strict=True):
-                if isinstance(outcome, recommender.ApiError):
+                if isinstance(outcome, ApiError):
                     errors.append((line, f"{outcome.code}: {outcome.message}"))
                 elif outcome[1]:
                     created += 1
@@ -159,12 +161,12 @@ def import_events(args: argparse.Namespace) -> int:
 
 def export_suggestions(args: argparse.Namespace) -> int:
     """Suggestions with their outcomes, one JSON object a line: an evaluation data set."""
-    recommender.ensure_database()
+    ensure_database()
     since = datetime.fromisoformat(args.since) if args.since else datetime.min
     output = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     count = 0
     with db_utils.connection() as conn:
-        for row in db_utils.suggestions_with_outcomes(conn, since):
+        for row in store.analytics.suggestions_with_outcomes(conn, since):
             output.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
             count += 1
     if args.output:
@@ -175,9 +177,9 @@ def export_suggestions(args: argparse.Namespace) -> int:
 
 def retry_failed(_: argparse.Namespace) -> int:
     """Episodes the worker gave up on get their fast retries again, due now."""
-    recommender.ensure_database()
+    ensure_database()
     with db_utils.connection() as conn:
-        requeued = db_utils.requeue_failed_podcasts(conn, get_settings().enrich_max_attempts)
+        requeued = store.podcasts.requeue_failed_podcasts(conn, get_settings().enrich_max_attempts)
     print(f"requeued {requeued} podcasts for enrichment")
     return 0
 

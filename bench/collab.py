@@ -343,7 +343,8 @@ def child() -> None:
     """Run one forced refresh with timers around its steps; print the figures as JSON."""
     import scipy.sparse as sp
 
-    import collaborative
+    from recommender.model import collaborative as model
+    from recommender.worker import collaborative as worker
 
     baseline = maxrss_mb()
     steps: list[dict[str, Any]] = []
@@ -358,12 +359,7 @@ def child() -> None:
             flush=True,
         )
 
-    read, build, top, save = (
-        collaborative.read_interactions,
-        collaborative.build,
-        collaborative.top_neighbors,
-        collaborative.save,
-    )
+    read, build, top, save = worker.read_interactions, worker.build, model.top_neighbors, worker.save
 
     def timed_read(cur: Any, max_items: int) -> np.ndarray:
         seconds: dict[str, float] = {}
@@ -427,10 +423,10 @@ def child() -> None:
         total = time.perf_counter() - started
         step("save", started, wall, **seconds, format_s=total - sum(seconds.values()))
 
-    collaborative.read_interactions, collaborative.build = timed_read, timed_build
-    collaborative.top_neighbors, collaborative.save = timed_top, timed_save
+    worker.read_interactions, worker.build = timed_read, timed_build
+    model.top_neighbors, worker.save = timed_top, timed_save
     started = time.perf_counter()
-    ran = collaborative.refresh_if_due(force=True)
+    ran = worker.refresh_if_due(force=True)
     wall = time.perf_counter() - started
     print(
         json.dumps(
@@ -477,7 +473,7 @@ class Prober:
     on one plain connection; latencies are kept with their wall-clock time."""
 
     def __init__(self, dsn: str, seed: int) -> None:
-        import collaborative
+        from recommender.store import collaborative
 
         self.collaborative = collaborative
         self.conn = psycopg2.connect(dsn)

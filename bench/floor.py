@@ -1,6 +1,6 @@
 """The floor of a recommendation: what one costs with everything but the database taken away.
 
-Each client thread runs, per request, the service's own candidate query (`db_utils.CANDIDATE_SQL`
+Each client thread runs, per request, the service's own candidate query (`store.candidates.CANDIDATE_SQL`
 on the HNSW index, the same ef_search and candidate count) for a listener's profile vector, then
 inserts `limit` suggestions, in one transaction committed as the service commits its log. No
 HTTP, no Python ranking, no other query: a recommend figure divided by this one is the share of
@@ -19,7 +19,8 @@ import psycopg2.extras
 
 import db_utils
 from config import DEFAULT_HNSW_EF_SEARCH
-from pages import CANDIDATES_PER_SLOT, MIN_CANDIDATES
+from recommender import store
+from recommender.service.pages import CANDIDATES_PER_SLOT, MIN_CANDIDATES
 
 SOURCE = """
     SELECT p.id AS podcast_id FROM podcasts p
@@ -31,7 +32,7 @@ SOURCE = """
 def _client(dsn: str, users: list[tuple[str, Any]], limit: int, until: float, latencies: list[float]) -> None:
     conn = psycopg2.connect(dsn)
     db_utils.register_vector_types(conn)
-    sql = db_utils.CANDIDATE_SQL.replace("{source}", SOURCE)
+    sql = store.candidates.CANDIDATE_SQL.replace("{source}", SOURCE)
     wanted = max(limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES)
     n = 0
     try:
@@ -41,7 +42,8 @@ def _client(dsn: str, users: list[tuple[str, Any]], limit: int, until: float, la
             started = time.perf_counter()
             with conn, conn.cursor() as cur:
                 cur.execute(  # the log's commit and the probe's plan as the app's
-                    f"SELECT set_config('synchronous_commit', 'off', true), {db_utils.PROBE_SETTINGS}",
+                    "SELECT set_config('synchronous_commit', 'off', true), "
+                    + store.candidates.PROBE_SETTINGS,
                     (str(DEFAULT_HNSW_EF_SEARCH),),
                 )
                 params = {"q": vector, "k": wanted, "excluded": [], "user_id": user_id, "valid_from": None}

@@ -1,6 +1,6 @@
 """Recall of the indexed query against exact search, for a sweep of hnsw.ef_search.
 
-The indexed query has the shape of the app's candidate query (`db_utils.candidate_podcasts`,
+The indexed query has the shape of the app's candidate query (`store.candidates.candidate_podcasts`,
 formerly `nearest_podcasts`): status and category filters, the per-user exclusions as
 `id <> ALL(...)`, `ORDER BY embedding <=> q LIMIT 40` (the app asks for 4 candidates per item
 of a 10-item page) under `hnsw.ef_search`. The exact answer is the same query with index scans
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-import db_utils
 from bench.catalog import vector_text
 from bench.db import connect
+from recommender import store
 
 K = 10
 CANDIDATES = 40
@@ -57,7 +57,7 @@ def indexed_recall(conn, queries: list[str], exact: list[list[int]], ef_search: 
     timings = []
     with conn.cursor() as cur:
         for q, truth in zip(queries, exact, strict=True):
-            cur.execute(f"SELECT {db_utils.PROBE_SETTINGS}", (str(ef_search),))  # as the app plans it
+            cur.execute(f"SELECT {store.candidates.PROBE_SETTINGS}", (str(ef_search),))  # as the app plans it
             started = time.perf_counter()
             cur.execute(QUERY, {**PARAMS, "q": q})
             found = [row[0] for row in cur.fetchall()]

@@ -687,7 +687,7 @@ on which code (`git describe --always --dirty`).
   to the same fake server, a new connection and a separate INSERT + commit per item. Same data,
   same run. It has no cache, so its rows are "cold".
 - **Floor** (section 4, `bench/floor.py`): N threads each running, per request, the service's own
-  candidate query (`db_utils.CANDIDATE_SQL` on the HNSW index, 40 candidates, the app's ef_search
+  candidate query (`store.candidates.CANDIDATE_SQL` on the HNSW index, 40 candidates, the app's ef_search
   and plan settings, the vectors in binary) for a warm listener's stored profile vector, then
   inserting 10 suggestions, in one transaction with `synchronous_commit = off`, as the service
   commits its log. No HTTP, no Python ranking, no other query, no page prepared ahead: the

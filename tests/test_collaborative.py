@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-import reasons
-from openai_client import content_words
+from recommender.ai.text import content_words
+from recommender.model import reasons
 from tests.conftest import Api, run_api, user_in, wait_for_model
 
 

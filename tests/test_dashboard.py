@@ -11,9 +11,9 @@ import numpy as np
 import psycopg2
 import pytest
 
-import dashboard
 import db_utils
-from openai_client import LocalProvider
+from recommender.ai.local_provider import LocalProvider
+from recommender.service import dashboard
 from tests.conftest import Api
 from tests.fake_openai_server import FakeOpenAIServer
 

@@ -9,6 +9,7 @@ import psycopg2
 import pytest
 
 import db_utils
+from recommender import store
 
 DIMS = 384
 
@@ -74,8 +75,8 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
     """2000 'near' episodes surround the query; the 30 wanted ones are far away. The HNSW scan
     alone sees only ef_search candidates, none of them 'far': pgvector 0.8 keeps scanning the
     index (iterative scan), older versions need the exact scan, forced here on this server."""
-    assert db_utils._iterative_scan, "the embedded server has pgvector >= 0.8"
-    monkeypatch.setattr(db_utils, "_iterative_scan", iterative)
+    assert db_utils.iterative_scan, "the embedded server has pgvector >= 0.8"
+    monkeypatch.setattr(db_utils, "iterative_scan", iterative)
     with conn.cursor() as cur:
         # As on a large catalog, where the HNSW index is the plan (rolled back after the test).
         cur.execute("SET LOCAL enable_seqscan = off; DROP INDEX podcasts_category")
@@ -88,7 +89,7 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
     with conn.cursor() as cur:
         cur.execute("INSERT INTO users (id) VALUES ('filter-user')")
     scans_before = seq_scans_of_podcasts(conn)
-    items = db_utils.candidate_podcasts(
+    items = store.candidates.candidate_podcasts(
         conn,
         query,
         10,
@@ -122,7 +123,7 @@ def test_the_probe_goes_through_the_index_whatever_the_planner_prefers(conn, ef_
     with conn.cursor() as cur:
         cur.execute("INSERT INTO users (id) VALUES ('probe-user')")
     scans_before = seq_scans_of_podcasts(conn)
-    items = db_utils.candidate_podcasts(
+    items = store.candidates.candidate_podcasts(
         conn,
         unit(rng.normal(size=DIMS)),
         10,
@@ -178,7 +179,7 @@ def test_halfvec_storage_stores_indexes_and_ranks(halfvec_dsn: str):
         assert "halfvec_cosine_ops" in cur.fetchone()[0]
         ids = insert_podcasts(conn, vectors, "halved")
         cur.execute("INSERT INTO users (id) VALUES ('halfvec-user')")
-        items = db_utils.candidate_podcasts(
+        items = store.candidates.candidate_podcasts(
             conn, query, 4, user_id="halfvec-user", excluded=[], reasons_valid_from=datetime.now(UTC),
             category="halved",
         )  # fmt: skip
@@ -187,7 +188,7 @@ def test_halfvec_storage_stores_indexes_and_ranks(halfvec_dsn: str):
             assert item["embedding"].dtype == np.float32
             assert item["embedding"] == pytest.approx(vector, abs=2e-3)  # half precision
             assert item["similarity"] == pytest.approx(float(vector @ query), abs=2e-3)
-        assert db_utils.podcast_vectors(conn, ids[:1])[ids[0]] == pytest.approx(vectors[0], abs=2e-3)
+        assert store.podcasts.podcast_vectors(conn, ids[:1])[ids[0]] == pytest.approx(vectors[0], abs=2e-3)
         conn.rollback()
 
 
@@ -206,13 +207,13 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
 
     def computed(user_id: str) -> tuple[dict, int]:  # what the writer reads, in its own transaction
         with psycopg2.connect(dsn) as conn:
-            return db_utils.get_user(conn, user_id), db_utils.newest_suggestion(conn, user_id)
+            return store.users.get_user(conn, user_id), store.pages.newest_suggestion(conn, user_id)
 
-    def store(user: dict, seen: int) -> bool:
+    def prepare(user: dict, seen: int) -> bool:
         with psycopg2.connect(dsn) as conn:
-            db_utils.begin_page(conn, user["id"])
+            store.pages.begin_page(conn, user["id"])
             items = [{"podcast_id": podcast_id, "strategy": "similar", "reason": None}]
-            return db_utils.store_prepared_page(conn, user, 1, None, "loop", items, seen)
+            return store.pages.store_prepared_page(conn, user, 1, None, "loop", items, seen)
 
     reader, changed, served = computed("reader"), computed("changed"), computed("served")
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
@@ -222,20 +223,20 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
             " VALUES ('served', %s, 0.5, 1, 'r', 'loop')",
             (podcast_id,),
         )
-    assert store(*reader)
-    assert not store(*changed)
-    assert not store(*served)
+    assert prepare(*reader)
+    assert not prepare(*changed)
+    assert not prepare(*served)
     with psycopg2.connect(dsn) as conn:
-        taken = db_utils.take_prepared_page(conn, "reader")
+        taken = store.pages.take_prepared_page(conn, "reader")
         assert taken["current"] and taken["size"] == 1
         assert [item["podcast_id"] for item in taken["items"]] == [podcast_id]
         assert taken["items"][0]["category"] == "prepared"  # the episode as it is now
-        assert db_utils.take_prepared_page(conn, "reader") is None  # taken once
-    assert store(*computed("reader"))
+        assert store.pages.take_prepared_page(conn, "reader") is None  # taken once
+    assert prepare(*computed("reader"))
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("UPDATE collaborative_model SET refreshed_at = now()")  # the model was rebuilt
     with psycopg2.connect(dsn) as conn:
-        assert not db_utils.take_prepared_page(conn, "reader")["current"]
+        assert not store.pages.take_prepared_page(conn, "reader")["current"]
 
 
 def test_the_writer_takes_the_most_recently_due_pages_first_and_drops_stale_ones(dsn: str):
@@ -244,10 +245,10 @@ def test_the_writer_takes_the_most_recently_due_pages_first_and_drops_stale_ones
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO users (id) VALUES ('due-early'), ('due-late'), ('due-stale'), ('not-due')")
         for user_id, seconds in (("due-early", -20), ("due-late", -5), ("due-stale", -700), ("not-due", 60)):
-            db_utils.queue_page(conn, user_id, 5, None, seconds)
+            store.pages.queue_page(conn, user_id, 5, None, seconds)
     with psycopg2.connect(dsn) as conn:
-        assert [p["user_id"] for p in db_utils.claim_due_pages(conn, 1, 600)] == ["due-late"]
-        assert [p["user_id"] for p in db_utils.claim_due_pages(conn, 5, 600)] == ["due-early"]
+        assert [p["user_id"] for p in store.pages.claim_due_pages(conn, 1, 600)] == ["due-late"]
+        assert [p["user_id"] for p in store.pages.claim_due_pages(conn, 5, 600)] == ["due-early"]
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("SELECT user_id FROM pages_due WHERE user_id LIKE 'due-%%' OR user_id = 'not-due'")
         assert cur.fetchall() == [("not-due",)]

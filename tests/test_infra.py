@@ -42,7 +42,8 @@ def app_settings() -> set[str]:
 def settings_the_app_reads() -> set[str]:
     config = (ROOT / "config.py").read_text()
     read = set(re.findall(r"_\w+\(\s*\"([A-Z_]+)\"", config))
-    read |= set(re.findall(r"%([A-Z_]+)%", (ROOT / "function_app.py").read_text()))  # trigger bindings
+    timers = (ROOT / "recommender" / "api" / "timers.py").read_text()
+    read |= set(re.findall(r"%([A-Z_]+)%", timers))  # trigger bindings
     return read
 
 

@@ -1,4 +1,4 @@
-"""The offline embedding model (local_model.py) gives the vectors sentence-transformers gave.
+"""The offline embedding model (recommender/ai/minilm.py) gives the vectors sentence-transformers gave.
 
 tests/data/minilm_reference.npy: the vectors of `texts()` (float16) from the `local` provider as
 it was before onnxruntime: sentence-transformers 6.2.0 on torch 2.13.0 (CPU), all-MiniLM-L6-v2
@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-import local_model
 from config import PROJECT_DIR
-from openai_client import LocalProvider
+from recommender.ai import minilm
+from recommender.ai.local_provider import LocalProvider
 
 REFERENCE = PROJECT_DIR / "tests" / "data" / "minilm_reference.npy"
 
@@ -31,14 +31,14 @@ def texts() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model() -> local_model.MiniLM:
-    return local_model.MiniLM()
+def model() -> minilm.MiniLM:
+    return minilm.MiniLM()
 
 
 def test_vectors_match_sentence_transformers(model):
     reference = np.load(REFERENCE).astype(np.float32)
     vectors = model.embed(texts())
-    assert vectors.shape == reference.shape == (2 * REFERENCE_EPISODES, local_model.DIMENSIONS)
+    assert vectors.shape == reference.shape == (2 * REFERENCE_EPISODES, minilm.DIMENSIONS)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosine = (vectors * reference).sum(axis=1) / np.linalg.norm(reference, axis=1)
@@ -52,13 +52,13 @@ def test_a_vector_does_not_depend_on_its_batch(model):
     in_small_batches = model.embed(sample, batch_size=3)
     np.testing.assert_allclose(together, alone, atol=1e-4)
     np.testing.assert_allclose(together, in_small_batches, atol=1e-4)
-    assert model.embed([]).shape == (0, local_model.DIMENSIONS)
+    assert model.embed([]).shape == (0, minilm.DIMENSIONS)
 
 
 def test_the_provider_embeds_with_it_and_refuses_other_models():
     provider = LocalProvider("sentence-transformers/all-MiniLM-L6-v2", batch_size=16)
-    assert provider.dimensions == local_model.DIMENSIONS
+    assert provider.dimensions == minilm.DIMENSIONS
     [vector] = provider.embed(["Volcanoes and lava."])
-    assert vector.shape == (local_model.DIMENSIONS,)
+    assert vector.shape == (minilm.DIMENSIONS,)
     with pytest.raises(ValueError, match="all-MiniLM-L6-v2"):
         LocalProvider("sentence-transformers/all-mpnet-base-v2")

@@ -21,15 +21,16 @@ import pytest
 
 import local_runner
 from config import get_settings
+from recommender.runner import asgi, background
 from tests.conftest import Api, run_api, wait_for
 
 
 def test_route_templates_become_patterns():
-    pattern = local_runner.compile_route("api", "podcasts/{id:int}/{part?}")
+    pattern = asgi.compile_route("api", "podcasts/{id:int}/{part?}")
     assert pattern.match("/api/podcasts/12/x").groupdict() == {"id": "12", "part": "x"}
     assert pattern.match("/api/podcasts/12/")
     assert not pattern.match("/api/podcasts")
-    assert local_runner.compile_route("", "health").match("/health")
+    assert asgi.compile_route("", "health").match("/health")
 
 
 def test_serves_exactly_the_registered_functions_over_http():
@@ -68,14 +69,14 @@ def test_serves_exactly_the_registered_functions_over_http():
     ],
 )
 def test_timer_schedules_become_intervals(schedule: str, seconds: float):
-    assert local_runner.schedule_interval(schedule) == seconds
+    assert background.schedule_interval(schedule) == seconds
 
 
 def test_a_setting_schedule_is_read_from_the_settings(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ENRICH_SCHEDULE", "0 */15 * * * *")
     get_settings.cache_clear()
     try:
-        assert local_runner.schedule_interval("%ENRICH_SCHEDULE%") == 900
+        assert background.schedule_interval("%ENRICH_SCHEDULE%") == 900
     finally:
         get_settings.cache_clear()
 
@@ -208,7 +209,7 @@ def background_holders(api: Api) -> list[int]:
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
         " WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted"
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        (local_runner.BACKGROUND_LOCK_ID,),
+        (background.BACKGROUND_LOCK_ID,),
     )
     return [int(name.removeprefix("local-runner-")) for (name,) in rows]
 
@@ -219,7 +220,7 @@ def test_with_two_workers_the_background_worker_runs_in_one_process(create_datab
         process = api.process
         assert "with 2 worker processes" in api.log()
         assert wait_for(lambda: len(background_holders(api)) == 1, 30)
-        time.sleep(local_runner.LOCK_RETRY_SECONDS + 0.5)  # the other one has tried again
+        time.sleep(background.LOCK_RETRY_SECONDS + 0.5)  # the other one has tried again
         [holder] = background_holders(api)
         assert api.log().count("background worker: this process") == 1
         assert holder != process.pid

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-import reasons
+from recommender.model import reasons
 from tests.conftest import FAKE_API_KEY, Api, wait_for, wait_for_model
 from tests.fake_openai_server import FakeOpenAIServer
 

@@ -8,7 +8,9 @@ import numpy as np
 import openai
 import pytest
 
-from openai_client import AIProviderError, Episode, OpenAIProvider, ReasonItem, extractive_summary
+from recommender.ai.interface import AIProviderError, Episode, ReasonItem
+from recommender.ai.openai_provider import OpenAIProvider
+from recommender.ai.text import extractive_summary
 from tests.fake_openai_server import FakeOpenAIServer
 
 

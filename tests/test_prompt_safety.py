@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-import reasons
-from openai_client import DATA_RULE, extractive_summary, keyword_profile, presentable
+from recommender.ai.prompts import DATA_RULE
+from recommender.ai.text import extractive_summary, keyword_profile, presentable
+from recommender.model import reasons
 from tests.conftest import Api, openai_env, run_api, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 

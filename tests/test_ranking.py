@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import ranking
+from recommender.model import ranking
 
 
 def unit(*values: float) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The AI service's state as this process last saw it, for `GET /api/health` and the worker.
 
-Every real call of `OpenAIProvider` records its outcome here, so health answers from memory
-(never an AI call per request) and the worker learns when the service answers again.
+Every real call of `OpenAIProvider` records its outcome here, so health answers from memory (never
+an AI call per request) and the worker learns when the service answers again.
 """
 
 from __future__ import annotations

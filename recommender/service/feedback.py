@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 import db_utils
-import pages
 from config import get_settings
-from recommender import ApiError, _database_ready
-from schemas import FeedbackRequest
+from recommender import store
+from recommender.schemas import FeedbackRequest
+from recommender.service import page_writer
+from recommender.service.database import require_database
+from recommender.service.errors import ApiError
 
 EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
 
@@ -54,13 +56,13 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
     """
     if not requests:
         return []
-    _database_ready()
+    require_database()
     outcomes: list[Outcome | None] = [None] * len(requests)
     with db_utils.connection() as conn:
-        users = db_utils.lock_users(conn, sorted({r.user_id for r in requests}))
-        vectors = db_utils.podcast_vectors(conn, sorted({r.podcast_id for r in requests}))
+        users = store.users.lock_users(conn, sorted({r.user_id for r in requests}))
+        vectors = store.podcasts.podcast_vectors(conn, sorted({r.podcast_id for r in requests}))
         suggestions = {r.suggestion_id for r in requests if r.suggestion_id is not None}
-        owners = db_utils.suggestion_owners(conn, sorted(suggestions))
+        owners = store.suggestions.suggestion_owners(conn, sorted(suggestions))
         valid = []
         for index, request in enumerate(requests):
             outcomes[index] = _refusal(request, users, vectors, owners)
@@ -73,7 +75,7 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
         new_events: Counter[str] = Counter()
         deltas: dict[str, np.ndarray] = {}  # per user: the sum of weight * vector of their new events
         for index, event, (row, created) in zip(
-            valid, events, db_utils.insert_feedback(conn, events), strict=True
+            valid, events, store.feedback.insert_feedback(conn, events), strict=True
         ):
             outcomes[index] = row, created
             if not created:
@@ -84,14 +86,14 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
                 step = event["weight"] * vector
                 deltas[user_id] = deltas[user_id] + step if user_id in deltas else step
         for user_id in sorted(new_events):
-            db_utils.apply_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
+            store.users.apply_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
         settings = get_settings()
         if new_events and settings.prepare_pages:  # the profile moved: prepare the next page again
-            db_utils.queue_pages_of_active(
+            store.pages.queue_pages_of_active(
                 conn, sorted(new_events), settings.prepare_active_hours, settings.prepare_delay_seconds
             )
     if new_events:
-        pages.wake()
+        page_writer.wake()
     for outcome in outcomes:
         if isinstance(outcome, tuple):
             outcome[0]["created_at"] = outcome[0]["created_at"].isoformat()

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
-import schemas
 from config import get_settings
+from recommender import schemas
 
 REF = "#/components/schemas/{model}"
 

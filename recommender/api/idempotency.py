@@ -20,7 +20,9 @@ import azure.functions as func
 
 import db_utils
 from config import get_settings
-from recommender import ApiError, _database_ready
+from recommender import store
+from recommender.service.database import require_database
+from recommender.service.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,11 @@ def handle(
             400, "invalid_request", f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
         )
     fingerprint = hashlib.sha256(caller.encode() + b"\n" + (req.get_body() or b"")).hexdigest()
-    _database_ready()
+    require_database()
     _write_backlog()
     lease = get_settings().request_budget_seconds + LEASE_GRACE_SECONDS
     with db_utils.connection() as conn:
-        stored = db_utils.claim_idempotency_key(conn, key, route, fingerprint, lease)
+        stored = store.idempotency.claim_idempotency_key(conn, key, route, fingerprint, lease)
     if stored is not None:
         return _replay(*stored, fingerprint)
     try:
@@ -87,7 +89,7 @@ def _finish(finish: Finish) -> bool:
     """Store the answer or release the key; if the database refuses, keep it for later."""
     try:
         with db_utils.connection() as conn:
-            db_utils.finish_idempotency_key(conn, *finish)
+            store.idempotency.finish_idempotency_key(conn, *finish)
         return True
     except db_utils.UNAVAILABLE as exc:
         log.warning("idempotency key %r not finished yet (%s); kept to retry", finish[0], type(exc).__name__)

@@ -14,31 +14,26 @@ catches up.
 from __future__ import annotations
 
 import logging
-import math
 import random
-import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-import collaborative
 import db_utils
-import ranking
-import reasons
 from config import get_settings
-from openai_client import content_words, get_provider
+from recommender import store
+from recommender.ai import get_provider
+from recommender.ai.interface import AIProviderError, ReasonItem
+from recommender.ai.text import content_words
+from recommender.model import ranking, reasons
+from recommender.store import collaborative
 
 log = logging.getLogger(__name__)
 
 CANDIDATES_PER_SLOT = 4  # candidates fetched per requested item, for re-ranking to choose from
 MIN_CANDIDATES = 20
-IDLE_SECONDS = 30.0  # the writer looks at the queue this often when nothing woke it
-RETRY_SECONDS = 5.0  # after the database failed it
-MIN_PAUSE_SECONDS = 0.05  # between looks at the queue while pages are due or every slot is busy
 
 
 INTERNAL_FIELDS = ("embedding", "collaborative", "because_of", "popularity", "listeners")  # not served
@@ -64,14 +59,14 @@ def compute(conn, user: dict[str, Any], limit: int, category: str | None) -> Pag
     settings = get_settings()
     variant = ranking.assign_variant(user["id"], ranking.parse_split(settings.ab_split), settings.ab_salt)
     profile = user["embedding"] if variant.use_feedback else user["history_profile"]
-    excluded, recent = db_utils.exclusions(conn, user["id"], settings.resuggest_window_hours)
+    excluded, recent = store.candidates.exclusions(conn, user["id"], settings.resuggest_window_hours)
     mine = collaborative.listener_items(conn, user["id"])
     wanted = max(limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES) + len(recent)
     candidates = gather_candidates(
         conn, user, profile, mine if variant.use_behaviour else [], wanted, excluded, category
     )
     if candidates:
-        negatives = db_utils.negative_examples(conn, user["id"]) if variant.use_feedback else None
+        negatives = store.candidates.negative_examples(conn, user["id"]) if variant.use_feedback else None
         # Exploration is random but stable for a user within a day, so the page prepared ahead
         # and the page then requested make the same picks.
         rng = random.Random(f"{user['id']}:{datetime.now(UTC).date()}")
@@ -80,7 +75,7 @@ def compute(conn, user: dict[str, Any], limit: int, category: str | None) -> Pag
         items = collaborative.popular(conn, limit + len(recent), excluded=excluded, category=category)
         items.sort(key=lambda item: item["podcast_id"] in recent)  # stable: fresh ones first
         items = items[:limit]
-        written = db_utils.written_reasons(
+        written = store.suggestions.written_reasons(
             conn, user["id"], [i["podcast_id"] for i in items], user["reasons_valid_from"]
         )
         for item in items:
@@ -118,7 +113,7 @@ def gather_candidates(
     scope = {"user_id": user["id"], "reasons_valid_from": user["reasons_valid_from"]}
     content = []
     if profile is not None:
-        content = db_utils.candidate_podcasts(
+        content = store.candidates.candidate_podcasts(
             conn,
             profile,
             count,
@@ -131,7 +126,9 @@ def gather_candidates(
     scores = collaborative.neighbour_scores(
         conn, mine, count, include=sorted(known), excluded=excluded, category=category
     )
-    extra = db_utils.candidates_by_id(conn, [pid for pid in scores if pid not in known], profile, **scope)
+    extra = store.candidates.candidates_by_id(
+        conn, [pid for pid in scores if pid not in known], profile, **scope
+    )
     candidates = content + extra
     for row in candidates:
         score = scores.get(row["podcast_id"])
@@ -177,16 +174,16 @@ def write_reasons(page: Page) -> dict[int, str]:
     if not unwritten:
         return {}
     assert page.user is not None and page.positives is not None  # reasons are written for computed pages
-    written = reasons.write_reasons(reasons.listener_profile(page.user, page.positives), unwritten)
+    written = ask_for_reasons(reasons.listener_profile(page.user, page.positives), unwritten)
     if written:
         keys = {item["podcast_id"]: reasons.evidence_key(item["evidence"]) for item in unwritten}
         rows = [(pid, keys[pid], reason) for pid, reason in written.items()]
         with db_utils.connection() as conn:
-            db_utils.commit_asynchronously(conn)
+            store.pages.commit_asynchronously(conn)
             # Dated when the page was read: a profile that changed meanwhile makes them stale.
-            db_utils.save_reasons(conn, page.user["id"], rows, written_at=page.user["read_at"])
+            store.suggestions.save_reasons(conn, page.user["id"], rows, written_at=page.user["read_at"])
             if get_provider().name != "local":
-                db_utils.count_ai_calls(conn, "reasons")
+                store.analytics.count_ai_calls(conn, "reasons")
     return written
 
 
@@ -198,15 +195,15 @@ def prepare(user_id: str, page_size: int, category: str | None) -> tuple[Page, i
     The page is computed under the listener's page lock (none of their pages is served
     meanwhile), so a complete page is stored in the same transaction."""
     with db_utils.connection() as conn:
-        db_utils.begin_page(conn, user_id)
-        user = db_utils.get_user(conn, user_id)
+        store.pages.begin_page(conn, user_id)
+        user = store.users.get_user(conn, user_id)
         if user is None:
             return None
         page = compute(conn, user, page_size, category)
         if not page.unwritten():
             _store(conn, page, page_size, category, {})
             return None
-        return page, db_utils.newest_suggestion(conn, user_id)
+        return page, store.pages.newest_suggestion(conn, user_id)
 
 
 def finish(page: Page, seen: int, page_size: int, category: str | None) -> int:
@@ -215,7 +212,7 @@ def finish(page: Page, seen: int, page_size: int, category: str | None) -> int:
     written = write_reasons(page)
     assert page.user is not None  # a computed page
     with db_utils.connection() as conn:
-        db_utils.begin_page(conn, page.user["id"])
+        store.pages.begin_page(conn, page.user["id"])
         _store(conn, page, page_size, category, written, seen)
     return len(written)
 
@@ -232,7 +229,7 @@ def _store(
         for item in page.items
     ]
     assert page.user is not None  # a computed page
-    db_utils.store_prepared_page(conn, page.user, page_size, category, page.variant.name, items, seen)
+    store.pages.store_prepared_page(conn, page.user, page_size, category, page.variant.name, items, seen)
 
 
 def take_prepared(conn, user_id: str, limit: int, category: str | None) -> Page | None:
@@ -240,7 +237,7 @@ def take_prepared(conn, user_id: str, limit: int, category: str | None) -> Page 
     profile change) and the collaborative model unchanged since, the same size, category and
     variant, not older than PREPARE_MAX_AGE_SECONDS and every episode still ready. It is taken
     either way: the page served now makes it obsolete."""
-    prepared = db_utils.take_prepared_page(conn, user_id)
+    prepared = store.pages.take_prepared_page(conn, user_id)
     if prepared is None:
         return None
     settings = get_settings()
@@ -260,88 +257,16 @@ def take_prepared(conn, user_id: str, limit: int, category: str | None) -> Page 
     return Page(variant, items, prepared=True)
 
 
-# --- the writer: one thread per process, LLM calls on a small pool ----------------------
-
-_wake = threading.Event()
-_writer: threading.Thread | None = None
-_writer_lock = threading.Lock()
-_next_look = math.inf  # when the writer looks at the queue next (time.monotonic); inf while it looks
-
-
-def wake() -> None:
-    """Tell this process's writer a page was queued (starting the writer on first use). A page
-    queued now is due PREPARE_DELAY_SECONDS from now: the writer is woken only if it would not
-    look at the queue by then, so requests do not each cost the writer a look."""
-    global _writer
-    settings = get_settings()
-    if not settings.prepare_pages:
-        return
-    with _writer_lock:
-        if _writer is None or not _writer.is_alive():
-            _writer = threading.Thread(target=_write_ahead, name="page-writer", daemon=True)
-            _writer.start()
-    if time.monotonic() + settings.prepare_delay_seconds < _next_look:
-        _wake.set()
-
-
-def _write_ahead() -> None:
-    """Claim due pages while LLM slots are free (several processes share the queue) and compute
-    them one at a time; pages that need the LLM are finished on the pool. Then sleep until the
-    next is due, a slot frees up or something wakes the writer.
-
-    One page at a time: the writer's work is speculative (the listener may not come back), so it
-    must not crowd out requests. When they keep every core busy, the writer falls behind and
-    those listeners' pages are computed on their request, which costs less than computing them
-    ahead and storing them (bench/findings.md)."""
-    global _next_look
-    settings = get_settings()
-    slots = settings.ai_concurrency
-    in_flight: set[Future] = set()
-    with ThreadPoolExecutor(slots, thread_name_prefix="page-writer") as pool:
-        while True:
-            _wake.clear()
-            _next_look = math.inf
-            in_flight = {f for f in in_flight if not f.done()}
-            pause = IDLE_SECONDS
-            try:
-                if len(in_flight) < slots:
-                    with db_utils.connection() as conn:
-                        due = db_utils.claim_due_pages(
-                            conn, slots - len(in_flight), settings.prepare_max_age_seconds
-                        )
-                        later = db_utils.seconds_to_next_page(conn)
-                    for entry in due:
-                        left = _prepare_logged(entry)
-                        if left is not None:
-                            try:
-                                in_flight.add(pool.submit(_finish_logged, entry, *left))
-                            except RuntimeError:  # the interpreter is exiting; the page goes unprepared
-                                return
-                    if due:
-                        pause = 0.0  # more may have come due while these were computed
-                    elif later is not None:
-                        pause = max(later, MIN_PAUSE_SECONDS)  # rows another process holds are due "now"
-                if len(in_flight) >= slots:
-                    pause = MIN_PAUSE_SECONDS  # look again when a slot may have freed up
-            except db_utils.UNAVAILABLE as exc:
-                log.warning("page writer: database unavailable (%s)", type(exc).__name__)
-                pause = RETRY_SECONDS
-            _next_look = time.monotonic() + pause
-            _wake.wait(pause)
-
-
-def _prepare_logged(entry: dict[str, Any]) -> tuple[Page, int] | None:
+def ask_for_reasons(profile: str, items: list[dict[str, Any]]) -> dict[int, str]:
+    """One AI call for the whole page; on failure every item keeps its evidence sentence."""
+    if not items:
+        return {}
+    batch = [
+        ReasonItem(i["podcast_id"], i["title"], i["summary"] or "", reasons.sentence(i["evidence"]))
+        for i in items
+    ]
     try:
-        return prepare(entry["user_id"], entry["page_size"], entry["category"])
-    except db_utils.UNAVAILABLE:
-        raise  # the writer waits and retries (the pages claimed with this one go unprepared)
-    except Exception:  # the writer has no caller to tell: log it, the next request falls back
-        log.exception("preparing the next page of user %s failed", entry["user_id"])
-        return None
-
-
-def _finish_logged(entry: dict[str, Any], page: Page, seen: int) -> None:
-    try:
-        finish(page, seen, entry["page_size"], entry["category"])
-    except Exception:  # a thread has no caller to tell: log it, the next request falls back
-        log.exception("preparing the next page of user %s failed", entry["user_id"])
+        return get_provider().write_reasons(profile, batch)
+    except AIProviderError as exc:
+        log.warning("reasons fell back to evidence: %s", exc)
+        return {}

@@ -1,52 +1,18 @@
-"""The collaborative signal: what listeners do, across all listeners.
-
-Item-to-item nearest neighbours on co-engagement (the model the real-data replay chose, see
-bench/REAL_RESULTS.md). The worker rebuilds it from `user_listens` and `feedback_events`:
-each listener's net engagement with an episode (a listen counts +1, events their weight, so
-skips and dislikes count against) is clipped to [-1, 1]; episodes with positive engagement
-form a sparse listener x episode matrix X, and the neighbours of episode i are the top
-`COLLAB_NEIGHBORS` episodes j by asymmetric cosine  c_ij / (n_i^a * n_j^(1-a))  (c = X'X,
-n = listeners per episode, a = COLLAB_ALPHA). X'X is built a block of episodes at a time,
-so memory stays linear in the number of events, never quadratic in the catalogue.
-
-A request reads it with one primary-key probe per episode of the listener: the score of a
-candidate is the sum over the listener's episodes of their net engagement times the
-neighbour score, so the listener's own likes and skips count at once, between refreshes.
-"""
+"""The co-engagement model's rows: the interactions it is built from, its neighbours, and reads."""
 
 from __future__ import annotations
 
 import io
-import logging
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import psycopg2
-import scipy.sparse as sp
 
 import db_utils
-from config import get_settings
+from recommender.model.collaborative import Model
+from recommender.store.vectors import binary, from_binary
 
-log = logging.getLogger(__name__)
-
-REFRESH_LOCK_ID = 4_711_002  # pg_advisory_lock key: one refresh at a time per database
-BLOCK_PAIRS = 20_000_000  # co-engagement pairs computed per block of episodes (bounds memory)
 LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weighted first)
 
-
-@dataclass(frozen=True)
-class Model:
-    active_listeners: int  # listeners with positive engagement with any episode
-    episodes: np.ndarray  # podcast ids with engagement
-    popularity: np.ndarray  # per episode: decayed net engagement
-    listeners: np.ndarray  # per episode: listeners with positive engagement
-    neighbor_ids: list[np.ndarray]  # per episode: neighbour podcast ids, best first
-    neighbor_scores: list[np.ndarray]
-
-
-# --- building the model (worker) ----------------------------------------------------------
 
 INTERACTIONS_SQL = """
     COPY (
@@ -72,62 +38,6 @@ def read_interactions(cur, max_items_per_listener: int) -> np.ndarray:
     cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), buffer)
     flat = np.fromstring(buffer.getvalue().replace("\t", " "), sep=" ", dtype=np.float64)
     return flat.reshape(-1, 4)
-
-
-def build(interactions: np.ndarray, neighbors: int, alpha: float, half_life_days: float) -> Model | None:
-    """The model from (listener, podcast id, net engagement, age in days) rows."""
-    if not len(interactions):
-        return None
-    listener = interactions[:, 0].astype(np.int64)
-    episodes, column = np.unique(interactions[:, 1].astype(np.int64), return_inverse=True)
-    weight, age = interactions[:, 2], interactions[:, 3]
-    popularity = np.bincount(column, weight * 0.5 ** (age / half_life_days), len(episodes))
-    positive = weight > 0
-    counts = np.bincount(column[positive], minlength=len(episodes))
-    x = sp.csr_matrix(
-        (np.ones(positive.sum(), np.float32), (listener[positive], column[positive])),
-        shape=(int(listener.max()) + 1, len(episodes)),
-    )
-    neighbor_ids, neighbor_scores = top_neighbors(x, counts, neighbors, alpha)
-    return Model(
-        len(np.unique(listener[positive])),
-        episodes,
-        popularity.astype(np.float32),
-        counts,
-        [episodes[ids] for ids in neighbor_ids],
-        neighbor_scores,
-    )
-
-
-def top_neighbors(
-    x: sp.csr_matrix, counts: np.ndarray, k: int, alpha: float
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per episode (column of x), the `k` best columns by asymmetric cosine of co-engagement."""
-    xt = x.T.tocsr()
-    per_listener = np.diff(x.indptr)
-    cost = np.cumsum(xt @ per_listener)  # pairs each episode's row of X'X touches
-    scale = np.maximum(counts, 1).astype(np.float32)
-    ids: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    start = 0
-    while start < xt.shape[0]:
-        done = cost[start - 1] if start else 0
-        stop = max(start + 1, int(np.searchsorted(cost, done + BLOCK_PAIRS, side="right")))
-        block = (xt[start:stop] @ x).tocsr()
-        for row in range(block.shape[0]):
-            lo, hi = block.indptr[row], block.indptr[row + 1]
-            cols, together = block.indices[lo:hi], block.data[lo:hi]
-            keep = cols != start + row
-            cols, together = cols[keep], together[keep]
-            similarity = together / (scale[start + row] ** alpha * scale[cols] ** (1 - alpha))
-            if len(cols) > k:
-                best = np.argpartition(-similarity, k)[:k]
-                cols, similarity = cols[best], similarity[best]
-            order = np.argsort(-similarity, kind="stable")
-            ids.append(cols[order])
-            scores.append(similarity[order].astype(np.float32))
-        start = stop
-    return ids, scores
 
 
 def _array(values: np.ndarray, fmt: str) -> str:
@@ -187,57 +97,6 @@ def freshness(cur) -> dict[str, Any]:
     }
 
 
-def refresh_if_due(force: bool = False) -> bool:
-    """Rebuild the model when enough events arrived (`COLLAB_REFRESH_EVENTS`), or any arrived
-    and it is older than `COLLAB_REFRESH_SECONDS`. One refresh at a time per database (an
-    advisory lock), on its own connection so no pooled one is held. Returns whether it ran."""
-    if not (force or _due()):
-        return False
-    settings = get_settings()
-    conn = psycopg2.connect(db_utils.database_url(settings), application_name="podcast-collaborative")
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s)", (REFRESH_LOCK_ID,))
-            if not cur.fetchone()[0]:
-                return False  # another worker is refreshing it
-        started = time.perf_counter()
-        with conn, conn.cursor() as cur:  # one snapshot for the marks and the interactions
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute(
-                "SELECT (SELECT coalesce(max(id), 0) FROM feedback_events),"
-                " (SELECT coalesce(max(listened_at), '-infinity') FROM user_listens)"
-            )
-            event_mark, listen_mark = cur.fetchone()
-            interactions = read_interactions(cur, settings.collab_max_items_per_listener)
-        model = build(
-            interactions, settings.collab_neighbors, settings.collab_alpha, settings.popularity_half_life_days
-        )
-        with conn:
-            save(conn, model, event_mark, listen_mark, time.perf_counter() - started)
-        log.info(
-            "collaborative model: %d episodes from %d interactions in %.2f s",
-            0 if model is None else len(model.episodes),
-            len(interactions),
-            time.perf_counter() - started,
-        )
-        return True
-    finally:
-        conn.close()  # also releases the advisory lock
-
-
-def _due() -> bool:
-    settings = get_settings()
-    with db_utils.connection() as conn, conn.cursor() as cur:
-        state = freshness(cur)
-    pending, age = state["events_since_refresh"], state["age_seconds"]
-    return pending >= settings.collab_refresh_events or (
-        pending > 0 and (age is None or age >= settings.collab_refresh_seconds)
-    )
-
-
-# --- reading it (requests) ----------------------------------------------------------------
-
-
 def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str, Any]]:
     """The listener's episodes with net engagement in [-1, 1] (a listen +1, events their
     weight), strongest first; the first `with_vectors` positive ones carry their vector, so
@@ -247,7 +106,7 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str,
             f"""
             SELECT n.podcast_id, n.weight, p.title,
                    CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s
-                        THEN {db_utils.binary("p.embedding")} END AS embedding
+                        THEN {binary("p.embedding")} END AS embedding
             FROM (
                 SELECT podcast_id, greatest(-1, least(1, sum(w)))::real AS weight,
                        row_number() OVER (ORDER BY abs(sum(w)) DESC, max(at) DESC) AS position
@@ -264,7 +123,7 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str,
         )
         rows = cur.fetchall()
     for row in rows:
-        row["embedding"] = db_utils.from_binary(row["embedding"])
+        row["embedding"] = from_binary(row["embedding"])
     return rows
 
 

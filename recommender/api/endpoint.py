@@ -1,0 +1,176 @@
+"""The HTTP layer's one decorator (`endpoint`) and the helpers of every handler: parse and
+validate the request, answer JSON, turn errors into JSON without internals."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import azure.functions as func
+import psycopg2
+import psycopg2.errors
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from config import get_settings
+from db_utils import UNAVAILABLE, SchemaMismatchError
+from openai_client import deadline
+from recommender.api import idempotency, openapi
+from recommender.schemas import MAX_BIGINT, BulkItems, UserId, describe
+from recommender.service.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+ROUTES: list[openapi.Route] = []  # what `endpoint` registered, for the OpenAPI document
+USER_ID = TypeAdapter(UserId)
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+T = TypeVar("T", bound=BaseModel)
+
+
+def json_response(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False, default=str),
+        status_code=status,
+        mimetype="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def error_response(status: int, code: str, message: str, **extra: object) -> func.HttpResponse:
+    return json_response({"error": {"code": code, "message": message, **extra}}, status)
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
+        return ApiError(400, "invalid_json", "the body is not valid JSON")
+    return ApiError(400, "invalid_request", describe(exc))
+
+
+def parse_body(req: func.HttpRequest, model: type[T]) -> T:
+    body = req.get_body() or b""
+    if len(body) > get_settings().max_body_bytes:
+        raise ApiError(413, "body_too_large", f"the body is over {get_settings().max_body_bytes} bytes")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def parse_items(
+    req: func.HttpRequest, model: type[T], limit: int
+) -> tuple[list[dict | None], list[tuple[int, T]]]:
+    """A JSON array of up to `limit` bodies, each validated on its own. Returns the results list
+    (one slot per item, the invalid ones' errors filled in) and the valid items with their index."""
+    items = parse_body(req, BulkItems).root
+    if len(items) > limit:
+        raise ApiError(413, "too_many_items", f"at most {limit} items per request")
+    results: list[dict | None] = [None] * len(items)
+    valid: list[tuple[int, T]] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append((index, model.model_validate_json(json.dumps(item))))
+        except ValidationError as exc:
+            results[index] = error_item(validation_error(exc))
+    return results, valid
+
+
+def error_item(error: ApiError) -> dict:
+    return {"error": {"code": error.code, "message": error.message}}
+
+
+def parse_query(req: func.HttpRequest, model: type[T]) -> T:
+    try:
+        return model.model_validate({k: v for k, v in req.params.items() if v != ""})  # `?category=` = none
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def route_id(req: func.HttpRequest, name: str) -> int:
+    value = req.route_params.get(name, "")
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_BIGINT):  # not "²"
+        raise ApiError(400, "invalid_request", f"{name} must be a positive integer")
+    return int(value)
+
+
+def route_user_id(req: func.HttpRequest) -> str:
+    try:
+        return USER_ID.validate_python(req.route_params.get("user_id", ""))
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", f"user_id: {describe(exc)}") from exc
+
+
+# Who may call what. In Azure the host checks the keys before a function runs: listener routes
+# take the function key (the default level), operator routes the admin (master) key. The local
+# runner enforces the same levels when LOCAL_FUNCTION_KEY / LOCAL_ADMIN_KEY are set.
+OPERATOR = func.AuthLevel.ADMIN
+PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service Authentication, never by the caller
+RETRY_AFTER_SECONDS = 2  # with 503 database_unavailable
+
+
+def act_as(req: func.HttpRequest, *user_ids: str) -> None:
+    """With USER_AUTH=easyauth, a listener route may only act for the signed-in caller."""
+    if get_settings().user_auth != "easyauth":
+        return
+    caller = req.headers.get(PRINCIPAL_HEADER)
+    if not caller:
+        raise ApiError(401, "unauthenticated", "sign in first (App Service Authentication)")
+    if any(user_id != caller for user_id in user_ids):
+        raise ApiError(403, "forbidden", "a listener can only read and write their own data")
+
+
+def conflict_message(exc: psycopg2.errors.UniqueViolation) -> str:
+    constraint = exc.diag.constraint_name or ""
+    if "external_id" in constraint:
+        return "external_id is already used by another episode"
+    return f"already used by another row ({constraint or 'a unique value'})"
+
+
+def endpoint(
+    blueprint: func.Blueprint, methods: str | list[str], route: str, auth_level: func.AuthLevel | None = None
+) -> Callable[[Handler], Handler]:
+    """Register a handler on `blueprint` for its methods. Every method reaches it, so others get a
+    JSON 405 (the same locally and in Azure), and errors become JSON without internals. AI calls end within
+    REQUEST_BUDGET_SECONDS; a POST with an Idempotency-Key is answered once (`idempotency`)."""
+    allowed = [methods] if isinstance(methods, str) else methods
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            if req.method.upper() not in allowed:
+                return json_response(
+                    {"error": {"code": "method_not_allowed", "message": f"use {', '.join(allowed)}"}},
+                    405,
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            try:
+                with deadline(get_settings().request_budget_seconds):
+                    return idempotency.handle(req, route, req.headers.get(PRINCIPAL_HEADER, ""), handler)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message)
+            except psycopg2.errors.UniqueViolation as exc:  # e.g. an external_id another episode has
+                return error_response(409, "conflict", conflict_message(exc))
+            except psycopg2.DataError as exc:  # a value the schemas let through but Postgres cannot store
+                log.warning("rejected by the database in %s: %s", handler.__name__, type(exc).__name__)
+                return error_response(400, "invalid_request", "a value is out of range or not storable")
+            except UNAVAILABLE as exc:  # nothing was committed: safe to retry
+                log.warning("database unavailable in %s: %s", handler.__name__, type(exc).__name__)
+                error = {"code": "database_unavailable", "message": "the database is unavailable; retry"}
+                return json_response({"error": error}, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            except SchemaMismatchError as exc:
+                log.error("%s", exc)
+                return error_response(503, "schema_mismatch", str(exc))
+            except Exception:
+                log.exception("unexpected failure in %s", handler.__name__)
+                return error_response(500, "internal_error", "unexpected server error; see the logs")
+
+        level = (auth_level or func.AuthLevel.FUNCTION).value
+        ROUTES.append(openapi.Route(handler.__name__, route, tuple(allowed), level))
+        methods = [m.value for m in func.HttpMethod]
+        return blueprint.route(route=route, methods=methods, auth_level=auth_level)(wrapper)
+
+    return decorate

@@ -1,0 +1,63 @@
+"""The listener routes (a function key): history, recommendations, feedback and search."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from config import get_settings
+from recommender.api.endpoint import (
+    act_as,
+    endpoint,
+    error_item,
+    json_response,
+    parse_body,
+    parse_items,
+    parse_query,
+)
+from recommender.schemas import FeedbackRequest, RecommendQuery, SearchQuery, UpdateUserHistoryRequest
+from recommender.service import feedback as feedback_service
+from recommender.service import listeners, recommend
+from recommender.service import search as search_service
+from recommender.service.errors import ApiError
+
+bp = func.Blueprint()
+
+
+@endpoint(bp, "POST", "update_user_history")
+def update_user_history(req: func.HttpRequest) -> func.HttpResponse:
+    request = parse_body(req, UpdateUserHistoryRequest)
+    act_as(req, request.user_id)
+    return json_response(listeners.update_user_history(request))
+
+
+@endpoint(bp, "GET", "recommend_podcasts")
+def recommend_podcasts(req: func.HttpRequest) -> func.HttpResponse:
+    query = parse_query(req, RecommendQuery)
+    act_as(req, query.user_id)
+    return json_response(recommend.recommend(query))
+
+
+@endpoint(bp, "POST", "feedback")
+def feedback(req: func.HttpRequest) -> func.HttpResponse:
+    """One event (an object): the stored event, 201, or 200 if its event_id was stored before.
+    Many (an array): one result per item, in order; a bad item does not stop the good ones."""
+    if not (req.get_body() or b"").lstrip().startswith(b"["):
+        request = parse_body(req, FeedbackRequest)
+        act_as(req, request.user_id)
+        event, created = feedback_service.record_feedback(request)
+        return json_response(event, 201 if created else 200)
+    results, valid = parse_items(req, FeedbackRequest, get_settings().max_bulk_events)
+    act_as(req, *(request.user_id for _, request in valid))
+    outcomes = feedback_service.record_feedback_bulk([request for _, request in valid])
+    for (index, _), outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, ApiError):
+            results[index] = error_item(outcome)
+        else:
+            event, created = outcome
+            results[index] = {"id": event["id"], "created": created, "event_id": event["event_id"]}
+    return json_response({"results": results})
+
+
+@endpoint(bp, "GET", "search")
+def search(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(search_service.search(parse_query(req, SearchQuery)))

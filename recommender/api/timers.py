@@ -1,0 +1,16 @@
+"""The timer: the background worker's pass (`worker/enrichment.py`)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from recommender.worker.enrichment import enrich_pending as enrichment_pass
+
+bp = func.Blueprint()
+
+
+@bp.timer_trigger(schedule="%ENRICH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=False)
+def enrich_pending(timer: func.TimerRequest) -> None:
+    """Retry what the AI service could not process inline (pending podcasts and histories)."""
+    while enrichment_pass():
+        pass

@@ -1,0 +1,129 @@
+"""The figures the loop is judged by: engagement per variant, day and rank, trending topics, LLM spend."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+import db_utils
+from recommender import store
+from recommender.ai import get_provider
+from recommender.ai.interface import AIProviderError
+from recommender.model import ranking
+from recommender.schemas import AnalyticsQuery
+from recommender.service.database import require_database
+
+log = logging.getLogger(__name__)
+
+
+def analytics(query: AnalyticsQuery) -> dict[str, Any]:
+    """The figures the loop is judged by, since `since` (default: the last 30 days)."""
+    require_database()
+    since = query.since or datetime.now(UTC) - timedelta(days=30)
+    with db_utils.connection() as conn:
+        suggestion_rows = store.analytics.suggestion_figures(conn, since)
+        event_rows = store.analytics.event_figures(conn, since)
+        engaged = store.analytics.engaged_podcasts(conn, since)
+        ai_calls = store.analytics.ai_call_figures(conn, since)
+    events = Counter({r["event"]: r["events"] for r in event_rows if r["variant"] is None})
+    events_by_variant: dict[str, Counter] = {}
+    for row in event_rows:
+        if row["variant"] is not None:
+            events_by_variant.setdefault(row["variant"], Counter())[row["event"]] = row["events"]
+
+    def figures(row: dict[str, Any], counts: Counter | None = None) -> dict[str, Any]:
+        figure = {
+            "suggestions": row["suggestions"],
+            "average_similarity": None
+            if row["average_similarity"] is None
+            else round(row["average_similarity"], 4),
+            "engaged_suggestions": row["engaged"],
+            "engagement_rate": round(row["engaged"] / row["suggestions"], 4),
+        }
+        if counts is not None:
+            figure |= {"likes": counts["like"], "dislikes": counts["dislike"]}
+        return figure
+
+    groups: dict[str, list[dict[str, Any]]] = {"all": [], "variant": [], "day": [], "rank": []}
+    for row in suggestion_rows:
+        groups[row["grouped_by"]].append(row)
+    first_ranks = next((r["suggestions"] for r in groups["rank"] if r["rank"] == 1), 0)  # pages served
+    total = (
+        groups["all"][0] if groups["all"] else {"suggestions": 0, "average_similarity": None, "engaged": 0}
+    )
+    return {
+        "since": since.isoformat(),
+        **(
+            figures(total)
+            if total["suggestions"]
+            else {
+                "suggestions": 0,
+                "average_similarity": None,
+                "engaged_suggestions": 0,
+                "engagement_rate": None,
+            }
+        ),
+        "likes": events["like"],
+        "dislikes": events["dislike"],
+        "events": dict(events),
+        "by_variant": [
+            {"variant": r["variant"], **figures(r, events_by_variant.get(r["variant"], Counter()))}
+            for r in groups["variant"]
+        ],
+        "by_day": [{"day": r["day"].isoformat(), **figures(r)} for r in groups["day"]],
+        "by_rank": [{"rank": r["rank"], **figures(r)} for r in groups["rank"]],
+        "trending_topics": trending_topics(engaged),
+        "llm_calls": llm_spend(ai_calls, pages=first_ranks),
+    }
+
+
+def llm_spend(rows: list[dict[str, Any]], pages: int) -> dict[str, Any]:
+    """LLM calls by purpose and day (the `openai`/`azure` providers), and reason calls per page
+    served: what the loop spends against what it serves."""
+    by_purpose = Counter()
+    for row in rows:
+        by_purpose[row["purpose"]] += row["calls"]
+    return {
+        **{purpose: by_purpose[purpose] for purpose in ("reasons", "summaries", "interest_profiles")},
+        "pages_served": pages,
+        "reason_calls_per_page": round(by_purpose["reasons"] / pages, 3) if pages else None,
+        "by_day": [{"day": r["day"].isoformat(), "purpose": r["purpose"], "calls": r["calls"]} for r in rows],
+    }
+
+
+MIN_TOPIC_EPISODES = 2  # a topic is what several episodes share, not one popular episode
+
+
+def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[dict[str, Any]]:
+    """Clusters of at least MIN_TOPIC_EPISODES recently engaged episodes, the most engaged first,
+    labelled by one AI call for all of them."""
+    if len(engaged) < MIN_TOPIC_EPISODES:
+        return []
+    groups = ranking.cluster(np.vstack([e["embedding"] for e in engaged]))
+    groups = [group for group in groups if len(group) >= MIN_TOPIC_EPISODES]
+    groups = sorted(groups, key=lambda group: -sum(engaged[i]["engagement"] for i in group))[:max_topics]
+
+    def described(episode: dict[str, Any]) -> str:  # the category names the topic when titles share no word
+        return f"{episode['title']} ({episode['category']})" if episode["category"] else episode["title"]
+
+    texts = [[described(engaged[i]) for i in group[:8]] for group in groups]
+    try:
+        labels = get_provider().label_topics(texts) if groups else []
+    except AIProviderError as exc:
+        log.warning("topic labels fell back to categories: %s", exc)
+        labels = [Counter(engaged[i]["category"] or "other" for i in g).most_common(1)[0][0] for g in groups]
+    return [
+        {
+            "label": label,
+            "episodes": len(group),
+            "engagement": round(sum(engaged[i]["engagement"] for i in group), 3),
+            "podcasts": [
+                {"podcast_id": engaged[i]["podcast_id"], "title": engaged[i]["title"]} for i in group[:5]
+            ],
+        }
+        for label, group in zip(labels, groups, strict=True)
+    ]

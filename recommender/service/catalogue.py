@@ -1,0 +1,150 @@
+"""The catalogue: adding, changing and deleting episodes, and enriching them (an LLM summary, then
+the vector of the text).
+
+The AI is called outside any database transaction, so slow AI calls never hold a pooled connection;
+what it fails on stays `pending` for the worker to retry."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import db_utils
+from config import get_settings
+from recommender import store
+from recommender.ai import get_provider
+from recommender.ai.interface import AIProviderError, Episode
+from recommender.schemas import AddPodcastRequest, UpdatePodcastRequest
+from recommender.service.database import require_database
+from recommender.service.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+def embedding_text(title: str, summary: str | None, description: str | None) -> str:
+    """What an episode's vector is made from: its title and the generated summary come first."""
+    return "\n\n".join(part for part in (title, summary, description) if part)
+
+
+def _public_podcast(row: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in row.items() if k not in {"transcript", "content_hash"}}
+    for key in ("published_at", "created_at", "updated_at"):
+        if row.get(key) is not None:
+            row[key] = row[key].isoformat()
+    return row
+
+
+def add_podcast(request: AddPodcastRequest) -> tuple[dict[str, Any], bool]:
+    """Store the episode first, then summarize and embed it. Returns (podcast, created).
+
+    If the AI service fails the episode stays stored as 'pending' and the worker retries it.
+    """
+    [(podcast, created)] = add_podcasts([request])
+    return podcast, created
+
+
+def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[dict[str, Any], bool]]:
+    """Store many episodes in one transaction, then enrich the new or changed ones together
+    (one embedding request per batch). Returns (podcast, created) per request, in order."""
+    require_database()
+    with db_utils.connection() as conn:
+        stored = [store.podcasts.upsert_podcast(conn, r.model_dump()) for r in requests]
+        pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # unchanged text: no AI
+        store.podcasts.lease_podcasts(conn, list(pending))
+    saved = enrich(list(pending.values())) if pending else {}
+    return [(_public_podcast(saved.get(row["id"]) or row), created) for row, created in stored]
+
+
+def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> dict[str, Any]:
+    """Change some fields; changed text is summarized and embedded again (or left pending)."""
+    require_database()
+    with db_utils.connection() as conn:
+        row = store.podcasts.update_podcast(conn, podcast_id, request.model_dump(exclude_unset=True))
+        if row is not None:
+            store.podcasts.lease_podcasts(conn, [podcast_id])
+    if row is None:
+        raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
+    if row["status"] == "pending":
+        row = enrich([row]).get(podcast_id) or row
+    return _public_podcast(row)
+
+
+def delete_podcast(podcast_id: int) -> dict[str, Any]:
+    require_database()
+    with db_utils.connection() as conn:
+        if not store.podcasts.delete_podcast(conn, podcast_id):
+            raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
+    return {"podcast_id": podcast_id, "deleted": True}
+
+
+def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Summarize the podcasts (SUMMARY_BATCH_SIZE per LLM call, AI_CONCURRENCY calls at once),
+    embed them all in batched requests and store the results in one statement; returns the
+    saved rows by id. What the AI service fails on stays pending, with the error recorded, for
+    the worker to retry with backoff."""
+    provider = get_provider()
+    settings = get_settings()
+    size = max(settings.summary_batch_size, 1)
+    batches = [podcasts[start : start + size] for start in range(0, len(podcasts), size)]
+
+    def summarize(batch: list[dict[str, Any]]) -> list[str | None] | AIProviderError:
+        try:
+            return provider.summarize(
+                [Episode(p["title"], p["description"] or "", p["transcript"] or "") for p in batch]
+            )
+        except AIProviderError as exc:
+            return exc
+
+    context = contextvars.copy_context()  # the request's AI deadline holds in the pool's threads too
+    with ThreadPoolExecutor(max_workers=settings.ai_concurrency) as pool:
+        answers = list(pool.map(lambda batch: context.copy().run(summarize, batch), batches))
+    failed: dict[int, str] = {}
+    done: list[tuple[dict[str, Any], str]] = []
+    for batch, answer in zip(batches, answers, strict=True):
+        if isinstance(answer, Exception):
+            failed |= {p["id"]: str(answer) for p in batch}
+            continue
+        for podcast, summary in zip(batch, answer, strict=True):
+            if summary is None:
+                failed[podcast["id"]] = "the summaries answer left this episode out"
+            else:
+                done.append((podcast, summary))
+    vectors: Any = []
+    if done:
+        try:
+            vectors = provider.embed([embedding_text(p["title"], s, p["description"]) for p, s in done])
+        except AIProviderError as exc:
+            failed |= {p["id"]: str(exc) for p, _ in done}
+            done = []
+    try:
+        with db_utils.connection() as conn:
+            rows = store.podcasts.save_enrichments(
+                conn, [(p, s, v) for (p, s), v in zip(done, vectors, strict=True)]
+            )
+            for error in set(failed.values()):
+                ids = [pid for pid, e in failed.items() if e == error]
+                store.podcasts.record_enrichment_failure(
+                    conn, ids, error, settings.enrich_max_attempts, settings.enrich_slow_retry_seconds
+                )
+            calls = sum(not isinstance(a, Exception) for a in answers)
+            if calls and provider.name != "local":
+                store.analytics.count_ai_calls(conn, "summaries", calls)
+    except db_utils.UNAVAILABLE as exc:  # the podcasts are stored: they stay pending, the worker retries
+        log.warning("enrichment of %d podcast(s) not saved: %s", len(podcasts), type(exc).__name__)
+        return {}
+    if failed:
+        log.warning("%d podcast(s) left pending: %s", len(failed), "; ".join(set(failed.values())))
+    return {row["id"]: row for row in rows}
+
+
+def podcast(podcast_id: int) -> dict[str, Any]:
+    """One episode as stored, with its enrichment status: the page polls it after adding one."""
+    require_database()
+    with db_utils.connection() as conn:
+        row = store.podcasts.get_podcast(conn, podcast_id)
+    if row is None:
+        raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
+    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row.items()}

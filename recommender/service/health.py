@@ -1,0 +1,59 @@
+"""Health: the database, the migrations, the AI service and the worker's state, from memory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+import db_utils
+from config import get_settings
+from recommender import store
+from recommender.ai import get_provider, status
+from recommender.ai.interface import AIProvider, AIProviderError
+from recommender.service import database
+
+log = logging.getLogger(__name__)
+
+
+def ai_state(provider: AIProvider) -> dict[str, Any]:
+    """The AI service as this process last saw it. When nothing was heard from it for
+    AI_PROBE_SECONDS, one tiny embedding probes it in the background: never an AI call per request."""
+    if provider.name == "local":
+        return {"status": "ok"}  # offline: no service that could fail
+    if status.probe_due(get_settings().ai_probe_seconds):
+        threading.Thread(target=probe_ai, args=(provider,), name="ai-probe", daemon=True).start()
+    return status.snapshot()
+
+
+def probe_ai(provider: AIProvider) -> None:
+    with contextlib.suppress(AIProviderError):  # the provider records the outcome either way
+        provider.embed(["health probe"])
+
+
+def health() -> dict[str, Any]:
+    """Status `degraded` when migrations are missing or the AI service is failing (still HTTP 200:
+    the API keeps answering, with fallbacks, through an AI outage)."""
+    provider = get_provider()
+    applied = database.ensure_database() if not database.ready() else None
+    with db_utils.connection() as conn, conn.cursor() as cur:
+        applied = applied or db_utils.applied_migrations(cur)
+        counts = store.podcasts.podcast_counts(cur, get_settings().enrich_max_attempts)
+        version = db_utils.pgvector_version(cur)
+        behaviour = store.collaborative.freshness(cur)
+    expected = [p.stem for p in db_utils.migration_files()]
+    ai = ai_state(provider)
+    return {
+        "status": "ok" if applied == expected and ai["status"] != "failing" else "degraded",
+        "database": {"reachable": True, "pgvector": version, "migrations": applied},
+        "ai": {
+            "provider": provider.name,
+            "embedding_model": provider.embedding_model,
+            "dimensions": provider.dimensions,
+            "chat_model": provider.chat_model,
+            **ai,
+        },
+        "podcasts": counts,
+        "collaborative": behaviour,
+    }

@@ -1,0 +1,65 @@
+"""Plain-language search of the catalogue, with filters, bent toward a listener's taste."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+import db_utils
+from config import get_settings
+from recommender import store
+from recommender.ai import get_provider
+from recommender.ai.interface import AIProviderError
+from recommender.model import ranking
+from recommender.schemas import SearchQuery
+from recommender.service.database import require_database
+from recommender.service.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+SEARCH_PROFILE_WEIGHT = 0.3  # how much a user's profile bends a search toward their taste
+
+
+def search(query: SearchQuery) -> dict[str, Any]:
+    """Plain-language search with filters; with `user_id`, the user's profile is blended in."""
+    require_database()
+    settings = get_settings()
+    try:
+        vector = embed_query(query.q)
+    except AIProviderError as exc:
+        raise ApiError(503, "ai_unavailable", "the embedding service is unavailable; retry shortly") from exc
+    if query.user_id is not None:
+        with db_utils.connection() as conn:
+            user = store.users.get_user(conn, query.user_id)
+        if user is None:
+            raise ApiError(404, "user_not_found", f"no user {query.user_id!r}")
+        profile = user["embedding"]
+        if profile is not None:
+            vector = ranking.unit(vector + SEARCH_PROFILE_WEIGHT * profile)
+    with db_utils.connection() as conn:
+        results = store.candidates.search_podcasts(
+            conn,
+            vector,
+            query.limit,
+            category=query.category,
+            language=query.language,
+            max_duration_seconds=query.max_duration_seconds,
+            published_after=query.published_after,
+            ef_search=settings.hnsw_ef_search,
+        )
+    for row in results:
+        row["score"] = round(float(row["score"]), 4)
+        if row["published_at"] is not None:
+            row["published_at"] = row["published_at"].isoformat()
+    return {"query": query.q, "results": results}
+
+
+@lru_cache(maxsize=2048)
+def embed_query(text: str) -> np.ndarray:
+    """Search queries repeat; their vectors are kept (in this process) to save AI calls."""
+    [vector] = get_provider().embed([text])
+    return vector

@@ -1,0 +1,28 @@
+"""The data layer: every SQL statement of the app, one module per concern. Functions take a
+connection (`db_utils.connection()`) and read or write rows; the maths is elsewhere (`model/`)."""
+
+from recommender.store import (
+    analytics,
+    candidates,
+    collaborative,
+    feedback,
+    idempotency,
+    pages,
+    podcasts,
+    suggestions,
+    users,
+    vectors,
+)
+
+__all__ = [
+    "analytics",
+    "candidates",
+    "collaborative",
+    "feedback",
+    "idempotency",
+    "pages",
+    "podcasts",
+    "suggestions",
+    "users",
+    "vectors",
+]

@@ -1,0 +1,108 @@
+"""What the loop is judged by: suggestions, events and LLM calls, grouped; the export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from db_utils import DictCursor, dict_cursor
+
+
+def count_ai_calls(conn, purpose: str, calls: int = 1) -> None:
+    """Add to today's count of LLM calls made for `purpose` (reasons, summaries, profiles)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ai_calls (day, purpose, calls) VALUES (current_date, %s, %s)"
+            " ON CONFLICT (day, purpose) DO UPDATE SET calls = ai_calls.calls + excluded.calls",
+            (purpose, calls),
+        )
+
+
+def suggestion_figures(conn, since: Any) -> list[dict[str, Any]]:
+    """Suggestions, mean similarity and engaged suggestions (with a positive attributed event),
+    overall and per variant, per day and per rank. `grouped_by` tells which row is which."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            WITH s AS (
+                SELECT s.variant, s.rank, s.similarity, (s.suggested_at AT TIME ZONE 'UTC')::date AS day,
+                       EXISTS (SELECT 1 FROM feedback_events f
+                               WHERE f.suggestion_id = s.id AND f.weight > 0) AS engaged
+                FROM suggested_podcasts s WHERE s.suggested_at >= %s
+            )
+            SELECT CASE GROUPING(variant, day, rank) WHEN 7 THEN 'all' WHEN 3 THEN 'variant'
+                        WHEN 5 THEN 'day' ELSE 'rank' END AS grouped_by,
+                   variant, day, rank, count(*) AS suggestions, avg(similarity) AS average_similarity,
+                   count(*) FILTER (WHERE engaged) AS engaged
+            FROM s GROUP BY GROUPING SETS ((), (variant), (day), (rank))
+            ORDER BY grouped_by, variant, day, rank
+            """,
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def ai_call_figures(conn, since: Any) -> list[dict[str, Any]]:
+    """LLM calls per day and purpose since the day of `since`."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT day, purpose, calls FROM ai_calls WHERE day >= (%s AT TIME ZONE 'UTC')::date"
+            " ORDER BY day, purpose",
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def event_figures(conn, since: Any) -> list[dict[str, Any]]:
+    """Counts of each event kind, overall and per variant of the suggestion they answer."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT s.variant, f.event, count(*) AS events
+            FROM feedback_events f LEFT JOIN suggested_podcasts s ON s.id = f.suggestion_id
+            WHERE f.created_at >= %s
+            GROUP BY GROUPING SETS ((f.event), (s.variant, f.event))
+            """,
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def engaged_podcasts(conn, since: Any, limit: int = 100) -> list[dict[str, Any]]:
+    """The episodes with the most positive engagement since `since`, with their vectors."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT p.id AS podcast_id, p.title, p.category, p.embedding, sum(f.weight) AS engagement
+            FROM feedback_events f JOIN podcasts p ON p.id = f.podcast_id
+            WHERE f.created_at >= %s AND f.weight > 0 AND p.status = 'ready'
+            GROUP BY p.id ORDER BY engagement DESC LIMIT %s
+            """,
+            (since, limit),
+        )
+        rows = cur.fetchall()
+    for row in rows:
+        row["engagement"] = float(row["engagement"])
+    return rows
+
+
+def suggestions_with_outcomes(conn, since: Any) -> Iterator[dict[str, Any]]:
+    """Every suggestion since `since` with the events attributed to it, streamed from the server."""
+    with conn.cursor(name="export_suggestions", cursor_factory=DictCursor) as cur:
+        cur.execute(
+            """
+            SELECT s.id AS suggestion_id, s.user_id, s.podcast_id, p.title, s.variant, s.strategy, s.rank,
+                   s.similarity, s.reason, s.reason_source, s.suggested_at,
+                   coalesce(json_agg(json_build_object('event', f.event, 'value', f.value,
+                                                       'weight', f.weight, 'at', f.created_at)
+                                     ORDER BY f.created_at) FILTER (WHERE f.id IS NOT NULL), '[]') AS events,
+                   CASE WHEN bool_or(f.weight > 0) THEN 'positive'
+                        WHEN bool_or(f.weight < 0) THEN 'negative' ELSE 'none' END AS outcome
+            FROM suggested_podcasts s JOIN podcasts p ON p.id = s.podcast_id
+            LEFT JOIN feedback_events f ON f.suggestion_id = s.id
+            WHERE s.suggested_at >= %s
+            GROUP BY s.id, p.title ORDER BY s.id
+            """,
+            (since,),
+        )
+        yield from cur

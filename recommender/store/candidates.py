@@ -1,0 +1,185 @@
+"""Recommendation candidates: the HNSW probe, candidates by id, exclusions, search and dislikes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import db_utils
+from db_utils import dict_cursor
+from recommender.store.vectors import binary, from_binary
+
+
+def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[int]]:
+    """(never recommend: listened, liked, rated, completed or disliked; suggested within the window).
+
+    Passed to the candidate queries as a plain `id <> ALL(...)` filter: a NOT EXISTS in the
+    nearest-neighbour query would make the planner join first and give up the index scan."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT podcast_id, false FROM user_listens WHERE user_id = %(u)s
+            UNION
+            SELECT podcast_id, false FROM feedback_events
+            WHERE user_id = %(u)s AND event IN ('like', 'dislike', 'complete', 'rate')
+            UNION
+            SELECT podcast_id, true FROM suggested_podcasts
+            WHERE user_id = %(u)s AND suggested_at > now() - make_interval(secs => %(window)s)
+            """,
+            {"u": user_id, "window": window_hours * 3600},
+        )
+        rows = cur.fetchall()
+    return [pid for pid, recent in rows if not recent], {pid for pid, recent in rows if recent}
+
+
+# The shape of a recommendation candidate: `{source}` yields podcast ids. `popularity` is the
+# prior in [0, 1): log of the decayed engagement against log of the listeners the model knows,
+# so one like in a large audience counts for little. A reason written for this user since
+# `valid_from` comes along with the evidence it was written from (the caller checks that the
+# evidence still holds). The model's audience is a scalar subquery, not a join: joined, its
+# never-analyzed one-row table made Postgres 18 sort the whole catalog (58 ms instead of 7 at
+# 10k episodes).
+CANDIDATE_SQL = """
+    SELECT p.id AS podcast_id, p.title, p.summary, p.category, {embedding} AS embedding,
+           p.embedding <=> %(q)s AS distance, coalesce(e.listeners, 0) AS listeners,
+           coalesce(
+               ln(1 + greatest(e.popularity, 0)) / ln(2 + (SELECT listeners FROM collaborative_model)), 0
+           ) AS popularity,
+           r.reason AS cached_reason, r.evidence AS cached_evidence
+    FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
+    LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
+    LEFT JOIN reasons r
+        ON r.user_id = %(user_id)s AND r.podcast_id = p.id AND r.written_at >= %(valid_from)s
+    ORDER BY distance
+""".replace("{embedding}", binary("p.embedding"))
+
+
+def _candidates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        row["embedding"] = from_binary(row["embedding"])
+        distance = row.pop("distance")
+        row["similarity"] = None if distance is None else 1.0 - float(distance)
+        row["popularity"] = float(row["popularity"])
+    return rows
+
+
+def candidate_podcasts(
+    conn,
+    query: np.ndarray,
+    count: int,
+    *,
+    user_id: str,
+    excluded: list[int],
+    reasons_valid_from: Any,
+    category: str | None = None,
+    ef_search: int = 100,
+) -> list[dict[str, Any]]:
+    """Up to `count` ready, not excluded podcasts nearest to `query` by cosine (HNSW)."""
+    source = """
+        SELECT p.id AS podcast_id FROM podcasts p
+        WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
+          AND (%(category)s::text IS NULL OR p.category = %(category)s)
+        ORDER BY {order} LIMIT %(k)s
+    """
+    params = {"q": query, "category": category, "user_id": user_id, "k": count}
+    params |= {"valid_from": reasons_valid_from, "excluded": excluded}
+    with dict_cursor(conn) as cur:
+        sql = CANDIDATE_SQL.replace("{source}", source)
+        return _candidates(nearest(cur, sql, params, count, ef_search, filtered_out=len(excluded)))
+
+
+def candidates_by_id(
+    conn, ids: Sequence[int], query: np.ndarray | None, *, user_id: str, reasons_valid_from: Any
+) -> list[dict[str, Any]]:
+    """The candidate rows of the given podcasts (e.g. found by co-engagement)."""
+    if not ids:
+        return []
+    params = {"q": query, "ids": list(ids), "user_id": user_id, "valid_from": reasons_valid_from}
+    with dict_cursor(conn) as cur:
+        source = "SELECT unnest(%(ids)s::bigint[]) AS podcast_id"
+        cur.execute(CANDIDATE_SQL.replace("{source}", source), params)
+        return _candidates(cur.fetchall())
+
+
+# The HNSW probe's plan settings (transaction-local), with hnsw.ef_search as the parameter.
+PROBE_SETTINGS = "set_config('enable_seqscan', 'off', true), set_config('hnsw.ef_search', %s, true)"
+
+
+def nearest(
+    cur, sql: str, params: dict[str, Any], wanted: int, ef_search: int, filtered_out: int = 0
+) -> list[dict[str, Any]]:
+    """Run a nearest-neighbour query whose ORDER BY is `{order}`, through the HNSW index.
+
+    The index scan applies WHERE filters to the ef_search nearest it finds, so selective
+    filters can leave fewer than `wanted` rows: ef_search grows with the rows known to be
+    filtered out, pgvector >= 0.8 keeps scanning (iterative scans), and older versions fall
+    back to an exact scan when that is still not enough, the only way to be sure.
+
+    Sequential scans are off for the probe alone, as pgvector advises: its cost model ignores
+    out-of-line (TOAST) storage, so at 1536 dimensions a larger ef_search made Postgres pick a
+    470 ms table scan over an 8 ms index scan (100k episodes, bench/findings.md).
+    """
+    candidates = min(max(ef_search, wanted + filtered_out), 1000)
+    cur.execute(
+        f"SELECT current_setting('enable_seqscan') AS seqscan, {PROBE_SETTINGS}"
+        + (", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if db_utils.iterative_scan else ""),
+        (str(candidates),),
+    )
+    seqscan = cur.fetchone()["seqscan"]  # a dict cursor's row
+    cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
+    rows = cur.fetchall()
+    cur.execute("SELECT set_config('enable_seqscan', %s, true)", (seqscan,))
+    if len(rows) < wanted:
+        cur.execute(sql.format(order="(p.embedding <=> %(q)s) + 0"), params)  # not indexable: exact
+        rows = cur.fetchall()
+    return rows
+
+
+def search_podcasts(
+    conn,
+    query: np.ndarray,
+    limit: int,
+    *,
+    category: str | None = None,
+    language: str | None = None,
+    max_duration_seconds: int | None = None,
+    published_after: Any = None,
+    ef_search: int = 100,
+) -> list[dict[str, Any]]:
+    """The `limit` ready podcasts nearest to `query` that pass every given filter."""
+    params = {"q": query, "k": limit, "category": category, "language": language}
+    params |= {"max_duration": max_duration_seconds, "published_after": published_after}
+    sql = """
+        SELECT * FROM (
+            SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.language, p.duration_seconds,
+                   p.published_at, 1 - (p.embedding <=> %(q)s) AS score
+            FROM podcasts p
+            WHERE p.status = 'ready'
+              AND (%(category)s::text IS NULL OR p.category = %(category)s)
+              AND (%(language)s::text IS NULL OR p.language = %(language)s)
+              AND (%(max_duration)s::int IS NULL OR p.duration_seconds <= %(max_duration)s)
+              AND (%(published_after)s::timestamptz IS NULL OR p.published_at > %(published_after)s)
+            ORDER BY {order} LIMIT %(k)s
+        ) c ORDER BY score DESC
+    """
+    with dict_cursor(conn) as cur:
+        return nearest(cur, sql, params, limit, ef_search)
+
+
+def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:
+    """Vectors of the episodes this user most recently disliked, skipped or rated low."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT p.embedding FROM podcasts p JOIN (
+                SELECT podcast_id, max(created_at) AS at FROM feedback_events
+                WHERE user_id = %s AND weight < 0 GROUP BY podcast_id ORDER BY at DESC LIMIT %s
+            ) n ON n.podcast_id = p.id
+            WHERE p.status = 'ready'
+            """,
+            (user_id, limit),
+        )
+        vectors = [row[0] for row in cur.fetchall()]
+    return np.vstack(vectors) if vectors else None

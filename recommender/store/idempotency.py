@@ -1,0 +1,54 @@
+"""Idempotency keys: a claim per (key, route), then the stored answer."""
+
+from __future__ import annotations
+
+IDEMPOTENCY_KEEP_HOURS = 24
+
+
+def claim_idempotency_key(
+    conn, key: str, route: str, fingerprint: str, lease_seconds: float
+) -> tuple[str, int | None, str | None] | None:
+    """Claim (key, route) for a request: None when claimed (new, or a claim of the same body
+    abandoned for `lease_seconds`), else the stored (fingerprint, status, body); status None
+    while the first request runs."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO idempotency_keys (key, route, fingerprint) VALUES (%s, %s, %s)
+            ON CONFLICT (key, route) DO UPDATE SET claimed_at = now()
+                WHERE idempotency_keys.status IS NULL AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
+                  AND idempotency_keys.claimed_at < now() - make_interval(secs => %s)
+            RETURNING 1
+            """,
+            (key, route, fingerprint, lease_seconds),
+        )
+        if cur.fetchone():
+            return None
+        cur.execute(
+            "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = %s AND route = %s",
+            (key, route),
+        )
+        return cur.fetchone()
+
+
+def finish_idempotency_key(conn, key: str, route: str, status: int | None, body: str | None) -> None:
+    """Store the answer of the request that claimed the key, or (status None) release the key."""
+    with conn.cursor() as cur:
+        if status is None:
+            cur.execute(
+                "DELETE FROM idempotency_keys WHERE key = %s AND route = %s AND status IS NULL", (key, route)
+            )
+        else:
+            cur.execute(
+                "UPDATE idempotency_keys SET status = %s, body = %s"
+                " WHERE key = %s AND route = %s AND status IS NULL",
+                (status, body, key, route),
+            )
+
+
+def purge_idempotency_keys(conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM idempotency_keys WHERE claimed_at < now() - make_interval(hours => %s)",
+            (IDEMPOTENCY_KEEP_HOURS,),
+        )

@@ -1,0 +1,202 @@
+"""Episodes: writing them, the enrichment queue (pending rows leased to a worker) and the vector index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import psycopg2
+import psycopg2.extras
+
+from db_utils import CHANGES_CHANNEL, connection, dict_cursor
+
+PODCAST_FIELDS = (
+    "external_id", "title", "description", "transcript", "category", "language",
+    "duration_seconds", "published_at",
+)  # fmt: skip
+
+
+PODCAST_COLUMNS = (
+    "id, external_id, title, description, category, language, duration_seconds, published_at,"
+    " summary, status, last_error, created_at, updated_at"
+)
+
+
+def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Insert a podcast, or update the one with the same external_id. Returns (row, created).
+
+    Whether it needs enriching is decided by the `podcasts_mark_changed` trigger, for every
+    write path alike: new or changed text becomes 'pending', unchanged text keeps its state.
+    """
+    values = [fields.get(name) for name in PODCAST_FIELDS]
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            f"""
+            INSERT INTO podcasts ({", ".join(PODCAST_FIELDS)})
+            VALUES ({", ".join(["%s"] * len(PODCAST_FIELDS))})
+            ON CONFLICT (external_id) DO UPDATE SET
+                {", ".join(f"{n} = EXCLUDED.{n}" for n in PODCAST_FIELDS[1:])}
+            RETURNING {PODCAST_COLUMNS}, transcript, content_hash, (xmax = 0) AS created
+            """,
+            values,
+        )
+        row = cur.fetchone()
+    return row, row.pop("created")
+
+
+def get_podcast(conn, podcast_id: int) -> dict[str, Any] | None:
+    with dict_cursor(conn) as cur:
+        cur.execute(f"SELECT {PODCAST_COLUMNS} FROM podcasts WHERE id = %s", (podcast_id,))
+        return cur.fetchone()
+
+
+def update_podcast(conn, podcast_id: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """Change some fields of a podcast; the trigger decides whether it needs enriching again."""
+    assignments = ", ".join(f"{name} = %({name})s" for name in fields if name in PODCAST_FIELDS)
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            f"UPDATE podcasts SET {assignments}, updated_at = now() WHERE id = %(podcast_id)s"
+            f" RETURNING {PODCAST_COLUMNS}, transcript, content_hash",
+            {**fields, "podcast_id": podcast_id},
+        )
+        return cur.fetchone()
+
+
+def delete_podcast(conn, podcast_id: int) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM podcasts WHERE id = %s", (podcast_id,))
+        return cur.rowcount == 1
+
+
+def save_enrichments(conn, done: Sequence[tuple[dict[str, Any], str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Store (podcast, summary, vector) in one statement, except where the text changed
+    meanwhile (that one stays pending); returns the rows saved."""
+    with dict_cursor(conn) as cur:
+        return psycopg2.extras.execute_values(
+            cur,
+            f"""
+            UPDATE podcasts SET summary = v.new_summary, embedding = v.new_embedding, status = 'ready',
+                                last_error = NULL, enriched_hash = content_hash, updated_at = now()
+            FROM (VALUES %s) AS v (podcast_id, enriched_from, new_summary, new_embedding)
+            WHERE id = v.podcast_id AND content_hash = v.enriched_from
+            RETURNING {PODCAST_COLUMNS}
+            """,
+            [(p["id"], p["content_hash"], summary, vector) for p, summary, vector in done],
+            template="(%s::bigint, %s, %s, %s::vector)",
+            fetch=True,
+        )
+
+
+def lease_podcasts(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -> None:
+    """Keep the worker off podcasts this process is enriching itself (until the lease expires)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE podcasts SET next_attempt_at = now() + make_interval(secs => %s)"
+            " WHERE id = ANY(%s) AND status = 'pending'",
+            (lease_seconds, list(podcast_ids)),
+        )
+
+
+def claim_pending_podcasts(conn, limit: int, lease_seconds: int = 120) -> list[dict]:
+    """Lease up to `limit` due pending podcasts; SKIP LOCKED lets several workers run at once.
+
+    The lease (next_attempt_at in the future) keeps other workers off them while the AI calls
+    run outside this transaction; a crash simply lets the lease expire.
+    """
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            UPDATE podcasts p SET next_attempt_at = now() + make_interval(secs => %s)
+            FROM (SELECT id FROM podcasts
+                  WHERE status = 'pending' AND next_attempt_at <= now()
+                  ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due
+            WHERE p.id = due.id
+            RETURNING p.id, p.title, p.description, p.transcript, p.content_hash
+            """,
+            (lease_seconds, limit),
+        )
+        return cur.fetchall()
+
+
+def record_enrichment_failure(
+    conn, podcast_ids: Sequence[int], error: str, max_attempts: int, slow_retry_seconds: float
+) -> None:
+    """Count the attempt, keep the error, back off exponentially: 2 s, 4 s, 8 s ... at most 10 min;
+    from the `max_attempts`-th failure on (given up: `failed` in health), once per `slow_retry_seconds`."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE podcasts
+            SET last_error = %s,
+                enrich_attempts = enrich_attempts + 1,
+                next_attempt_at = now() + make_interval(secs => CASE WHEN enrich_attempts + 1 >= %s
+                    THEN %s ELSE least(600, 2 ^ (enrich_attempts + 1)) END)
+            WHERE id = ANY(%s) AND status = 'pending'
+            """,
+            (error[:500], max_attempts, slow_retry_seconds, list(podcast_ids)),
+        )
+
+
+def requeue_failed_podcasts(conn, max_attempts: int) -> int:
+    """Give the episodes the worker gave up on their fast retries again, due now; wakes the workers."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE podcasts SET enrich_attempts = 0, next_attempt_at = now()"
+            " WHERE status = 'pending' AND enrich_attempts >= %s",
+            (max_attempts,),
+        )
+        requeued = cur.rowcount
+        if requeued:
+            cur.execute("SELECT pg_notify(%s, 'requeued')", (CHANGES_CHANNEL,))
+        return requeued
+
+
+def missing_podcast_ids(conn, ids: Sequence[int]) -> list[int]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT i FROM unnest(%s::bigint[]) AS i"
+            " WHERE NOT EXISTS (SELECT 1 FROM podcasts WHERE id = i) ORDER BY i",
+            (list(ids),),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def podcast_counts(cur, max_attempts: int) -> dict[str, int]:
+    """Ready and pending episodes; `failed` are pending ones the worker gave up on."""
+    cur.execute(
+        "SELECT count(*) FILTER (WHERE status = 'ready'), count(*) FILTER (WHERE status = 'pending'),"
+        " count(*) FILTER (WHERE status = 'pending' AND enrich_attempts >= %s) FROM podcasts",
+        (max_attempts,),
+    )
+    return dict(zip(("ready", "pending", "failed"), cur.fetchone(), strict=True))
+
+
+def podcast_vectors(conn, podcast_ids: Sequence[int]) -> dict[int, np.ndarray | None]:
+    """The vector of each of `podcast_ids` that exists (None while it is pending)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, embedding FROM podcasts WHERE id = ANY(%s::bigint[])", (list(podcast_ids),))
+        return dict(cur.fetchall())
+
+
+VECTOR_INDEX = "podcasts_embedding_hnsw"
+
+
+@contextmanager
+def vector_index_built_after(maintenance_work_mem: str = "1GB") -> Iterator[None]:
+    """Drop the HNSW index for a large load and build it again after (even if the load fails):
+    one build over every row is several times faster than as many single inserts into the
+    graph. Meanwhile searches scan the table exactly: slower, never wrong."""
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (VECTOR_INDEX,))
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute(f"DROP INDEX {VECTOR_INDEX}")
+    try:
+        yield
+    finally:
+        if row is not None:
+            with connection() as conn, conn.cursor() as cur:
+                cur.execute("SELECT set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
+                cur.execute(row[0])

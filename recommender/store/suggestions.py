@@ -1,0 +1,74 @@
+"""What was suggested to whom, and the reasons written for a listener's episodes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+
+
+def insert_suggestions(conn, user_id: str, variant: str, items: Sequence[dict[str, Any]]) -> list[int]:
+    """One row per suggestion, in one statement; returns the ids in the order given."""
+    with conn.cursor() as cur:
+        rows = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO suggested_podcasts"
+            " (user_id, podcast_id, similarity, rank, reason, variant, strategy, reason_source)"
+            " VALUES %s RETURNING id",
+            [
+                (
+                    user_id,
+                    i["podcast_id"],
+                    i["similarity"],
+                    i["rank"],
+                    i["reason"],
+                    variant,
+                    i["strategy"],
+                    i["reason_source"],
+                )
+                for i in items
+            ],
+            fetch=True,
+        )
+    return [row[0] for row in rows]
+
+
+def suggestion_owners(conn, suggestion_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+    """(user_id, podcast_id) of each of `suggestion_ids` that exists."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, user_id, podcast_id FROM suggested_podcasts WHERE id = ANY(%s::bigint[])",
+            (list(suggestion_ids),),
+        )
+        return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+
+
+def written_reasons(
+    conn, user_id: str, podcast_ids: Sequence[int], valid_from: Any
+) -> dict[int, tuple[str, str]]:
+    """(reason, evidence key) written for this user since `valid_from`, by podcast id."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT podcast_id, reason, evidence FROM reasons"
+            " WHERE user_id = %s AND podcast_id = ANY(%s::bigint[]) AND written_at >= %s",
+            (user_id, list(podcast_ids), valid_from),
+        )
+        return {pid: (reason, evidence) for pid, reason, evidence in cur.fetchall()}
+
+
+def save_reasons(conn, user_id: str, reasons: Sequence[tuple[int, str, str]], written_at: Any = None) -> None:
+    """Store (podcast_id, evidence key, reason) for this user, replacing older ones.
+
+    `written_at` is when the page they belong to was computed, so a profile that changed
+    while the LLM was writing makes them stale rather than current."""
+    with conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO reasons (user_id, podcast_id, evidence, reason, written_at) VALUES %s"
+            " ON CONFLICT (user_id, podcast_id) DO UPDATE SET evidence = excluded.evidence,"
+            " reason = excluded.reason, written_at = excluded.written_at",
+            [(user_id, pid, key, reason, written_at) for pid, key, reason in reasons],
+            template="(%s, %s, %s, %s, coalesce(%s, now()))",
+        )

@@ -1,0 +1,53 @@
+"""The worker's pass: what the AI service could not do inline, retried, and the models refreshed."""
+
+from __future__ import annotations
+
+import logging
+
+import db_utils
+from config import get_settings
+from recommender import store
+from recommender.ai import get_provider, status
+from recommender.ai.interface import AIProviderError
+from recommender.service.catalogue import enrich
+from recommender.service.database import require_database
+from recommender.worker import collaborative
+from recommender.worker.interest_profiles import refresh_interest_profiles
+
+log = logging.getLogger(__name__)
+
+
+def enrich_pending(batch_size: int = 32) -> int:
+    """One worker pass: due pending podcasts, histories whose vector is missing, interest
+    profiles with enough new feedback, and the collaborative model when it is due. Returns how
+    many things it did. Podcasts given up on are due again at once when the AI service answers
+    again (any call of this process, or the health probe, succeeded after failures)."""
+    require_database()
+    settings = get_settings()
+    with db_utils.connection() as conn:
+        if status.take_recovery():
+            store.podcasts.requeue_failed_podcasts(conn, settings.enrich_max_attempts)
+        store.idempotency.purge_idempotency_keys(conn)
+        store.pages.purge_prepared_pages(conn, settings.prepare_max_age_seconds)
+        podcasts = store.podcasts.claim_pending_podcasts(conn, batch_size)
+    done = len(enrich(podcasts)) if podcasts else 0
+    done += embed_pending_histories(batch_size)
+    return done + refresh_interest_profiles() + collaborative.refresh_if_due()
+
+
+def embed_pending_histories(batch_size: int) -> int:
+    """Embed history texts the AI service could not embed inline."""
+    with db_utils.connection() as conn:
+        histories = store.users.pending_user_histories(conn, batch_size)
+    if not histories:
+        return 0
+    try:
+        vectors = get_provider().embed([h["listening_history"] for h in histories])
+    except AIProviderError as exc:
+        log.warning("%d user histories left pending: %s", len(histories), exc)
+        return 0
+    with db_utils.connection() as conn:
+        store.users.lock_users(conn, [h["id"] for h in histories])  # in the order every writer locks them
+        for history, vector in zip(histories, vectors, strict=True):
+            store.users.save_history_embedding(conn, history["id"], history["listening_history"], vector)
+    return len(histories)
