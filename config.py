@@ -1,173 +1,239 @@
-"""Settings, read once from the environment (and a `.env` file when present).
+"""Settings: each one a typed field with its default and what it means, read from the environment
+variable of the same name in capitals (or a `.env` file; `local.settings.json` under `func start`).
 
-Every setting has a default that works on a laptop with no cloud account:
-an embedded Postgres under `./.data/` and the offline `local` AI provider.
+Every default works on a laptop with no cloud account: an embedded Postgres under `./.data/` and
+the offline `local` AI provider. `python config.py` prints the table of docs/settings.md, which a
+test keeps equal to this file.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from dotenv import load_dotenv
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
-# recall@10 at 1M episodes 0.965 where 100 gave 0.938, for ~2 ms more per probe (bench/RESULTS.md)
-DEFAULT_HNSW_EF_SEARCH = 200
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
+def setting(default: Any, meaning: str, shown: str | None = None) -> Any:
+    """A setting's default and what it means (`shown`: the default as the table writes it)."""
+    return Field(default, description=meaning, json_schema_extra={"shown": shown} if shown else None)
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=PROJECT_DIR / ".env", env_ignore_empty=True, str_strip_whitespace=True, extra="ignore"
+    )
 
+    # The database
+    database_url: str = setting(
+        "",
+        "Postgres with pgvector, e.g. Neon. Empty starts an embedded Postgres under `DATA_DIR`.",
+        "*(empty: embedded)*",
+    )
+    data_dir: Path = setting(
+        PROJECT_DIR / ".data", "Where the embedded Postgres keeps its files.", "`./.data`"
+    )
+    db_pool_min: int = setting(1, "Connections per process opened at start.")
+    db_pool_max: int = setting(
+        10,
+        "Connections per process at most. Once opened they are kept (a burst does not reconnect; Neon's "
+        "compute still scales to zero, as it counts queries, not connections); one idle for a minute is "
+        "checked before use.",
+    )
 
-def _str(name: str, default: str = "") -> str:
-    return os.environ.get(name, "").strip() or default
+    # The AI service
+    ai_provider: Literal["auto", "local", "openai", "azure"] = setting(
+        "auto",
+        "`azure` if `AZURE_OPENAI_ENDPOINT` is set, `openai` if `OPENAI_API_KEY` or `OPENAI_BASE_URL` is, "
+        "else `local` (offline).",
+    )
+    azure_openai_endpoint: str = setting("", "`https://<resource>.openai.azure.com`")
+    azure_openai_api_key: str = setting(
+        "", "Leave empty for keyless Entra ID (managed identity / `az login`)."
+    )
+    azure_openai_api_version: str = setting("2024-10-21", "The Azure OpenAI API version.")
+    azure_openai_embedding_deployment: str = setting(
+        "text-embedding-3-small", "Deployment name of the embedding model."
+    )
+    azure_openai_chat_deployment: str = setting("gpt-4o-mini", "Deployment name of the chat model.")
+    openai_api_key: str = setting("", "OpenAI key (optional for local OpenAI-compatible servers).")
+    openai_base_url: str = setting(
+        "", "Any OpenAI-compatible server, e.g. `http://localhost:11434/v1` (Ollama)."
+    )
+    openai_embedding_model: str = setting("text-embedding-3-small", "The embedding model (`openai`).")
+    openai_chat_model: str = setting("gpt-4o-mini", "The chat model (`openai`).")
+    embedding_dimensions: int = setting(
+        0, "Shorter vectors from `text-embedding-3-*` (e.g. `512`); 0 keeps the model's own.", "model's own"
+    )
+    embedding_storage: Literal["auto", "vector", "halfvec"] = setting(
+        "auto",
+        "`vector` (4 bytes a dimension) or `halfvec` (2 bytes: half the table and index, HNSW up to 4,000 "
+        "dimensions instead of 2,000); `auto` takes `halfvec` above 2,000 dimensions (e.g. "
+        "`text-embedding-3-large`). Fixed when the database is first migrated.",
+    )
+    local_embedding_model: str = setting(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "The offline model's name, recorded in the database; the `local` provider runs only "
+        "all-MiniLM-L6-v2 (installed with the packages, never downloaded).",
+    )
+    ai_timeout_seconds: float = setting(20.0, "Per AI request.")
+    ai_max_retries: int = setting(2, "Retries with backoff by the `openai` SDK (429, 5xx, timeouts).")
+    request_budget_seconds: float = setting(
+        10.0,
+        "What the AI calls of one HTTP request may take, retries included; then it degrades. The worker "
+        "is not bounded by it.",
+    )
+    embedding_batch_size: int = setting(128, "Texts per embedding request.")
+    summary_batch_size: int = setting(
+        10, "Episodes summarized per LLM call (JSON in, JSON out, each checked)."
+    )
+    ai_concurrency: int = setting(
+        10,
+        "LLM calls at once: summary batches while enriching (a 100-episode import batch is one round of "
+        "calls), reasons written by each process's page writer.",
+    )
+    ai_probe_seconds: float = setting(
+        300.0,
+        "Health probes the AI service (one tiny embedding, in the background) when no AI call was made "
+        "this long.",
+    )
 
+    # The worker
+    enrich_schedule: str = setting(
+        "*/10 * * * * *",
+        "When the worker runs (NCRONTAB, `%ENRICH_SCHEDULE%` of the timer); must be set in Azure (the "
+        "templates use hourly, so an idle Neon compute can suspend).",
+    )
+    enrich_max_attempts: int = setting(
+        10,
+        "Fast worker attempts per pending episode (exponential backoff, at most 10 min apart); then "
+        "health counts it `failed`.",
+    )
+    enrich_slow_retry_seconds: float = setting(
+        3600.0,
+        "After the fast attempts, an episode is retried this often (and at once when the AI service "
+        "answers again).",
+    )
 
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    """A setting with a fixed set of values: a typo fails at start-up rather than silently."""
-    value = _str(name, default).lower()
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    return value
+    # Recommending
+    hnsw_ef_search: int = setting(
+        200,  # recall@10 at 1M episodes 0.965 where 100 gave 0.938, for ~2 ms more per probe
+        "HNSW candidate list size per query (raised automatically when many episodes are excluded).",
+    )
+    resuggest_window_hours: float = setting(
+        24.0, "An episode suggested within this window is not suggested again while others remain."
+    )
+    blend_collaborative: float = setting(
+        1.0, "Weight of the co-engagement score (scaled by the page's best) in the ranking."
+    )
+    blend_content: float = setting(0.1, "Weight of the cosine similarity to the listener's profile.")
+    blend_popularity: float = setting(
+        0.02, "Weight of the popularity prior (in [0, 1): log engagement over log listeners)."
+    )
+    ab_split: str = setting("loop:90,history_only:10", "A/B variants and their shares.")
+    ab_salt: str = setting("v1", "Change it to reshuffle listeners between variants.")
 
+    # Pages prepared ahead
+    prepare_pages: bool = setting(
+        True, "Compute each returning listener's next page and its reasons ahead of their request."
+    )
+    prepare_delay_seconds: float = setting(
+        0.5, "After a listener's last activity before their next page is prepared (a burst costs one)."
+    )
+    prepare_active_hours: float = setting(
+        1.0, "Events prepare a page only for listeners served a page this lately."
+    )
+    prepare_max_age_seconds: float = setting(
+        600.0,
+        "A queued page not prepared by then is dropped; a prepared page older than this is computed again.",
+    )
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    data_dir: Path
-    db_pool_min: int
-    db_pool_max: int
+    # Learning
+    feedback_half_life_days: float = setting(30.0, "Feedback's weight halves this often.")
+    feedback_weight: float = setting(0.5, "How much feedback moves the profile against the stated history.")
+    profile_refresh_events: int = setting(
+        5,
+        "New events before the interest profile is written again (by the worker, never on the request path).",
+    )
+    collab_neighbors: int = setting(100, "Neighbours kept per episode.")
+    collab_alpha: float = setting(
+        0.7, "Asymmetric cosine: above 0.5 favours neighbours many listeners enjoyed."
+    )
+    collab_refresh_events: int = setting(1000, "New events and listens that trigger a rebuild.")
+    collab_refresh_seconds: float = setting(
+        300.0, "Any new event triggers a rebuild once the model is this old."
+    )
+    collab_max_items_per_listener: int = setting(
+        500, "A listener's most recent episodes the model learns from (bounds heavy listeners' cost)."
+    )
+    popularity_half_life_days: float = setting(
+        14.0, "Engagement's weight in the popularity prior halves this often."
+    )
 
-    ai_provider: str  # "local" | "openai" | "azure"
-    ai_timeout_seconds: float
-    ai_max_retries: int
-    request_budget_seconds: float  # what AI calls of one HTTP request may take, retries included
-    embedding_batch_size: int
-    embedding_dimensions: int  # 0 = the model's native size
-    embedding_storage: str  # auto | vector | halfvec: how episode vectors are stored and indexed
+    # Requests and access
+    user_auth: Literal["none", "easyauth"] = setting(
+        "none", "`easyauth`: listener routes act only for the caller signed in by App Service Authentication."
+    )
+    max_body_bytes: int = setting(10_000_000, "Larger bodies get `413`.")
+    max_bulk_items: int = setting(500, "Items per `add_podcasts` request.")
+    max_bulk_events: int = setting(1000, "Events per bulk `feedback` request.")
 
-    openai_api_key: str
-    openai_base_url: str
-    openai_embedding_model: str
-    openai_chat_model: str
+    # The local runner (`make run`; Azure's host has its own)
+    local_function_key: str = setting("", "The function key the local runner asks for; empty: no key.")
+    local_admin_key: str = setting("", "The admin key the local runner asks for; empty: no key.")
+    python_threadpool_thread_count: int = setting(
+        0, "Threads running functions per process, as in Azure; 0: Python's default.", "Python's"
+    )
 
-    azure_openai_endpoint: str
-    azure_openai_api_key: str
-    azure_openai_api_version: str
-    azure_openai_embedding_deployment: str
-    azure_openai_chat_deployment: str
+    @field_validator("ai_provider", "embedding_storage", "user_auth", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
-    local_embedding_model: str
-
-    resuggest_window_hours: float
-    feedback_half_life_days: float
-    feedback_weight: float
-    profile_refresh_events: int
-    ab_split: str
-    ab_salt: str
-    enrich_schedule: str  # NCRONTAB of the worker (`%ENRICH_SCHEDULE%` in function_app)
-    user_auth: str  # none | easyauth: bind user_id to the caller's App Service identity
-    enrich_max_attempts: int  # fast retries (backing off to 10 min); then one every ...
-    enrich_slow_retry_seconds: float  # ... this many seconds, until the AI service answers again
-    ai_probe_seconds: float  # health probes the AI service when nothing was heard from it this long
-    hnsw_ef_search: int
-    max_body_bytes: int
-    max_bulk_items: int
-    max_bulk_events: int
-    ai_concurrency: int
-    summary_batch_size: int  # episodes summarized per LLM call
-
-    prepare_pages: bool  # compute the next page and its reasons ahead of the request that shows it
-    prepare_delay_seconds: float  # after the listener's last activity, so a burst costs one call
-    prepare_max_age_seconds: float  # a page not prepared by then is dropped: its listener moved on
-    prepare_active_hours: float  # feedback prepares a page only for listeners served this lately
-
-    collab_neighbors: int
-    collab_alpha: float
-    collab_refresh_seconds: float
-    collab_refresh_events: int
-    collab_max_items_per_listener: int
-    popularity_half_life_days: float
-    blend_collaborative: float
-    blend_content: float
-    blend_popularity: float
-
-
-def _detect_provider() -> str:
-    explicit = _str("AI_PROVIDER").lower()
-    if explicit:
-        if explicit not in {"local", "openai", "azure"}:
-            raise ValueError(f"AI_PROVIDER must be local, openai or azure, not {explicit!r}")
-        return explicit
-    if _str("AZURE_OPENAI_ENDPOINT"):
-        return "azure"
-    if _str("OPENAI_API_KEY") or _str("OPENAI_BASE_URL"):
-        return "openai"
-    return "local"
+    @model_validator(mode="after")
+    def _detect_provider(self) -> Settings:
+        if self.ai_provider == "auto":
+            self.ai_provider = (
+                "azure"
+                if self.azure_openai_endpoint
+                else "openai"
+                if self.openai_api_key or self.openai_base_url
+                else "local"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    load_dotenv(PROJECT_DIR / ".env", override=False)
-    return Settings(
-        database_url=_str("DATABASE_URL"),
-        data_dir=Path(_str("DATA_DIR", str(PROJECT_DIR / ".data"))),
-        db_pool_min=_int("DB_POOL_MIN", 1),
-        db_pool_max=_int("DB_POOL_MAX", 10),
-        ai_provider=_detect_provider(),
-        ai_timeout_seconds=_float("AI_TIMEOUT_SECONDS", 20.0),
-        ai_max_retries=_int("AI_MAX_RETRIES", 2),
-        request_budget_seconds=_float("REQUEST_BUDGET_SECONDS", 10.0),
-        embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 128),
-        embedding_dimensions=_int("EMBEDDING_DIMENSIONS", 0),
-        embedding_storage=_choice("EMBEDDING_STORAGE", "auto", ("auto", "vector", "halfvec")),
-        openai_api_key=_str("OPENAI_API_KEY"),
-        openai_base_url=_str("OPENAI_BASE_URL"),
-        openai_embedding_model=_str("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small"),
-        openai_chat_model=_str("OPENAI_CHAT_MODEL", "gpt-4o-mini"),
-        azure_openai_endpoint=_str("AZURE_OPENAI_ENDPOINT"),
-        azure_openai_api_key=_str("AZURE_OPENAI_API_KEY"),
-        azure_openai_api_version=_str("AZURE_OPENAI_API_VERSION", "2024-10-21"),
-        azure_openai_embedding_deployment=_str("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "text-embedding-3-small"),
-        azure_openai_chat_deployment=_str("AZURE_OPENAI_CHAT_DEPLOYMENT", "gpt-4o-mini"),
-        local_embedding_model=_str("LOCAL_EMBEDDING_MODEL", "sentence-transformers/all-MiniLM-L6-v2"),
-        resuggest_window_hours=_float("RESUGGEST_WINDOW_HOURS", 24.0),
-        feedback_half_life_days=_float("FEEDBACK_HALF_LIFE_DAYS", 30.0),
-        feedback_weight=_float("FEEDBACK_WEIGHT", 0.5),
-        profile_refresh_events=_int("PROFILE_REFRESH_EVENTS", 5),
-        ab_split=_str("AB_SPLIT", "loop:90,history_only:10"),
-        ab_salt=_str("AB_SALT", "v1"),
-        enrich_schedule=_str("ENRICH_SCHEDULE", "*/10 * * * * *"),
-        user_auth=_choice("USER_AUTH", "none", ("none", "easyauth")),
-        enrich_max_attempts=_int("ENRICH_MAX_ATTEMPTS", 10),
-        enrich_slow_retry_seconds=_float("ENRICH_SLOW_RETRY_SECONDS", 3600.0),
-        ai_probe_seconds=_float("AI_PROBE_SECONDS", 300.0),
-        hnsw_ef_search=_int("HNSW_EF_SEARCH", DEFAULT_HNSW_EF_SEARCH),
-        max_body_bytes=_int("MAX_BODY_BYTES", 10_000_000),
-        max_bulk_items=_int("MAX_BULK_ITEMS", 500),
-        max_bulk_events=_int("MAX_BULK_EVENTS", 1000),
-        ai_concurrency=_int("AI_CONCURRENCY", 10),
-        summary_batch_size=_int("SUMMARY_BATCH_SIZE", 10),
-        prepare_pages=_choice("PREPARE_PAGES", "true", ("true", "false")) == "true",
-        prepare_delay_seconds=_float("PREPARE_DELAY_SECONDS", 0.5),
-        prepare_max_age_seconds=_float("PREPARE_MAX_AGE_SECONDS", 600.0),
-        prepare_active_hours=_float("PREPARE_ACTIVE_HOURS", 1.0),
-        collab_neighbors=_int("COLLAB_NEIGHBORS", 100),
-        collab_alpha=_float("COLLAB_ALPHA", 0.7),
-        collab_refresh_seconds=_float("COLLAB_REFRESH_SECONDS", 300.0),
-        collab_refresh_events=_int("COLLAB_REFRESH_EVENTS", 1000),
-        collab_max_items_per_listener=_int("COLLAB_MAX_ITEMS_PER_LISTENER", 500),
-        popularity_half_life_days=_float("POPULARITY_HALF_LIFE_DAYS", 14.0),
-        blend_collaborative=_float("BLEND_COLLABORATIVE", 1.0),
-        blend_content=_float("BLEND_CONTENT", 0.1),
-        blend_popularity=_float("BLEND_POPULARITY", 0.02),
+    return Settings()
+
+
+def _shown(default: Any) -> str:
+    if default == "":
+        return ""
+    text = (
+        str(default).lower()
+        if isinstance(default, bool)
+        else f"{default:g}"
+        if isinstance(default, float)
+        else default
     )
+    return f"`{text}`"
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting: its environment variable, default and meaning."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        shown = (field.json_schema_extra or {}).get("shown")  # type: ignore[union-attr]
+        default = shown if shown is not None else _shown(field.default)
+        rows.append(f"| `{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -18,7 +18,7 @@ import psycopg2
 import psycopg2.extras
 
 import db_utils
-from config import DEFAULT_HNSW_EF_SEARCH
+from config import Settings
 from recommender import store
 from recommender.service.pages import CANDIDATES_PER_SLOT, MIN_CANDIDATES
 
@@ -44,7 +44,7 @@ def _client(dsn: str, users: list[tuple[str, Any]], limit: int, until: float, la
                 cur.execute(  # the log's commit and the probe's plan as the app's
                     "SELECT set_config('synchronous_commit', 'off', true), "
                     + store.candidates.PROBE_SETTINGS,
-                    (str(DEFAULT_HNSW_EF_SEARCH),),
+                    (str(Settings.model_fields["hnsw_ef_search"].default),),
                 )
                 params = {"q": vector, "k": wanted, "excluded": [], "user_id": user_id, "valid_from": None}
                 cur.execute(sql, params)

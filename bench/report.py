@@ -15,7 +15,9 @@ import psutil
 
 from bench import charts
 from bench.db import scalar
-from config import DEFAULT_HNSW_EF_SEARCH as APP_EF_SEARCH
+from config import Settings
+
+APP_EF_SEARCH = Settings.model_fields["hnsw_ef_search"].default
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_JSON = BENCH_DIR / "results.json"

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from config import Settings
 from tests.conftest import ROOT
 
 INFRA = ROOT / "infra"
@@ -40,8 +41,7 @@ def app_settings() -> set[str]:
 
 
 def settings_the_app_reads() -> set[str]:
-    config = (ROOT / "config.py").read_text()
-    read = set(re.findall(r"_\w+\(\s*\"([A-Z_]+)\"", config))
+    read = {name.upper() for name in Settings.model_fields}
     timers = (ROOT / "recommender" / "api" / "timers.py").read_text()
     read |= set(re.findall(r"%([A-Z_]+)%", timers))  # trigger bindings
     return read

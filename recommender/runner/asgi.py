@@ -13,7 +13,6 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -26,7 +25,7 @@ from urllib.parse import parse_qsl, unquote
 import azure.functions as func
 from azure.functions.decorators.function_app import Function
 
-from config import PROJECT_DIR
+from config import PROJECT_DIR, get_settings
 from recommender.runner.background import JOIN_SECONDS, run_background, timers
 
 HOST_JSON = PROJECT_DIR / "host.json"
@@ -136,10 +135,10 @@ class Adapter:
         self.timers = timers(functions)
         self.max_body_bytes = max_body_bytes
         # Keys as the Functions host checks them; unset, every route is open (like `func start`).
-        self.function_key = os.environ.get("LOCAL_FUNCTION_KEY", "")
-        self.admin_key = os.environ.get("LOCAL_ADMIN_KEY", "")
+        settings = get_settings()
+        self.function_key, self.admin_key = settings.local_function_key, settings.local_admin_key
         # The Azure Python worker's pool: PYTHON_THREADPOOL_THREAD_COUNT threads, else Python's default.
-        threads = int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or 0) or None
+        threads = settings.python_threadpool_thread_count or None
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="function")
         self.stop = threading.Event()
         self.background = threading.Thread(
