@@ -23,7 +23,7 @@ from recommender import store
 from recommender.schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHistoryRequest, describe
 from recommender.service import catalogue, feedback, listeners
 from recommender.service.database import ensure_database
-from recommender.service.errors import ApiError
+from recommender.service.errors import ServiceError
 
 SAMPLE_DIR = PROJECT_DIR / "sample_data"
 MAX_ERRORS_SHOWN = 5  # failed events listed by `import-events`
@@ -38,8 +38,8 @@ def migrate(_: argparse.Namespace) -> int:
 def seed(args: argparse.Namespace) -> int:
     """Load the sample catalog and users through the same code path as the API."""
     ensure_database()
-    with db_utils.connection() as conn, conn.cursor() as cur:
-        counts = store.podcasts.podcast_counts(cur, get_settings().enrich_max_attempts)
+    with db_utils.connection() as conn:
+        counts = store.podcasts.podcast_counts(conn, get_settings().enrich_max_attempts)
     if args.if_empty and counts["ready"] + counts["pending"]:
         print(f"catalog already has {counts['ready'] + counts['pending']} podcasts; not seeding")
         return 0
@@ -144,7 +144,7 @@ def import_events(args: argparse.Namespace) -> int:
                     errors.append((line, f"invalid_request: {describe(exc)}"))
             outcomes = feedback.record_feedback_bulk([request for _, request in valid])
             for (line, _), outcome in zip(valid, outcomes, strict=True):
-                if isinstance(outcome, ApiError):
+                if isinstance(outcome, ServiceError):
                     errors.append((line, f"{outcome.code}: {outcome.message}"))
                 elif outcome[1]:
                     created += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ _pool: psycopg2.pool.ThreadedConnectionPool | None = None
 _pool_slots: threading.BoundedSemaphore | None = None  # psycopg2's pool raises when empty; this waits
 _pool_lock = threading.Lock()
 _last_used: dict[int, float] = {}  # id(connection) -> time.monotonic() of its last use
+_on_commit: dict[int, list[Callable[[], None]]] = {}  # id(connection) -> what runs once it commits
 _embedded_server: Any = None  # keeps the embedded Postgres alive while the process runs
 iterative_scan = False  # set by migrate() from the pgvector version: 0.8 scans filtered indexes iteratively
 
@@ -124,11 +125,13 @@ def _checked_out(pool: psycopg2.pool.ThreadedConnectionPool) -> psycopg2.extensi
 
 @contextmanager
 def connection() -> Iterator[psycopg2.extensions.connection]:
-    """A pooled connection inside one transaction: committed on success, rolled back on error.
+    """A pooled connection inside one transaction: committed on success, rolled back on error;
+    what `on_commit` registered runs once it committed.
 
     Waits for a free connection when all are in use (up to POOL_WAIT_SECONDS)."""
     pool = get_pool()
     slots = _pool_slots
+    assert slots is not None
     if not slots.acquire(timeout=POOL_WAIT_SECONDS):
         raise DatabaseBusyError("no database connection became free in time")
     broken = False
@@ -142,12 +145,40 @@ def connection() -> Iterator[psycopg2.extensions.connection]:
             raise
         finally:
             _last_used[id(conn)] = time.monotonic()
+            callbacks = _on_commit.pop(id(conn), [])
             pool.putconn(conn, close=broken or conn.closed != 0)
     finally:
         slots.release()
+    for callback in callbacks:  # reached only when the transaction committed
+        callback()
 
 
-CHANGES_CHANNEL = "podcasts_pending"  # NOTIFY channel of the podcasts_notify_* triggers
+def on_commit(conn: psycopg2.extensions.connection, callback: Callable[[], None]) -> None:
+    """Run `callback` once the transaction of `conn` (from `connection()`) has committed; never if
+    it rolls back. For what must not see the transaction's work before others can."""
+    _on_commit.setdefault(id(conn), []).append(callback)
+
+
+def try_advisory_lock(conn: psycopg2.extensions.connection, key: int) -> bool:
+    """Take the session-level advisory lock `key` on `conn`, if no other session holds it; it is
+    held until released or the connection closes (which a crashed process's does)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        held = cur.fetchone()[0]
+    if not conn.autocommit:
+        conn.commit()
+    return held
+
+
+@contextmanager
+def dedicated_connection(application_name: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection of its own, outside the pool, for long work or session state (advisory locks,
+    LISTEN) that must not hold or leave behind a pooled one; closing it releases both."""
+    conn = psycopg2.connect(database_url(get_settings()), application_name=application_name)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def migration_files() -> list[Path]:

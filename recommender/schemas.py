@@ -21,6 +21,7 @@ from pydantic import (
 # What Postgres can store is checked here, so bad input is a 400 and never a database error.
 MAX_BIGINT = 2**63 - 1
 MAX_INTEGER = 2**31 - 1
+DEFAULT_PAGE_SIZE = 5  # recommendations per page when the caller does not say
 MAX_OFFSET = timedelta(hours=16)  # Postgres rejects time-zone offsets of 16 hours and more
 NO_NUL = r"^[^\x00]*$"  # a pattern, so it is part of the OpenAPI document too
 NO_CONTROL = r"^[^\x00-\x1f]+$"
@@ -148,7 +149,7 @@ class RecommendQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     user_id: UserId
-    limit: Annotated[int, Field(ge=1, le=50)] = 5
+    limit: Annotated[int, Field(ge=1, le=50)] = DEFAULT_PAGE_SIZE
     category: Category | None = None
     # Up to this long for the LLM to write reasons the page has none for yet (written ahead,
     # most pages have them all); 0 serves at once with evidence sentences for the rest.

@@ -24,12 +24,20 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from recommender.model import ranking
+from recommender.model import variants
 from tests.fake_openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent
+_marked_service = False  # whether the test being set up is marked `service` (see `run_api`)
 SAMPLE_DIR = ROOT / "sample_data"
 FAKE_API_KEY = "sk-test-secret-do-not-leak-4242"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Runs before the test's fixtures are set up: `run_api` checks the test is marked `service`,
+    so `pytest -m "not service"` (the quick loop) never starts the service."""
+    global _marked_service
+    _marked_service = item.get_closest_marker("service") is not None
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +149,7 @@ def openai_env(fake: FakeOpenAIServer, **settings: str) -> dict[str, str]:
 def run_api(dsn: str, env: dict[str, str], log_path: Path, *args: str) -> Iterator[Api]:
     """Start `local_runner.py --port N *args` in a subprocess, as a user would, and wait until it
     answers; the Api keeps the `process`."""
+    assert _marked_service, "a test that starts the service must be marked `service`"
     port = free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))},
@@ -181,10 +190,10 @@ def run_api(dsn: str, env: dict[str, str], log_path: Path, *args: str) -> Iterat
 
 def user_in(variant: str) -> str:
     """A fresh user id that the default A/B split puts in `variant`."""
-    split = ranking.parse_split("loop:90,history_only:10")
+    split = variants.parse_split("loop:90,history_only:10")
     while True:
         user_id = f"user-{uuid.uuid4().hex[:8]}"
-        if ranking.assign_variant(user_id, split, "v1").name == variant:
+        if variants.assign_variant(user_id, split, "v1").name == variant:
             return user_id
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import hashlib
 import json
 import math
 import re
@@ -18,53 +17,25 @@ import struct
 import threading
 import time
 from collections import deque
-from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
+from tests.fake_model import (
+    count_tokens,
+    data_text,
+    embed_text,
+    episodes,
+    message_text,
+    parse_items,
+    summarize,
+)
+
 _ROUTE = re.compile(r"^/(?:v1|openai/v1|openai/deployments/[^/]+)/(embeddings|chat/completions)/?$")
-_WORD = re.compile(r"[^\W\d_]+")
-# Words shorter than _MIN_WORD_LEN are dropped anyway, so only longer ones are listed.
-_STOPWORDS = frozenset(
-    {
-        "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "was",
-        "were", "with", "this", "that", "these", "those", "from", "have", "has", "had",
-        "its", "our", "your", "his", "her", "she", "they", "them", "their", "what",
-        "which", "who", "whom", "will", "would", "there", "then", "than", "into",
-        "about", "also", "been", "when", "where", "how", "why", "more", "most", "some",
-        "such", "only", "other", "very", "just", "over", "out",
-    }
-)  # fmt: skip
-_MIN_WORD_LEN = 3
-_SUMMARY_SENTENCES = 2
-_SUMMARY_MAX_CHARS = 300
 _LOG_SIZE = 200
 
 JsonDict = dict[str, Any]
 Reply = tuple[int, JsonDict, dict[str, str]]  # status, JSON body, extra headers
-
-
-@lru_cache(maxsize=65536)
-def _word_hash(word: str) -> int:
-    """Stable 64-bit hash of a word (independent of PYTHONHASHSEED)."""
-    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-
-
-def embed_text(text: str, dimensions: int) -> list[float]:
-    """Feature-hashing bag-of-words embedding, L2-normalised."""
-    vector = [0.0] * dimensions
-    for word in _WORD.findall(text.lower()):
-        if len(word) < _MIN_WORD_LEN or word in _STOPWORDS:
-            continue
-        h = _word_hash(word)
-        vector[h % dimensions] += 1.0 if (h >> 63) & 1 else -1.0
-    if not any(vector):
-        # No usable words: a fixed pseudo-random direction derived from the raw text.
-        digest = hashlib.shake_256(text.encode()).digest(dimensions)
-        vector = [b - 127.5 for b in digest]
-    norm = math.sqrt(sum(v * v for v in vector))
-    return [v / norm for v in vector]
 
 
 def _error(message: str, error_type: str, code: str | None = None) -> JsonDict:
@@ -75,67 +46,6 @@ def _error(message: str, error_type: str, code: str | None = None) -> JsonDict:
 def _bad_request(message: str) -> Reply:
     """400 reply for an invalid request body."""
     return 400, _error(message, "invalid_request_error"), {}
-
-
-def _message_text(content: object) -> str:
-    """Text of a chat message content (string or list of content parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
-def _parse_items(text: str) -> list[JsonDict]:
-    """First JSON object with an ``items`` list embedded in ``text`` (lenient)."""
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    while start != -1:
-        try:
-            obj, _ = decoder.raw_decode(text, start)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("items"), list):
-            return [
-                item
-                for item in obj["items"]
-                if isinstance(item, dict) and "podcast_id" in item and "title" in item
-            ]
-        start = text.find("{", start + 1)
-    return []
-
-
-def _episodes(text: str) -> list[JsonDict]:
-    """The ``episodes`` of a batched summary request (a JSON object message), else []."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return []
-    episodes = data.get("episodes") if isinstance(data, dict) else None
-    return [e for e in episodes if isinstance(e, dict) and "id" in e] if isinstance(episodes, list) else []
-
-
-def _data_text(text: str) -> str:
-    """The strings of a JSON object message (a fenced prompt's data), else ``text`` itself."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text
-    if not isinstance(data, dict):
-        return text
-    values = [v if isinstance(v, list) else [v] for v in data.values()]
-    return " ".join(str(v) for vs in values for v in vs if isinstance(v, str) and v)
-
-
-def _summarize(text: str) -> str:
-    """First two sentences of ``text`` (at most 300 chars), prefixed."""
-    sentences = " ".join(text.split()).split(". ")[:_SUMMARY_SENTENCES]
-    return "Summary: " + ". ".join(sentences)[:_SUMMARY_MAX_CHARS]
-
-
-def _count_tokens(text: str) -> int:
-    """Crude whitespace token count."""
-    return len(text.split())
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -366,7 +276,7 @@ class FakeOpenAIServer:
                 base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode() if as_base64 else vector
             )
             data.append({"object": "embedding", "index": index, "embedding": embedding})
-        tokens = sum(_count_tokens(t) for t in texts)
+        tokens = sum(count_tokens(t) for t in texts)
         with self._lock:
             self._embedding_requests += 1
             self._embedding_inputs += len(texts)
@@ -385,7 +295,7 @@ class FakeOpenAIServer:
         if not isinstance(messages, list):
             return _bad_request("messages must be a list")
         messages = [m for m in messages if isinstance(m, dict)]
-        user_texts = [_message_text(m.get("content")) for m in messages if m.get("role") == "user"]
+        user_texts = [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
         last_user = user_texts[-1] if user_texts else ""
         response_format = body.get("response_format")
         json_mode = isinstance(response_format, dict) and response_format.get("type") in (
@@ -394,10 +304,10 @@ class FakeOpenAIServer:
         )
         if self.chat_reply is not None:
             content = self.chat_reply
-        elif json_mode and _episodes(last_user):
+        elif json_mode and episodes(last_user):
             summaries = [
-                {"id": e["id"], "summary": _summarize(f"{e.get('title', '')}. {e.get('transcript', '')}")}
-                for e in _episodes(last_user)
+                {"id": e["id"], "summary": summarize(f"{e.get('title', '')}. {e.get('transcript', '')}")}
+                for e in episodes(last_user)
             ]
             content = json.dumps({"summaries": summaries})
         elif json_mode:
@@ -406,18 +316,18 @@ class FakeOpenAIServer:
                     "podcast_id": item["podcast_id"],
                     "reason": f"Picked for you: {item['title']}",
                 }
-                for item in _parse_items(last_user)
+                for item in parse_items(last_user)
             ]
             content = json.dumps({"reasons": reasons})
         else:
-            content = _summarize(_data_text(last_user))
+            content = summarize(data_text(last_user))
         if self.chat_delay_seconds > 0:
             time.sleep(self.chat_delay_seconds)
         with self._lock:
             self._chat_requests += 1
             number = self._chat_requests
-        prompt_tokens = sum(_count_tokens(_message_text(m.get("content"))) for m in messages)
-        completion_tokens = _count_tokens(content)
+        prompt_tokens = sum(count_tokens(message_text(m.get("content"))) for m in messages)
+        completion_tokens = count_tokens(content)
         payload = {
             "id": f"chatcmpl-fake-{number}",
             "object": "chat.completion",

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import Api, run_api
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 PRINCIPAL = "x-ms-client-principal-id"
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import Api
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, Api, user_in
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 MISSING_PODCAST = 987_654_321
 
 

@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import ROOT, Api, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 TOPICS = {
     "volcano": "lava magma eruption crater ash volcano",
     "chess": "chess opening gambit endgame bishop rook",

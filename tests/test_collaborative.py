@@ -11,6 +11,8 @@ from recommender.ai.text import content_words
 from recommender.model import reasons
 from tests.conftest import Api, run_api, user_in, wait_for_model
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

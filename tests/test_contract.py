@@ -19,6 +19,8 @@ from schemathesis.specs.openapi.checks import ignored_auth, negative_data_reject
 import function_app
 from tests.conftest import Api, sample_service
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 EXAMPLES = 60  # per operation and mode: 13 operations with input x 2 modes x 60 = 1,560 requests
 # Not checked: auth (the local server runs without keys) and whether every request the schema
 # allows is accepted (the server also checks what JSON Schema cannot say, see the document).

@@ -13,6 +13,7 @@ import pytest
 
 import db_utils
 from recommender.ai.local_provider import LocalProvider
+from recommender.model.ab_test import difference_interval
 from recommender.service import dashboard
 from tests.conftest import Api
 from tests.fake_openai_server import FakeOpenAIServer
@@ -21,15 +22,15 @@ from tests.fake_openai_server import FakeOpenAIServer
 
 
 def test_the_difference_comes_with_agresti_caffos_interval():
-    interval = dashboard.difference_interval((50, 100), (40, 100))
+    interval = difference_interval((50, 100), (40, 100))
     # (51/102 - 41/102) ± 1.959964 * sqrt(51/102 * 51/102 / 102 + 41/102 * 61/102 / 102)
     assert interval == {"difference": 0.1, "low": -0.0379, "high": 0.2339, "significant": False}
-    assert dashboard.difference_interval((90, 100), (40, 100))["significant"]
-    assert dashboard.difference_interval((5, 10), (0, 0)) is None  # the holdout showed nothing yet
+    assert difference_interval((90, 100), (40, 100))["significant"]
+    assert difference_interval((5, 10), (0, 0)) is None  # the holdout showed nothing yet
 
 
 def test_rates_of_zero_still_get_an_interval_of_some_width():
-    interval = dashboard.difference_interval((0, 5), (0, 5))
+    interval = difference_interval((0, 5), (0, 5))
     assert interval["difference"] == 0
     assert interval["low"] < -0.3 and interval["high"] > 0.3 and not interval["significant"]
 
@@ -40,7 +41,7 @@ def test_the_interval_covers_the_true_difference_95_times_in_100():
     draws = zip(rng.binomial(shown, rate_t, 4000), rng.binomial(shown, rate_c, 4000), strict=True)
     covered = 0
     for engaged_t, engaged_c in draws:
-        interval = dashboard.difference_interval((int(engaged_t), shown), (int(engaged_c), shown))
+        interval = difference_interval((int(engaged_t), shown), (int(engaged_c), shown))
         covered += interval["low"] <= rate_t - rate_c <= interval["high"]
     assert 0.93 <= covered / 4000 <= 0.97
 
@@ -101,7 +102,7 @@ def test_series_have_every_day_and_each_variants_rate(dsn: str):
     assert [d["suggestions"] for d in holdout["daily"]] == [0, 0, 0, 1]
     assert holdout["engagement_rate"] == 0
     assert figures["ab_test"] == {
-        "treatment": "loop", "control": "history_only", **dashboard.difference_interval((1, 2), (0, 1)),
+        "treatment": "loop", "control": "history_only", **difference_interval((1, 2), (0, 1)),
     }  # fmt: skip
     assert figures["by_rank"] == [
         {"rank": 1, "suggestions": 2, "engaged": 1, "engagement_rate": 0.5},
@@ -139,6 +140,7 @@ def like(api: Api, user_id: str, podcast_id: int) -> None:
     assert api.post("/api/feedback", body).status_code == 201
 
 
+@pytest.mark.service
 def test_related_episodes_trend_as_one_topic_labelled_by_their_subject(local_api: Api):
     since = datetime.now(UTC).isoformat()
     ids = local_api.sample_ids
@@ -156,6 +158,7 @@ def test_related_episodes_trend_as_one_topic_labelled_by_their_subject(local_api
     assert (topic["label"], topic["episodes"], topic["engagement"]) == ("true-crime", 3, 3.0)
 
 
+@pytest.mark.service
 def test_with_an_llm_the_topic_label_is_the_llms(openai_api: Api, ai: FakeOpenAIServer):
     since = datetime.now(UTC).isoformat()
     user_id = f"user-{uuid.uuid4().hex[:8]}"
@@ -176,6 +179,7 @@ def test_with_an_llm_the_topic_label_is_the_llms(openai_api: Api, ai: FakeOpenAI
 # --- the routes ------------------------------------------------------------------------------
 
 
+@pytest.mark.service
 def test_the_console_is_served_with_its_own_files_only(local_api: Api):
     page = local_api.get("/api/ui")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -187,6 +191,7 @@ def test_the_console_is_served_with_its_own_files_only(local_api: Api):
         assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found"), name
 
 
+@pytest.mark.service
 def test_an_episode_can_be_watched_until_it_is_ready(local_api: Api):
     podcast_id = local_api.sample_ids["sample-cooking-1"]
     episode = local_api.get(f"/api/podcasts/{podcast_id}/status").json()
@@ -197,6 +202,7 @@ def test_an_episode_can_be_watched_until_it_is_ready(local_api: Api):
     assert local_api.get("/api/podcasts/abc/status").status_code == 400
 
 
+@pytest.mark.service
 def test_the_dashboard_refuses_a_since_too_long_ago(local_api: Api):
     response = local_api.get("/api/dashboard", params={"since": "2001-01-01T00:00:00Z"})
     assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_request")

@@ -100,8 +100,8 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
         ef_search=40,
     )
     exact = sorted(zip(far @ query, far_ids, strict=True), reverse=True)[:10]
-    assert [i["podcast_id"] for i in items] == [pid for _, pid in exact]
-    assert [i["similarity"] for i in items] == pytest.approx([s for s, _ in exact], abs=1e-5)
+    assert [i.podcast_id for i in items] == [pid for _, pid in exact]
+    assert [i.similarity for i in items] == pytest.approx([s for s, _ in exact], abs=1e-5)
     exact_scan = seq_scans_of_podcasts(conn) > scans_before
     assert exact_scan is not iterative  # the index answered alone when it could
 
@@ -183,11 +183,11 @@ def test_halfvec_storage_stores_indexes_and_ranks(halfvec_dsn: str):
             conn, query, 4, user_id="halfvec-user", excluded=[], reasons_valid_from=datetime.now(UTC),
             category="halved",
         )  # fmt: skip
-        assert [i["podcast_id"] for i in items] == ids  # nearest first, as stored
+        assert [i.podcast_id for i in items] == ids  # nearest first, as stored
         for item, vector in zip(items, vectors, strict=True):
-            assert item["embedding"].dtype == np.float32
-            assert item["embedding"] == pytest.approx(vector, abs=2e-3)  # half precision
-            assert item["similarity"] == pytest.approx(float(vector @ query), abs=2e-3)
+            assert item.embedding.dtype == np.float32
+            assert item.embedding == pytest.approx(vector, abs=2e-3)  # half precision
+            assert item.similarity == pytest.approx(float(vector @ query), abs=2e-3)
         assert store.podcasts.podcast_vectors(conn, ids[:1])[ids[0]] == pytest.approx(vectors[0], abs=2e-3)
         conn.rollback()
 
@@ -205,13 +205,15 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
         [podcast_id] = insert_podcasts(setup, unit(np.ones((1, DIMS))), "prepared")
         cur.execute("INSERT INTO users (id) VALUES ('reader'), ('changed'), ('served')")
 
-    def computed(user_id: str) -> tuple[dict, int]:  # what the writer reads, in its own transaction
+    def computed(
+        user_id: str,
+    ) -> tuple[store.users.User, int]:  # what the writer reads, in its own transaction
         with psycopg2.connect(dsn) as conn:
             return store.users.get_user(conn, user_id), store.pages.newest_suggestion(conn, user_id)
 
-    def prepare(user: dict, seen: int) -> bool:
+    def prepare(user: store.users.User, seen: int) -> bool:
         with psycopg2.connect(dsn) as conn:
-            store.pages.begin_page(conn, user["id"])
+            store.pages.begin_page(conn, user.id)
             items = [{"podcast_id": podcast_id, "strategy": "similar", "reason": None}]
             return store.pages.store_prepared_page(conn, user, 1, None, "loop", items, seen)
 
@@ -245,7 +247,7 @@ def test_the_writer_takes_the_most_recently_due_pages_first_and_drops_stale_ones
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO users (id) VALUES ('due-early'), ('due-late'), ('due-stale'), ('not-due')")
         for user_id, seconds in (("due-early", -20), ("due-late", -5), ("due-stale", -700), ("not-due", 60)):
-            store.pages.queue_page(conn, user_id, 5, None, seconds)
+            store.pages.queue_page(conn, user_id, 5, None, seconds, default_size=5)
     with psycopg2.connect(dsn) as conn:
         assert [p["user_id"] for p in store.pages.claim_due_pages(conn, 1, 600)] == ["due-late"]
         assert [p["user_id"] for p in store.pages.claim_due_pages(conn, 5, 600)] == ["due-early"]

@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import FAKE_API_KEY, ROOT, Api, openai_env, run_api, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 SETTINGS = {
     "AI_MAX_RETRIES": "0",
     "AI_TIMEOUT_SECONDS": "5",

@@ -19,6 +19,8 @@ import pytest
 from tests.conftest import ROOT, Api, sample_service, user_in, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 
 def create_user(api: Api, user_id: str, history: str) -> None:
     response = api.post("/api/update_user_history", {"user_id": user_id, "listening_history": history})

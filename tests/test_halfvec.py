@@ -3,7 +3,11 @@ profiles averaged from them, feedback, recommendations and search."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import openai_env, run_api
+
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
 
 
 def test_the_loop_runs_on_halfvec_storage(create_database, own_fake_openai, tmp_path):

@@ -106,6 +106,7 @@ def raw_request(base_url: str, data: bytes, timeout: float = 10.0) -> tuple[int,
     return int(head.split()[1]), head.decode("latin-1"), body
 
 
+@pytest.mark.service
 def test_route_parameters_and_query_strings_are_url_decoded(local_api: Api):
     for user_id in ("john smith", f"band/{uuid.uuid4().hex[:6]} ü"):
         body = {"user_id": user_id, "listening_history": "Jazz standards and big bands."}
@@ -118,6 +119,7 @@ def test_route_parameters_and_query_strings_are_url_decoded(local_api: Api):
         assert local_api.query("SELECT 1 FROM users WHERE id = %s", (user_id,)) == []
 
 
+@pytest.mark.service
 def test_a_chunked_body_is_read(local_api: Api):
     user_id = f"chunked-{uuid.uuid4().hex[:8]}"
     body = json.dumps({"user_id": user_id, "listening_history": "Volcanoes and lava."}).encode()
@@ -130,6 +132,7 @@ def test_a_chunked_body_is_read(local_api: Api):
     assert got.json()["user_id"] == user_id
 
 
+@pytest.mark.service
 @pytest.mark.parametrize("length", ["-1", "abc", "1e3"])
 def test_an_invalid_content_length_is_a_prompt_400(local_api: Api, length: str):
     """uvicorn's parser (h11) rejects it before the app: its own plain-text 400, then it closes."""
@@ -139,6 +142,7 @@ def test_an_invalid_content_length_is_a_prompt_400(local_api: Api, length: str):
     assert "connection: close" in head.lower()
 
 
+@pytest.mark.service
 def test_an_oversized_content_length_is_413_before_the_body_is_sent(local_api: Api):
     limit = get_settings().max_body_bytes
     request = (
@@ -172,6 +176,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit():
         running.shutdown()
 
 
+@pytest.mark.service
 def test_an_unknown_route_is_a_json_404(local_api: Api):
     for path in ("/api/nothing_here", "/elsewhere", "/api/health/extra"):
         got = local_api.get(path)
@@ -179,6 +184,7 @@ def test_an_unknown_route_is_a_json_404(local_api: Api):
         assert got.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.service
 def test_many_concurrent_clients_are_all_answered(local_api: Api):
     clients = 200  # the old runner (listen backlog 5) lost some at 70
     start = threading.Barrier(clients)
@@ -214,6 +220,7 @@ def background_holders(api: Api) -> list[int]:
     return [int(name.removeprefix("local-runner-")) for (name,) in rows]
 
 
+@pytest.mark.service
 def test_with_two_workers_the_background_worker_runs_in_one_process(create_database, tmp_path: Path):
     dsn = create_database("runner_workers")
     with run_api(dsn, {"AI_PROVIDER": "local"}, tmp_path / "workers.log", "--workers", "2") as api:

@@ -10,6 +10,8 @@ from recommender.model import reasons
 from tests.conftest import FAKE_API_KEY, Api, wait_for, wait_for_model
 from tests.fake_openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 TOPICS = {
     "astronomy": "telescope galaxy nebula orbit planets stars astronomy cosmos",
     "baking": "flour yeast dough oven bread baking crust knead",

@@ -56,6 +56,7 @@ def chats(ai: FakeOpenAIServer) -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.service
 def test_the_model_gets_the_transcript_as_fenced_data(api: Api, ai: FakeOpenAIServer):
     add(api, "Tide pools", INJECTION)
     [(system, user)] = chats(ai)
@@ -66,6 +67,7 @@ def test_the_model_gets_the_transcript_as_fenced_data(api: Api, ai: FakeOpenAISe
     }
 
 
+@pytest.mark.service
 def test_an_injected_summary_is_not_stored(api: Api, ai: FakeOpenAIServer):
     ai.chat_reply = json.dumps({"summaries": [{"id": 0, "summary": MALICIOUS}]})
     podcast = add(api, "Tide pools again", INJECTION)
@@ -77,6 +79,7 @@ def test_an_injected_summary_is_not_stored(api: Api, ai: FakeOpenAIServer):
     assert "summary failed the content check" in api.log()
 
 
+@pytest.mark.service
 def test_injected_reasons_fall_back_to_the_evidence(api: Api, ai: FakeOpenAIServer):
     ids = [add(api, f"Rock pools {n}", "Crabs, anemones and starfish on the shore.")["id"] for n in range(3)]
     user_id = f"user-{uuid.uuid4().hex[:8]}"
@@ -98,6 +101,7 @@ def test_injected_reasons_fall_back_to_the_evidence(api: Api, ai: FakeOpenAIServ
     assert stored and not any("evil" in r for (r,) in stored)
 
 
+@pytest.mark.service
 def test_an_injected_interest_profile_is_not_stored(api: Api, ai: FakeOpenAIServer):
     podcast = add(api, "Gulls of the coast", "Gulls circle over the harbour and the beach.")
     user_id = f"user-{uuid.uuid4().hex[:8]}"

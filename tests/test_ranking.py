@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from recommender.model import ranking
+from recommender.model import profiles, ranking, topics, variants
 
 
 def unit(*values: float) -> np.ndarray:
@@ -16,7 +16,7 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-PLAIN = ranking.Variant(
+PLAIN = variants.Variant(
     "plain", use_feedback=True, use_behaviour=True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.0
 )
 
@@ -25,7 +25,7 @@ def test_mmr_does_not_fill_a_page_with_near_duplicates():
     query = unit(1, 0, 0)
     candidates = np.vstack([unit(1, 0.1, 0), unit(1, 0.11, 0), unit(1, 0, 0.5)])  # 0 and 1 are twins
     plain = [row for row, _ in ranking.rerank(candidates @ query, candidates, 2, PLAIN)]
-    diverse = ranking.Variant("mmr", True, True, mmr_lambda=0.3, exploration=0.0, negative_penalty=0.0)
+    diverse = variants.Variant("mmr", True, True, mmr_lambda=0.3, exploration=0.0, negative_penalty=0.0)
     assert plain == [0, 1]
     assert [row for row, _ in ranking.rerank(candidates @ query, candidates, 2, diverse)] == [0, 2]
 
@@ -34,7 +34,7 @@ def test_mmr_trades_relevance_for_diversity_the_same_way_at_every_scale():
     # One strong co-engaged pick; then a weaker one in the same topic against a far, weaker one.
     candidates = np.vstack([unit(1, 0, 0), unit(0.7, 0.71, 0), unit(0.1, 0, 1)])
     relevance = np.array([1.0, 0.04, 0.022])
-    loop = ranking.Variant("loop-like", True, True, mmr_lambda=0.9, exploration=0.0, negative_penalty=0.0)
+    loop = variants.Variant("loop-like", True, True, mmr_lambda=0.9, exploration=0.0, negative_penalty=0.0)
     for scale in (1.0, 0.01, 100.0):
         assert [row for row, _ in ranking.rerank(relevance * scale, candidates, 3, loop)] == [0, 1, 2]
 
@@ -43,7 +43,7 @@ def test_closeness_to_a_dislike_lowers_an_episode():
     query = unit(1, 1.05)
     candidates = np.vstack([unit(1, 0.9), unit(0.9, 1)])
     assert ranking.rerank(candidates @ query, candidates, 1, PLAIN)[0][0] == 1
-    penalized = ranking.Variant("neg", True, True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.5)
+    penalized = variants.Variant("neg", True, True, mmr_lambda=1.0, exploration=0.0, negative_penalty=0.5)
     assert (
         ranking.rerank(candidates @ query, candidates, 1, penalized, negatives=np.vstack([unit(0, 1)]))[0][0]
         == 0
@@ -53,7 +53,7 @@ def test_closeness_to_a_dislike_lowers_an_episode():
 def test_exploration_takes_its_share_of_slots_from_the_better_half():
     rng = random.Random(3)
     candidates = np.vstack([unit(1, i / 40) for i in range(40)])
-    explorer = ranking.Variant("x", True, True, mmr_lambda=1.0, exploration=0.2, negative_penalty=0.0)
+    explorer = variants.Variant("x", True, True, mmr_lambda=1.0, exploration=0.2, negative_penalty=0.0)
     strategies, explored_rows = Counter(), set()
     for _ in range(200):
         for row, strategy in ranking.rerank(candidates @ unit(1, 0), candidates, 10, explorer, rng=rng):
@@ -87,36 +87,36 @@ def test_blend_without_any_behaviour_ranks_by_content_and_popularity():
 
 
 def test_variant_assignment_is_deterministic_and_follows_the_split():
-    split = ranking.parse_split("loop:90,history_only:10")
-    names = Counter(ranking.assign_variant(f"user-{i}", split, "v1").name for i in range(4000))
+    split = variants.parse_split("loop:90,history_only:10")
+    names = Counter(variants.assign_variant(f"user-{i}", split, "v1").name for i in range(4000))
     assert names["history_only"] / 4000 == pytest.approx(0.1, abs=0.02)
-    assert all(ranking.assign_variant("alice", split, "v1") is ranking.assign_variant("alice", split, "v1")
+    assert all(variants.assign_variant("alice", split, "v1") is variants.assign_variant("alice", split, "v1")
                for _ in range(3))  # fmt: skip
     with pytest.raises(ValueError, match="unknown variant"):
-        ranking.parse_split("loop:50,bogus:50")
+        variants.parse_split("loop:50,bogus:50")
 
 
 def test_profile_moves_toward_likes_and_away_from_dislikes():
     history = unit(1, 0, 0)
     liked, disliked = unit(0, 1, 0), unit(0, 0, 1)
     feedback = 1.0 * liked - 1.0 * disliked
-    profile = ranking.learned_profile(history, None, feedback, feedback_weight=0.5)
+    profile = profiles.learned_profile(history, None, feedback, feedback_weight=0.5)
     assert float(profile @ liked) > 0.3
     assert float(profile @ disliked) < 0
-    assert np.allclose(ranking.learned_profile(history, None, None, 0.5), history)
+    assert np.allclose(profiles.learned_profile(history, None, None, 0.5), history)
 
 
 def test_feedback_halves_every_half_life():
     vector = np.array([4.0, 0.0])
-    assert np.allclose(ranking.decayed(vector, 30 * 86400, half_life_days=30), [2.0, 0.0])
-    assert np.allclose(ranking.decayed(vector, None, half_life_days=30), vector)
+    assert np.allclose(profiles.decayed(vector, 30 * 86400, half_life_days=30), [2.0, 0.0])
+    assert np.allclose(profiles.decayed(vector, None, half_life_days=30), vector)
 
 
 def test_combine_weighs_each_part_equally():
-    assert np.allclose(ranking.combine(np.array([3.0, 0]), np.array([0, 0.5])), unit(1, 1))
-    assert ranking.combine(None, None) is None
+    assert np.allclose(profiles.combine(np.array([3.0, 0]), np.array([0, 0.5])), unit(1, 1))
+    assert profiles.combine(None, None) is None
 
 
 def test_cluster_groups_similar_vectors():
     vectors = np.vstack([unit(1, 0), unit(0, 1), unit(1, 0.1), unit(0.1, 1), unit(1, 0.05)])
-    assert ranking.cluster(vectors, threshold=0.9) == [[0, 2, 4], [1, 3]]
+    assert topics.cluster(vectors, threshold=0.9) == [[0, 2, 4], [1, 3]]

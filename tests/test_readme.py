@@ -1,5 +1,5 @@
-"""The README's API examples, run as written (curl, in order) on the service `make run` starts:
-a fresh database seeded by `cli.py seed --if-empty`, the offline provider."""
+"""The API examples of the README and docs/api.md, run as written (curl, in order) on the service
+`make run` starts: a fresh database seeded by `cli.py seed --if-empty`, the offline provider."""
 
 from __future__ import annotations
 
@@ -15,15 +15,20 @@ import pytest
 
 from tests.conftest import ROOT, Api, run_api
 
-README = ROOT / "README.md"
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "api.md"]  # in the order a reader meets them
 HOST = "localhost:7071"
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the README's examples use curl")
+pytestmark = [
+    pytest.mark.service,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="the README's examples use curl"),
+]
 
 
 def examples() -> list[str]:
-    """The README's shell blocks that call the API, in the order a reader meets them."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    """The shell blocks that call the API, in the order a reader meets them."""
+    blocks = [
+        b for doc in DOCUMENTS for b in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.DOTALL)
+    ]
     return [block for block in blocks if f"{HOST}/api/" in block]
 
 
@@ -38,7 +43,7 @@ def fresh_run(create_database, tmp_path_factory) -> Iterator[Api]:
 
 
 def run(block: str, api: Api) -> str:
-    """Run a README block with bash; any HTTP error fails it (curl --fail-with-body)."""
+    """Run a documented block with bash; any HTTP error fails it (curl --fail-with-body)."""
     script = 'set -eu\ncurl() { command curl --fail-with-body "$@"; }\n'
     script += block.replace(HOST, api.base_url.removeprefix("http://"))
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)

@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import Api, openai_env, query, run_api
 from tests.fake_openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 BUDGET = 2.0
 MARGIN = 1.5  # the database work of a request, on a shared 2-core machine
 

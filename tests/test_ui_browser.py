@@ -26,11 +26,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.conftest import ROOT, SAMPLE_DIR, Api, sample_service, user_in
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="the browser test needs chromium and chromedriver (Debian/Ubuntu: apt-get install chromium "
-    "chromium-driver; `make test` does it when it runs as root or with sudo)",
-)
+pytestmark = [
+    pytest.mark.service,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="the browser test needs chromium and chromedriver (Debian/Ubuntu: apt-get install chromium "
+        "chromium-driver; `make test` does it when it runs as root or with sudo)",
+    ),
+]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 DOCS_SCREENSHOT = ROOT / "docs" / "ui.png"
 WAIT_SECONDS = 20

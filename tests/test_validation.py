@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import Api
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 NUL = "a\u0000b"
 TOO_BIG = 2**63  # one past bigint
 

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import Api, openai_env, run_api, user_in, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
+
 TOPICS = {
     "kites": "Kites, wind and the people who fly them over beaches and hills.",
     "bread": "Sourdough bread, starters, flour and the bakers who wake before dawn.",
@@ -83,6 +85,20 @@ def test_a_page_written_ahead_is_served_without_an_llm_call(api: Api, ai: FakeOp
     assert len(items) == 5 and {i["reason_source"] for i in items} == {"cached"}
     assert all(i["reason"].startswith("Picked for you") for i in items)  # the fake LLM's words
     assert api.query("SELECT count(*) FROM ai_calls WHERE purpose = 'reasons'")[0][0] >= 1
+
+
+def test_waiting_for_reasons_a_page_prepared_with_all_of_them_serves_it_once(api: Api, ai: FakeOpenAIServer):
+    """`wait_seconds` on a page that needs no wait: served as prepared, stored exactly once."""
+    user_id = new_listener(api)
+    prepared_ids = stored_page(api, user_id)
+    ai.reset()
+    served = answer(api, user_id, wait_seconds=1)
+    assert served["prepared"] and [i["podcast_id"] for i in served["recommendations"]] == prepared_ids
+    assert ai.chat_requests == 0
+    stored = api.query(
+        "SELECT podcast_id FROM suggested_podcasts WHERE user_id = %s ORDER BY rank", (user_id,)
+    )
+    assert [pid for (pid,) in stored] == prepared_ids
 
 
 def test_a_page_whose_reasons_are_all_written_is_prepared_without_an_llm_call(api: Api, ai: FakeOpenAIServer):

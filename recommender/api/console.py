@@ -8,8 +8,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from config import PROJECT_DIR
 from recommender.api.endpoint import endpoint
+from recommender.api.errors import ApiError
 from recommender.schemas import UiFile
-from recommender.service.errors import ApiError
 
 UI_DIR = PROJECT_DIR / "ui"
 UI_FILE = TypeAdapter(UiFile)

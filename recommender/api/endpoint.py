@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import TypeVar
 
 import azure.functions as func
@@ -18,8 +19,9 @@ from config import get_settings
 from db_utils import UNAVAILABLE, SchemaMismatchError
 from openai_client import deadline
 from recommender.api import idempotency, openapi
+from recommender.api.errors import ApiError, status_of
 from recommender.schemas import MAX_BIGINT, BulkItems, UserId, describe
-from recommender.service.errors import ApiError
+from recommender.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,17 @@ def json_response(
     body: object, status: int = 200, headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
     return func.HttpResponse(
-        json.dumps(body, ensure_ascii=False, default=str),
+        json.dumps(body, ensure_ascii=False, default=json_value),
         status_code=status,
         mimetype="application/json",
         charset="utf-8",
         headers=headers,
     )
+
+
+def json_value(value: object) -> str:
+    """What JSON has no type for: times in ISO 8601, anything else as text."""
+    return value.isoformat() if isinstance(value, date | datetime) else str(value)
 
 
 def error_response(status: int, code: str, message: str, **extra: object) -> func.HttpResponse:
@@ -79,7 +86,7 @@ def parse_items(
     return results, valid
 
 
-def error_item(error: ApiError) -> dict:
+def error_item(error: ServiceError) -> dict:
     return {"error": {"code": error.code, "message": error.message}}
 
 
@@ -150,8 +157,8 @@ def endpoint(
             try:
                 with deadline(get_settings().request_budget_seconds):
                     return idempotency.handle(req, route, req.headers.get(PRINCIPAL_HEADER, ""), handler)
-            except ApiError as exc:
-                return error_response(exc.status, exc.code, exc.message)
+            except ServiceError as exc:
+                return error_response(status_of(exc), exc.code, exc.message)
             except psycopg2.errors.UniqueViolation as exc:  # e.g. an external_id another episode has
                 return error_response(409, "conflict", conflict_message(exc))
             except psycopg2.DataError as exc:  # a value the schemas let through but Postgres cannot store

@@ -12,28 +12,18 @@ process) is taken over after its lease.
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
 from collections.abc import Callable
 
 import azure.functions as func
 
-import db_utils
 from config import get_settings
-from recommender import store
-from recommender.service.database import require_database
-from recommender.service.errors import ApiError
-
-log = logging.getLogger(__name__)
+from recommender.api.errors import ApiError
+from recommender.service import idempotency as answers
 
 KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 200
 LEASE_GRACE_SECONDS = 60  # past the AI budget: the pool wait and the database work of a request
-
-Finish = tuple[str, str, int | None, str | None]  # key, route, status (None: release), body
-_backlog: list[Finish] = []  # finishes the database refused, written before the next claim
-_backlog_lock = threading.Lock()
 
 
 def handle(
@@ -48,22 +38,19 @@ def handle(
             400, "invalid_request", f"{KEY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
         )
     fingerprint = hashlib.sha256(caller.encode() + b"\n" + (req.get_body() or b"")).hexdigest()
-    require_database()
-    _write_backlog()
     lease = get_settings().request_budget_seconds + LEASE_GRACE_SECONDS
-    with db_utils.connection() as conn:
-        stored = store.idempotency.claim_idempotency_key(conn, key, route, fingerprint, lease)
+    stored = answers.claim(key, route, fingerprint, lease)
     if stored is not None:
         return _replay(*stored, fingerprint)
     try:
         response = handler(req)
     except BaseException:
-        _finish((key, route, None, None))
+        answers.finish(key, route, None, None)
         raise
     if 200 <= response.status_code < 300:
-        _finish((key, route, response.status_code, response.get_body().decode()))
+        answers.finish(key, route, response.status_code, response.get_body().decode())
     else:
-        _finish((key, route, None, None))
+        answers.finish(key, route, None, None)
     return response
 
 
@@ -83,28 +70,3 @@ def _replay(
         charset="utf-8",
         headers={REPLAYED_HEADER: "true"},
     )
-
-
-def _finish(finish: Finish) -> bool:
-    """Store the answer or release the key; if the database refuses, keep it for later."""
-    try:
-        with db_utils.connection() as conn:
-            store.idempotency.finish_idempotency_key(conn, *finish)
-        return True
-    except db_utils.UNAVAILABLE as exc:
-        log.warning("idempotency key %r not finished yet (%s); kept to retry", finish[0], type(exc).__name__)
-        with _backlog_lock:
-            _backlog.append(finish)
-        return False
-
-
-def _write_backlog() -> None:
-    """Write the finishes the database refused before, stopping at the first refusal."""
-    with _backlog_lock:
-        pending = _backlog.copy()
-        _backlog.clear()
-    for index, finish in enumerate(pending):
-        if not _finish(finish):
-            with _backlog_lock:
-                _backlog.extend(pending[index + 1 :])
-            return

@@ -18,7 +18,7 @@ from recommender.schemas import FeedbackRequest, RecommendQuery, SearchQuery, Up
 from recommender.service import feedback as feedback_service
 from recommender.service import listeners, recommend
 from recommender.service import search as search_service
-from recommender.service.errors import ApiError
+from recommender.service.errors import ServiceError
 
 bp = func.Blueprint()
 
@@ -50,7 +50,7 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
     act_as(req, *(request.user_id for _, request in valid))
     outcomes = feedback_service.record_feedback_bulk([request for _, request in valid])
     for (index, _), outcome in zip(valid, outcomes, strict=True):
-        if isinstance(outcome, ApiError):
+        if isinstance(outcome, ServiceError):
             results[index] = error_item(outcome)
         else:
             event, created = outcome

@@ -24,8 +24,29 @@ import scipy.sparse as sp
 BLOCK_PAIRS = 20_000_000  # co-engagement pairs computed per block of episodes (bounds memory)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Each listener's net engagement with each episode they listened to or reacted to: one entry
+    per (listener, episode), in [-1, 1], with the age of their latest event."""
+
+    listener: np.ndarray  # 0 .. listeners - 1
+    podcast_id: np.ndarray
+    engagement: np.ndarray
+    age_days: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Neighbours:
+    """Per episode (a column of the matrix it was built from), its neighbours, best first."""
+
+    columns: list[np.ndarray]
+    scores: list[np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
 class Model:
+    """What is stored: per episode with engagement, its prior and its neighbours (podcast ids)."""
+
     active_listeners: int  # listeners with positive engagement with any episode
     episodes: np.ndarray  # podcast ids with engagement
     popularity: np.ndarray  # per episode: decayed net engagement
@@ -34,28 +55,37 @@ class Model:
     neighbor_scores: list[np.ndarray]
 
 
-def build(interactions: np.ndarray, neighbors: int, alpha: float, half_life_days: float) -> Model | None:
-    """The model from (listener, podcast id, net engagement, age in days) rows."""
-    if not len(interactions):
+def build(user_items: sp.csr_matrix, neighbors: int, alpha: float) -> Neighbours:
+    """The item-to-item model of a listeners x episodes matrix (1 where the listener enjoyed the
+    episode): for each episode, the `neighbors` episodes with the highest asymmetric cosine
+    c_ij / (n_i^alpha * n_j^(1-alpha)), where c_ij counts the listeners who enjoyed both and
+    n_i those who enjoyed i. Episodes no listener shares with it are not neighbours."""
+    columns, scores = top_neighbors(user_items.tocsr(), user_items.getnnz(axis=0), neighbors, alpha)
+    return Neighbours(columns, scores)
+
+
+def model_of(interactions: Interactions, neighbors: int, alpha: float, half_life_days: float) -> Model | None:
+    """The model to store: neighbours from who enjoyed what (positive engagement), popularity
+    from all engagement, each halving every `half_life_days`."""
+    if not len(interactions.listener):
         return None
-    listener = interactions[:, 0].astype(np.int64)
-    episodes, column = np.unique(interactions[:, 1].astype(np.int64), return_inverse=True)
-    weight, age = interactions[:, 2], interactions[:, 3]
-    popularity = np.bincount(column, weight * 0.5 ** (age / half_life_days), len(episodes))
-    positive = weight > 0
-    counts = np.bincount(column[positive], minlength=len(episodes))
-    x = sp.csr_matrix(
+    episodes, column = np.unique(interactions.podcast_id.astype(np.int64), return_inverse=True)
+    decay = 0.5 ** (interactions.age_days / half_life_days)
+    popularity = np.bincount(column, interactions.engagement * decay, len(episodes))
+    positive = interactions.engagement > 0
+    listener = interactions.listener.astype(np.int64)
+    user_items = sp.csr_matrix(
         (np.ones(positive.sum(), np.float32), (listener[positive], column[positive])),
         shape=(int(listener.max()) + 1, len(episodes)),
     )
-    neighbor_ids, neighbor_scores = top_neighbors(x, counts, neighbors, alpha)
+    model = build(user_items, neighbors, alpha)
     return Model(
         len(np.unique(listener[positive])),
         episodes,
         popularity.astype(np.float32),
-        counts,
-        [episodes[ids] for ids in neighbor_ids],
-        neighbor_scores,
+        user_items.getnnz(axis=0),
+        [episodes[columns] for columns in model.columns],
+        model.scores,
     )
 
 

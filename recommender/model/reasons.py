@@ -8,45 +8,54 @@ words their own history shares with it, or how many listeners enjoyed it lately.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
 
 from recommender.ai.text import content_words
 
+if TYPE_CHECKING:
+    from recommender.model.pages import Candidate, Engagement
+
 CLOSE_ENOUGH = 0.3  # cosine above which "close to an episode of yours" is worth saying
 
 
-def evidence(
-    item: dict[str, Any], positives: list[dict[str, Any]], history_words: set[str]
-) -> dict[str, Any]:
-    """The strongest true statement about why `item` was ranked for this listener.
+class Evidence(TypedDict, total=False):
+    kind: Literal["co_engagement", "close_to", "your_interests", "popular", "your_history", "new"]
+    podcast_id: int  # co_engagement, close_to: the listener's episode ...
+    title: str  # ... and its title
+    words: list[str]  # your_interests: words their history shares with the suggestion
+    listeners: int  # popular: how many enjoyed it lately
+
+
+def evidence(candidate: Candidate, positives: list[Engagement], history_words: set[str]) -> Evidence:
+    """The strongest true statement about why `candidate` was ranked for this listener.
 
     `positives`: the listener's episodes with positive engagement (title, and vector for the
     strongest few); `history_words`: content words of their stated history and interest profile."""
-    titles = {p["podcast_id"]: p["title"] for p in positives}
-    because_of = item.get("because_of")
-    if item.get("collaborative") and because_of in titles:
+    titles = {p.podcast_id: p.title for p in positives}
+    because_of = candidate.because_of
+    if candidate.collaborative and because_of in titles:
         return {"kind": "co_engagement", "podcast_id": because_of, "title": titles[because_of]}
-    with_vectors = [p for p in positives if p.get("embedding") is not None]
-    if item.get("embedding") is not None and with_vectors:
-        closeness = np.vstack([p["embedding"] for p in with_vectors]) @ item["embedding"]
+    with_vectors = [p for p in positives if p.embedding is not None]
+    if candidate.embedding is not None and with_vectors:
+        closeness = np.vstack([p.embedding for p in with_vectors]) @ candidate.embedding
         best = int(np.argmax(closeness))
         if closeness[best] >= CLOSE_ENOUGH:
-            return {"kind": "close_to", "podcast_id": with_vectors[best]["podcast_id"],
-                    "title": with_vectors[best]["title"]}  # fmt: skip
-    shared = [w for w in dict.fromkeys(content_words(f"{item['title']} {item.get('summary') or ''}"))
-              if w in history_words and len(w) > 3]  # fmt: skip
+            closest = with_vectors[best]
+            return {"kind": "close_to", "podcast_id": closest.podcast_id, "title": closest.title}
+    text = f"{candidate.title} {candidate.summary or ''}"
+    shared = [w for w in dict.fromkeys(content_words(text)) if w in history_words and len(w) > 3]
     if shared:
         return {"kind": "your_interests", "words": shared[:2]}
-    if item.get("listeners"):
-        return {"kind": "popular", "listeners": int(item["listeners"])}
-    if item.get("similarity") is not None and history_words:
+    if candidate.listeners:
+        return {"kind": "popular", "listeners": int(candidate.listeners)}
+    if candidate.similarity is not None and history_words:
         return {"kind": "your_history"}
     return {"kind": "new"}
 
 
-def sentence(evidence: dict[str, Any]) -> str:
+def sentence(evidence: Evidence) -> str:
     """The evidence as one plain sentence: the offline reason, and the LLM's ground."""
     kind = evidence["kind"]
     if kind == "co_engagement":
@@ -63,7 +72,7 @@ def sentence(evidence: dict[str, Any]) -> str:
     return "New in the catalogue."
 
 
-def evidence_key(evidence: dict[str, Any]) -> str:
+def evidence_key(evidence: Evidence) -> str:
     """What a written reason rests on: the kind of evidence and what it names. A reason stays
     valid while its item's evidence has the same key (counts that drift, such as how many
     listeners enjoyed it, are left out)."""
@@ -71,9 +80,9 @@ def evidence_key(evidence: dict[str, Any]) -> str:
     return f"{evidence['kind']}:{named}" if named else evidence["kind"]
 
 
-def listener_profile(user: dict[str, Any], positives: list[dict[str, Any]]) -> str:
+def listener_profile(interest_profile: str | None, history: str | None, positives: list[Engagement]) -> str:
     """The text the reason writer sees about the listener."""
-    parts = [user["interest_profile"] or "", (user["listening_history"] or "")[:1500]]
+    parts = [interest_profile or "", (history or "")[:1500]]
     if positives:
-        parts.append("Episodes they enjoyed: " + "; ".join(p["title"] for p in positives[:10]))
+        parts.append("Episodes they enjoyed: " + "; ".join(p.title for p in positives[:10]))
     return "\n".join(p for p in parts if p)

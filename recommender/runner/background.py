@@ -10,7 +10,6 @@ import re
 import select
 import threading
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
 
 import psycopg2
@@ -19,6 +18,7 @@ from azure.functions.timer import TimerRequest
 
 import db_utils
 from config import get_settings
+from recommender import store
 
 BACKGROUND_LOCK_ID = 4_711_003  # pg_advisory_lock key: one process per database runs the timers
 LOCK_RETRY_SECONDS = 3.0  # how often a process without the lock tries to take it over
@@ -80,17 +80,14 @@ def run_background(timers: list[Timer], stop: threading.Event) -> None:
     The lock is session-level, on a connection of its own that also LISTENs for catalog changes."""
     while not stop.is_set():
         try:
-            dsn = db_utils.database_url(get_settings())
-            with closing(psycopg2.connect(dsn, application_name=f"local-runner-{os.getpid()}")) as conn:
+            with db_utils.dedicated_connection(f"local-runner-{os.getpid()}") as conn:
                 conn.autocommit = True
-                with conn.cursor() as cur:
-                    while not stop.is_set():
-                        cur.execute("SELECT pg_try_advisory_lock(%s)", (BACKGROUND_LOCK_ID,))
-                        if cur.fetchone()[0]:
-                            cur.execute(f"LISTEN {db_utils.CHANGES_CHANNEL}")
-                            run_timers(conn, timers, stop)
-                        else:
-                            stop.wait(LOCK_RETRY_SECONDS)
+                while not stop.is_set():
+                    if db_utils.try_advisory_lock(conn, BACKGROUND_LOCK_ID):
+                        store.podcasts.listen_for_changes(conn)
+                        run_timers(conn, timers, stop)
+                    else:
+                        stop.wait(LOCK_RETRY_SECONDS)
         except psycopg2.Error as exc:
             log.warning("background worker lost its database connection (%s); retrying", type(exc).__name__)
             stop.wait(LOCK_RETRY_SECONDS)

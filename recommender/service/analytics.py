@@ -13,7 +13,7 @@ import db_utils
 from recommender import store
 from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError
-from recommender.model import ranking
+from recommender.model import topics
 from recommender.schemas import AnalyticsQuery
 from recommender.service.database import require_database
 
@@ -103,7 +103,7 @@ def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[
     labelled by one AI call for all of them."""
     if len(engaged) < MIN_TOPIC_EPISODES:
         return []
-    groups = ranking.cluster(np.vstack([e["embedding"] for e in engaged]))
+    groups = topics.cluster(np.vstack([e["embedding"] for e in engaged]))
     groups = [group for group in groups if len(group) >= MIN_TOPIC_EPISODES]
     groups = sorted(groups, key=lambda group: -sum(engaged[i]["engagement"] for i in group))[:max_topics]
 

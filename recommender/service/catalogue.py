@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
 import db_utils
@@ -19,7 +18,8 @@ from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError, Episode
 from recommender.schemas import AddPodcastRequest, UpdatePodcastRequest
 from recommender.service.database import require_database
-from recommender.service.errors import ApiError
+from recommender.service.errors import NotFound
+from recommender.store.podcasts import PodcastRow, ToEnrich
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,12 @@ def embedding_text(title: str, summary: str | None, description: str | None) -> 
     return "\n\n".join(part for part in (title, summary, description) if part)
 
 
-def _public_podcast(row: dict[str, Any]) -> dict[str, Any]:
-    row = {k: v for k, v in row.items() if k not in {"transcript", "content_hash"}}
-    for key in ("published_at", "created_at", "updated_at"):
-        if row.get(key) is not None:
-            row[key] = row[key].isoformat()
-    return row
+def _public(row: PodcastRow) -> PodcastRow:
+    """The episode as the API answers it: without its transcript and the hash of its text."""
+    return PodcastRow(**{k: v for k, v in row.items() if k in PodcastRow.__annotations__})
 
 
-def add_podcast(request: AddPodcastRequest) -> tuple[dict[str, Any], bool]:
+def add_podcast(request: AddPodcastRequest) -> tuple[PodcastRow, bool]:
     """Store the episode first, then summarize and embed it. Returns (podcast, created).
 
     If the AI service fails the episode stays stored as 'pending' and the worker retries it.
@@ -46,7 +43,7 @@ def add_podcast(request: AddPodcastRequest) -> tuple[dict[str, Any], bool]:
     return podcast, created
 
 
-def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[dict[str, Any], bool]]:
+def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[PodcastRow, bool]]:
     """Store many episodes in one transaction, then enrich the new or changed ones together
     (one embedding request per batch). Returns (podcast, created) per request, in order."""
     require_database()
@@ -55,10 +52,10 @@ def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[dict[str, Any]
         pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # unchanged text: no AI
         store.podcasts.lease_podcasts(conn, list(pending))
     saved = enrich(list(pending.values())) if pending else {}
-    return [(_public_podcast(saved.get(row["id"]) or row), created) for row, created in stored]
+    return [(_public(saved.get(row["id"]) or row), created) for row, created in stored]
 
 
-def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> dict[str, Any]:
+def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> PodcastRow:
     """Change some fields; changed text is summarized and embedded again (or left pending)."""
     require_database()
     with db_utils.connection() as conn:
@@ -66,21 +63,21 @@ def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> dict[str, 
         if row is not None:
             store.podcasts.lease_podcasts(conn, [podcast_id])
     if row is None:
-        raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
+        raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
     if row["status"] == "pending":
         row = enrich([row]).get(podcast_id) or row
-    return _public_podcast(row)
+    return _public(row)
 
 
 def delete_podcast(podcast_id: int) -> dict[str, Any]:
     require_database()
     with db_utils.connection() as conn:
         if not store.podcasts.delete_podcast(conn, podcast_id):
-            raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
+            raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
     return {"podcast_id": podcast_id, "deleted": True}
 
 
-def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+def enrich(podcasts: list[ToEnrich]) -> dict[int, PodcastRow]:
     """Summarize the podcasts (SUMMARY_BATCH_SIZE per LLM call, AI_CONCURRENCY calls at once),
     embed them all in batched requests and store the results in one statement; returns the
     saved rows by id. What the AI service fails on stays pending, with the error recorded, for
@@ -90,7 +87,7 @@ def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     size = max(settings.summary_batch_size, 1)
     batches = [podcasts[start : start + size] for start in range(0, len(podcasts), size)]
 
-    def summarize(batch: list[dict[str, Any]]) -> list[str | None] | AIProviderError:
+    def summarize(batch: list[ToEnrich]) -> list[str | None] | AIProviderError:
         try:
             return provider.summarize(
                 [Episode(p["title"], p["description"] or "", p["transcript"] or "") for p in batch]
@@ -102,7 +99,7 @@ def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=settings.ai_concurrency) as pool:
         answers = list(pool.map(lambda batch: context.copy().run(summarize, batch), batches))
     failed: dict[int, str] = {}
-    done: list[tuple[dict[str, Any], str]] = []
+    done: list[tuple[ToEnrich, str]] = []
     for batch, answer in zip(batches, answers, strict=True):
         if isinstance(answer, Exception):
             failed |= {p["id"]: str(answer) for p in batch}
@@ -140,11 +137,11 @@ def enrich(podcasts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return {row["id"]: row for row in rows}
 
 
-def podcast(podcast_id: int) -> dict[str, Any]:
+def podcast(podcast_id: int) -> PodcastRow:
     """One episode as stored, with its enrichment status: the page polls it after adding one."""
     require_database()
     with db_utils.connection() as conn:
         row = store.podcasts.get_podcast(conn, podcast_id)
     if row is None:
-        raise ApiError(404, "podcast_not_found", f"no podcast {podcast_id}")
-    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row.items()}
+        raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
+    return row

@@ -1,5 +1,5 @@
-"""Feedback events, as plain functions (no Azure imports): how much each event weighs, and
-storing events folded into the listeners' profiles.
+"""Feedback events: stored, attributed to the suggestion they answer, and folded into the
+listeners' profiles (how much each weighs: `model/events.py`).
 
 One event and a thousand take the same path: one transaction, one query each for the users, the
 episodes and the suggestions they name, one insert, then each user's new events folded into
@@ -15,32 +15,22 @@ from typing import Any
 import numpy as np
 
 import db_utils
-from config import get_settings
 from recommender import store
+from recommender.model.events import event_weight
 from recommender.schemas import FeedbackRequest
-from recommender.service import page_writer
+from recommender.service import page_writer, profiles
 from recommender.service.database import require_database
-from recommender.service.errors import ApiError
+from recommender.service.errors import Mismatch, NotFound, ServiceError
+from recommender.store.feedback import EventRow, NewEvent
 
-EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
-
-Outcome = tuple[dict[str, Any], bool] | ApiError  # (stored event, created) or why it was not stored
-
-
-def event_weight(event: str, value: float | None) -> float:
-    """How far one event moves the profile toward (+) or away from (-) the episode."""
-    if event == "listen":
-        return 0.6 * (0.5 if value is None else value)
-    if event == "rate":
-        return (float(value) - 3) / 2  # 1 → -1, 3 → 0, 5 → +1
-    return EVENT_WEIGHTS[event]
+Outcome = tuple[EventRow, bool] | ServiceError  # (stored event, created) or why it was not stored
 
 
-def record_feedback(request: FeedbackRequest) -> tuple[dict[str, Any], bool]:
+def record_feedback(request: FeedbackRequest) -> tuple[EventRow, bool]:
     """Store one event and fold it into the user's profile. Returns (event, created); a
-    repeated `event_id` is not re-applied. Raises `ApiError` when it cannot be stored."""
+    repeated `event_id` is not re-applied. Raises `ServiceError` when it cannot be stored."""
     [outcome] = record_feedback_bulk([request])
-    if isinstance(outcome, ApiError):
+    if isinstance(outcome, ServiceError):
         raise outcome
     return outcome
 
@@ -48,7 +38,7 @@ def record_feedback(request: FeedbackRequest) -> tuple[dict[str, Any], bool]:
 def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
     """Store the events and fold each user's new ones into their profile, in one transaction.
 
-    Returns, per request and in order, (event, created) or the `ApiError` it failed with; a
+    Returns, per request and in order, (event, created) or the `ServiceError` it failed with; a
     failed event does not stop the others. An `(user_id, event_id)` stored before, or earlier in
     `requests`, is neither stored nor applied again: its stored event comes back, created False.
     The users' rows are locked first, in id order: concurrent requests for the same users apply
@@ -69,7 +59,7 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
             if outcomes[index] is None:
                 valid.append(index)
         events = [
-            {**requests[i].model_dump(), "weight": event_weight(requests[i].event, requests[i].value)}
+            NewEvent(**requests[i].model_dump(), weight=event_weight(requests[i].event, requests[i].value))
             for i in valid
         ]
         new_events: Counter[str] = Counter()
@@ -86,18 +76,9 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
                 step = event["weight"] * vector
                 deltas[user_id] = deltas[user_id] + step if user_id in deltas else step
         for user_id in sorted(new_events):
-            store.users.apply_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
-        settings = get_settings()
-        if new_events and settings.prepare_pages:  # the profile moved: prepare the next page again
-            store.pages.queue_pages_of_active(
-                conn, sorted(new_events), settings.prepare_active_hours, settings.prepare_delay_seconds
-            )
-    if new_events:
-        page_writer.wake()
-    for outcome in outcomes:
-        if isinstance(outcome, tuple):
-            outcome[0]["created_at"] = outcome[0]["created_at"].isoformat()
-    return outcomes
+            profiles.add_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
+        page_writer.queue_next_pages(conn, sorted(new_events))
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _refusal(
@@ -105,17 +86,17 @@ def _refusal(
     users: set[str],
     vectors: dict[int, Any],
     owners: dict[int, tuple[str, int]],
-) -> ApiError | None:
+) -> ServiceError | None:
     """Why this event cannot be stored, if it cannot."""
     if request.user_id not in users:
-        return ApiError(404, "user_not_found", f"no user {request.user_id!r}")
+        return NotFound("user_not_found", f"no user {request.user_id!r}")
     if request.podcast_id not in vectors:
-        return ApiError(404, "podcast_not_found", f"no podcast {request.podcast_id}")
+        return NotFound("podcast_not_found", f"no podcast {request.podcast_id}")
     if request.suggestion_id is not None and owners.get(request.suggestion_id) != (
         request.user_id,
         request.podcast_id,
     ):
-        return ApiError(
-            422, "suggestion_mismatch", "suggestion_id is not a suggestion of this podcast to this user"
+        return Mismatch(
+            "suggestion_mismatch", "suggestion_id is not a suggestion of this podcast to this user"
         )
     return None

@@ -37,11 +37,12 @@ def health() -> dict[str, Any]:
     the API keeps answering, with fallbacks, through an AI outage)."""
     provider = get_provider()
     applied = database.ensure_database() if not database.ready() else None
-    with db_utils.connection() as conn, conn.cursor() as cur:
-        applied = applied or db_utils.applied_migrations(cur)
-        counts = store.podcasts.podcast_counts(cur, get_settings().enrich_max_attempts)
-        version = db_utils.pgvector_version(cur)
-        behaviour = store.collaborative.freshness(cur)
+    with db_utils.connection() as conn:
+        with conn.cursor() as cur:
+            applied = applied or db_utils.applied_migrations(cur)
+            version = db_utils.pgvector_version(cur)
+        counts = store.podcasts.podcast_counts(conn, get_settings().enrich_max_attempts)
+        model = store.collaborative.freshness(conn)
     expected = [p.stem for p in db_utils.migration_files()]
     ai = ai_state(provider)
     return {
@@ -55,5 +56,13 @@ def health() -> dict[str, Any]:
             **ai,
         },
         "podcasts": counts,
-        "collaborative": behaviour,
+        "collaborative": {
+            "refreshed_at": model["refreshed_at"],
+            "age_seconds": None if model["age_seconds"] is None else round(model["age_seconds"], 1),
+            "episodes_with_neighbours": model["episodes"],
+            "refresh_seconds": None
+            if model["refresh_seconds"] is None
+            else round(model["refresh_seconds"], 3),
+            "events_since_refresh": model["events_since_refresh"],
+        },
     }

@@ -6,14 +6,13 @@ import logging
 from typing import Any
 
 import db_utils
-from config import get_settings
 from recommender import store
 from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError
 from recommender.schemas import UpdateUserHistoryRequest
-from recommender.service import page_writer
+from recommender.service import page_writer, profiles
 from recommender.service.database import require_database
-from recommender.service.errors import ApiError
+from recommender.service.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +25,20 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
         with db_utils.connection() as conn:
             missing = store.podcasts.missing_podcast_ids(conn, listened)
         if missing:
-            raise ApiError(404, "podcast_not_found", f"unknown listened_podcast_ids: {missing}")
+            raise NotFound("podcast_not_found", f"unknown listened_podcast_ids: {missing}")
     vector = None
     if request.listening_history:
         try:
             [vector] = get_provider().embed([request.listening_history])
         except AIProviderError as exc:  # keep the text; the enrichment worker embeds it later
             log.warning("history of user %s left pending: %s", request.user_id, exc)
-    settings = get_settings()
     with db_utils.connection() as conn:
-        user = store.users.upsert_user_history(
+        created = store.users.upsert_user_history(
             conn, request.user_id, request.name, request.listening_history, vector, listened
         )
-        if settings.prepare_pages:  # a listener setting up their history is about to ask for a page
-            store.pages.queue_page(conn, request.user_id, None, None, settings.prepare_delay_seconds)
-    page_writer.wake()
-    for key in ("created_at", "updated_at"):
-        user[key] = user[key].isoformat()
-    return user
+        profiles.refresh(conn, request.user_id)
+        page_writer.queue_next_page(conn, request.user_id)  # they are about to ask for a page
+        return {**store.users.history_summary(conn, request.user_id), "created": created}
 
 
 def delete_user(user_id: str) -> dict[str, Any]:
@@ -52,5 +47,5 @@ def delete_user(user_id: str) -> dict[str, Any]:
     with db_utils.connection() as conn:
         removed = store.users.delete_user(conn, user_id)
     if removed is None:
-        raise ApiError(404, "user_not_found", f"no user {user_id!r}")
+        raise NotFound("user_not_found", f"no user {user_id!r}")
     return {"user_id": user_id, "deleted": True, **removed}

@@ -1,9 +1,15 @@
-"""The page writer: one thread per serving process prepares the next page of listeners queued in
-`pages_due` (`pages.prepare`, `pages.finish`), one page at a time, LLM calls on a small pool.
+"""The page writer: each serving process has one thread that prepares the next page of the
+listeners queued in `pages_due`, before they ask for it, so that no request waits on the LLM.
+
+A listener is queued when something changed for them (`queue_next_page`, `queue_next_pages`):
+served a page, an event, a new history or interest profile. Once due (PREPARE_DELAY_SECONDS
+later, so a burst costs one preparation), the writer computes the page their next request will
+get (`pages.compute`, as a request does), one page at a time; if every reason is written already
+it stores the page at once, else one LLM call on a small pool writes what it lacks first.
 
 Its work is speculative (the listener may not come back), so it must not crowd out requests: when
-they keep every core busy it falls behind, and those listeners' pages are computed on their request,
-which costs less than computing them ahead and storing them (bench/findings.md).
+they keep every core busy it falls behind, and those listeners' pages are computed on their
+request, which costs less than computing them ahead and storing them (bench/findings.md).
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import db_utils
 from config import get_settings
 from recommender import store
-from recommender.service.pages import Page, finish, prepare
+from recommender.schemas import DEFAULT_PAGE_SIZE
+from recommender.service import pages
+from recommender.service.pages import Page
+from recommender.store.pages import DuePage
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,69 @@ IDLE_SECONDS = 30.0  # the writer looks at the queue this often when nothing wok
 RETRY_SECONDS = 5.0  # after the database failed it
 MIN_PAUSE_SECONDS = 0.05  # between looks at the queue while pages are due or every slot is busy
 
+
+def queue_next_page(
+    conn, user_id: str, page_size: int | None = None, category: str | None = None, *, returning_only=False
+) -> None:
+    """The listener changed, or was served a page of `page_size` in `category`: have their next
+    page prepared, and wake the writer once this transaction commits. Without a `page_size`, the
+    last page's size and category stay. `returning_only`: only if they were served a page, or
+    had one prepared, within PREPARE_ACTIVE_HOURS (a walk-in's first page does not commit an LLM
+    call to a second they may never ask for)."""
+    settings = get_settings()
+    if not settings.prepare_pages:
+        return
+    within = settings.prepare_active_hours if returning_only else None
+    delay = settings.prepare_delay_seconds
+    store.pages.queue_page(conn, user_id, page_size, category, delay, DEFAULT_PAGE_SIZE, within)
+    db_utils.on_commit(conn, wake)
+
+
+def queue_next_pages(conn, user_ids: Sequence[str]) -> None:
+    """The profile of these listeners moved (events, a rewritten interest profile): prepare the
+    next page of those served a page within PREPARE_ACTIVE_HOURS again, at their last page's size.
+    The others are not expected back soon: preparing pages for them (say, for events imported in
+    bulk) would spend LLM calls on pages nobody reads."""
+    settings = get_settings()
+    if not (settings.prepare_pages and user_ids):
+        return
+    store.pages.queue_pages_of_active(
+        conn, user_ids, settings.prepare_active_hours, settings.prepare_delay_seconds
+    )
+    db_utils.on_commit(conn, wake)
+
+
+def prepare(user_id: str, page_size: int, category: str | None) -> tuple[Page, int] | None:
+    """Compute the listener's next page and store it for their next request when it has every
+    reason it needs. Otherwise return it with the newest suggestion it was computed after, for
+    `finish` to have the LLM write what it lacks.
+
+    The page is computed under the listener's page lock (none of their pages is served
+    meanwhile), so a complete page is stored in the same transaction."""
+    with db_utils.connection() as conn:
+        store.pages.begin_page(conn, user_id)
+        user = store.users.get_user(conn, user_id)
+        if user is None:
+            return None
+        page = pages.compute(conn, user, page_size, category)
+        if not page.unwritten():
+            pages.keep_prepared(conn, page, page_size, category, {})
+            return None
+        return page, store.pages.newest_suggestion(conn, user_id)
+
+
+def finish(page: Page, seen: int, page_size: int, category: str | None) -> int:
+    """Have the LLM write the reasons `prepare` left, then store the page, unless a suggestion
+    newer than `seen` was served meanwhile (the page would repeat it). Returns how many it wrote."""
+    written = pages.write_reasons(page)
+    assert page.user is not None  # a computed page
+    with db_utils.connection() as conn:
+        store.pages.begin_page(conn, page.user.id)
+        pages.keep_prepared(conn, page, page_size, category, written, seen)
+    return len(written)
+
+
+# --- the writer: one thread per process, LLM calls on a small pool ----------------------
 
 _wake = threading.Event()
 _writer: threading.Thread | None = None
@@ -95,7 +167,7 @@ def _write_ahead() -> None:
             _wake.wait(pause)
 
 
-def _prepare_logged(entry: dict[str, Any]) -> tuple[Page, int] | None:
+def _prepare_logged(entry: DuePage) -> tuple[Page, int] | None:
     try:
         return prepare(entry["user_id"], entry["page_size"], entry["category"])
     except db_utils.UNAVAILABLE:
@@ -105,7 +177,7 @@ def _prepare_logged(entry: dict[str, Any]) -> tuple[Page, int] | None:
         return None
 
 
-def _finish_logged(entry: dict[str, Any], page: Page, seen: int) -> None:
+def _finish_logged(entry: DuePage, page: Page, seen: int) -> None:
     try:
         finish(page, seen, entry["page_size"], entry["category"])
     except Exception:  # a thread has no caller to tell: log it, the next request falls back

@@ -1,8 +1,14 @@
-"""Recommending: a listener's page, served as prepared or computed now, stored and answered."""
+"""Recommending: a listener's page, from the request to the answer.
+
+The page prepared ahead for this request is served as stored while it holds; otherwise the page
+is computed now (`pages.compute`) with the reasons written for it earlier, and an item without
+one gets its evidence sentence at once, unless the caller asked to wait (`wait_seconds`) for the
+LLM to write it. Every item served is stored in `suggested_podcasts` in the same transaction, and
+the listener's next page is queued for the writer. Nothing is stored unless the answer is.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import db_utils
@@ -10,75 +16,82 @@ from config import get_settings
 from openai_client import deadline
 from recommender import store
 from recommender.model import reasons
+from recommender.model.pages import Item
 from recommender.schemas import RecommendQuery
 from recommender.service import page_writer, pages
 from recommender.service.database import require_database
-from recommender.service.errors import ApiError
-
-log = logging.getLogger(__name__)
+from recommender.service.errors import NotFound
+from recommender.store.suggestions import Suggestion
 
 
 def recommend(query: RecommendQuery) -> dict[str, Any]:
-    """The listener's page, each item with a reason, each written back to `suggested_podcasts`,
-    in one transaction. The page prepared ahead is served as stored while it holds; otherwise it
-    is computed (pages.compute) with the reasons written for it earlier, and an item without one
-    gets its evidence sentence at once, unless the caller asked to wait (`wait_seconds`) for the
-    LLM to write it."""
     require_database()
     with db_utils.connection() as conn:
         store.pages.begin_page(conn, query.user_id)
-        page = pages.take_prepared(conn, query.user_id, query.limit, query.category)
+        page = take_prepared(conn, query)
         if page is None or (query.wait_seconds and page.unwritten()):
             user = store.users.get_user(conn, query.user_id)
             if user is None:
-                raise ApiError(
-                    404, "user_not_found", f"no user {query.user_id!r}; create it with update_user_history"
-                )
+                message = f"no user {query.user_id!r}; create it with update_user_history"
+                raise NotFound("user_not_found", message)
             page = pages.compute(conn, user, query.limit, query.category)
         if not (query.wait_seconds and page.unwritten()):
-            served = serve(conn, page, {}, query)
-    if query.wait_seconds and page.unwritten():
-        with deadline(query.wait_seconds):  # the LLM runs outside any transaction
-            written = pages.write_reasons(page)
-        with db_utils.connection() as conn:
-            store.pages.begin_page(conn, query.user_id)
-            store.pages.take_prepared_page(conn, query.user_id)  # prepared meanwhile: obsolete now
-            served = serve(conn, page, written, query)
-    page_writer.wake()
-    return served
+            return serve(conn, page, {}, query)
+    with deadline(query.wait_seconds):  # the LLM runs outside any transaction
+        written = pages.write_reasons(page)
+    with db_utils.connection() as conn:
+        store.pages.begin_page(conn, query.user_id)
+        store.pages.take_prepared_page(conn, query.user_id)  # prepared meanwhile: obsolete now
+        return serve(conn, page, written, query)
+
+
+def take_prepared(conn, query: RecommendQuery) -> pages.Page | None:
+    """The page prepared for this request, if it still holds: the listener (no event, history or
+    profile change) and the collaborative model unchanged since, the same size, category and
+    variant, not older than PREPARE_MAX_AGE_SECONDS and every episode still ready. It is taken
+    either way: the page served now makes it obsolete."""
+    prepared = store.pages.take_prepared_page(conn, query.user_id)
+    if prepared is None:
+        return None
+    variant = pages.variant_of(query.user_id)
+    holds = (
+        prepared["current"]
+        and (prepared["page_size"], prepared["category"], prepared["variant"])
+        == (query.limit, query.category, variant.name)
+        and prepared["age_seconds"] <= get_settings().prepare_max_age_seconds
+        and len(prepared["items"]) == prepared["size"]
+    )
+    if not holds:
+        return None
+    return pages.Page(variant, [Item.from_stored(item) for item in prepared["items"]], prepared=True)
 
 
 def serve(conn, page: pages.Page, written: dict[int, str], query: RecommendQuery) -> dict[str, Any]:
-    """Give each item its rank and reason, store the suggestions and queue the next page."""
-    items = page.items
-    for rank, item in enumerate(items, start=1):
-        item["rank"] = rank
-        cached = item.pop("cached_reason")
-        if cached:
-            item["reason"], item["reason_source"] = cached, "cached"
-        elif item["podcast_id"] in written:
-            item["reason"], item["reason_source"] = written[item["podcast_id"]], "generated"
-        else:
-            item["reason"], item["reason_source"] = reasons.sentence(item["evidence"]), "fallback"
-        for internal in pages.INTERNAL_FIELDS:
-            item.pop(internal, None)
-    settings = get_settings()
-    if settings.prepare_pages:  # before this page is stored: only returning listeners count
-        store.pages.queue_page(
-            conn,
-            query.user_id,
-            query.limit,
-            query.category,
-            settings.prepare_delay_seconds,
-            served_within_hours=settings.prepare_active_hours,
-        )
-    if items:
-        ids = store.suggestions.insert_suggestions(conn, query.user_id, page.variant.name, items)
-        for item, suggestion_id in zip(items, ids, strict=True):
-            item["suggestion_id"] = suggestion_id
+    """Give each item its rank and reason, store the suggestions and queue the next page. Call
+    after `store.pages.begin_page`, in the transaction that answers."""
+    # Queued before this page is stored: only a listener served before counts as returning.
+    page_writer.queue_next_page(conn, query.user_id, query.limit, query.category, returning_only=True)
+    suggestions = []
+    for rank, item in enumerate(page.items, start=1):
+        reason, source = reason_of(item, written)
+        suggestions.append(Suggestion(item.podcast_id, item.similarity, rank, reason, item.strategy, source))
+    ids = store.suggestions.insert_suggestions(conn, query.user_id, page.variant.name, suggestions)
     return {
         "user_id": query.user_id,
         "variant": page.variant.name,
         "prepared": page.prepared,
-        "recommendations": items,
+        "recommendations": [
+            item.answer(s.rank, s.reason, s.reason_source, suggestion_id)
+            for item, s, suggestion_id in zip(page.items, suggestions, ids, strict=True)
+        ],
     }
+
+
+def reason_of(item: Item, written: dict[int, str]) -> tuple[str, str]:
+    """(reason, who wrote it): the LLM ahead of this request (`cached`) or for it (`generated`),
+    else the evidence sentence (`fallback`)."""
+    if item.reason:
+        return item.reason, "cached"
+    if item.podcast_id in written:
+        return written[item.podcast_id], "generated"
+    return reasons.sentence(item.evidence), "fallback"

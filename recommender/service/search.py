@@ -13,10 +13,10 @@ from config import get_settings
 from recommender import store
 from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError
-from recommender.model import ranking
+from recommender.model import profiles
 from recommender.schemas import SearchQuery
 from recommender.service.database import require_database
-from recommender.service.errors import ApiError
+from recommender.service.errors import NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,14 @@ def search(query: SearchQuery) -> dict[str, Any]:
     try:
         vector = embed_query(query.q)
     except AIProviderError as exc:
-        raise ApiError(503, "ai_unavailable", "the embedding service is unavailable; retry shortly") from exc
+        raise Unavailable("ai_unavailable", "the embedding service is unavailable; retry shortly") from exc
     if query.user_id is not None:
         with db_utils.connection() as conn:
             user = store.users.get_user(conn, query.user_id)
         if user is None:
-            raise ApiError(404, "user_not_found", f"no user {query.user_id!r}")
-        profile = user["embedding"]
-        if profile is not None:
-            vector = ranking.unit(vector + SEARCH_PROFILE_WEIGHT * profile)
+            raise NotFound("user_not_found", f"no user {query.user_id!r}")
+        if user.embedding is not None:
+            vector = profiles.unit(vector + SEARCH_PROFILE_WEIGHT * user.embedding)
     with db_utils.connection() as conn:
         results = store.candidates.search_podcasts(
             conn,
@@ -51,11 +50,7 @@ def search(query: SearchQuery) -> dict[str, Any]:
             published_after=query.published_after,
             ef_search=settings.hnsw_ef_search,
         )
-    for row in results:
-        row["score"] = round(float(row["score"]), 4)
-        if row["published_at"] is not None:
-            row["published_at"] = row["published_at"].isoformat()
-    return {"query": query.q, "results": results}
+    return {"query": query.q, "results": [{**row, "score": round(float(row["score"]), 4)} for row in results]}
 
 
 @lru_cache(maxsize=2048)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from db_utils import DictCursor, dict_cursor
+
+# A suggestion (`s`) is engaged when a positive event (a like, complete, listen, click, a rating
+# over 3) was attributed to it: the one rule of analytics, the dashboard and the export.
+ENGAGED = "EXISTS (SELECT 1 FROM feedback_events f WHERE f.suggestion_id = s.id AND f.weight > 0)"
 
 
 def count_ai_calls(conn, purpose: str, calls: int = 1) -> None:
@@ -18,16 +23,15 @@ def count_ai_calls(conn, purpose: str, calls: int = 1) -> None:
         )
 
 
-def suggestion_figures(conn, since: Any) -> list[dict[str, Any]]:
+def suggestion_figures(conn, since: datetime) -> list[dict[str, Any]]:
     """Suggestions, mean similarity and engaged suggestions (with a positive attributed event),
     overall and per variant, per day and per rank. `grouped_by` tells which row is which."""
     with dict_cursor(conn) as cur:
         cur.execute(
-            """
+            f"""
             WITH s AS (
                 SELECT s.variant, s.rank, s.similarity, (s.suggested_at AT TIME ZONE 'UTC')::date AS day,
-                       EXISTS (SELECT 1 FROM feedback_events f
-                               WHERE f.suggestion_id = s.id AND f.weight > 0) AS engaged
+                       {ENGAGED} AS engaged
                 FROM suggested_podcasts s WHERE s.suggested_at >= %s
             )
             SELECT CASE GROUPING(variant, day, rank) WHEN 7 THEN 'all' WHEN 3 THEN 'variant'
@@ -42,7 +46,7 @@ def suggestion_figures(conn, since: Any) -> list[dict[str, Any]]:
         return cur.fetchall()
 
 
-def ai_call_figures(conn, since: Any) -> list[dict[str, Any]]:
+def ai_call_figures(conn, since: datetime) -> list[dict[str, Any]]:
     """LLM calls per day and purpose since the day of `since`."""
     with dict_cursor(conn) as cur:
         cur.execute(
@@ -53,7 +57,7 @@ def ai_call_figures(conn, since: Any) -> list[dict[str, Any]]:
         return cur.fetchall()
 
 
-def event_figures(conn, since: Any) -> list[dict[str, Any]]:
+def event_figures(conn, since: datetime) -> list[dict[str, Any]]:
     """Counts of each event kind, overall and per variant of the suggestion they answer."""
     with dict_cursor(conn) as cur:
         cur.execute(
@@ -68,7 +72,7 @@ def event_figures(conn, since: Any) -> list[dict[str, Any]]:
         return cur.fetchall()
 
 
-def engaged_podcasts(conn, since: Any, limit: int = 100) -> list[dict[str, Any]]:
+def engaged_podcasts(conn, since: datetime, limit: int = 100) -> list[dict[str, Any]]:
     """The episodes with the most positive engagement since `since`, with their vectors."""
     with dict_cursor(conn) as cur:
         cur.execute(
@@ -86,17 +90,17 @@ def engaged_podcasts(conn, since: Any, limit: int = 100) -> list[dict[str, Any]]
     return rows
 
 
-def suggestions_with_outcomes(conn, since: Any) -> Iterator[dict[str, Any]]:
+def suggestions_with_outcomes(conn, since: datetime) -> Iterator[dict[str, Any]]:
     """Every suggestion since `since` with the events attributed to it, streamed from the server."""
     with conn.cursor(name="export_suggestions", cursor_factory=DictCursor) as cur:
         cur.execute(
-            """
+            f"""
             SELECT s.id AS suggestion_id, s.user_id, s.podcast_id, p.title, s.variant, s.strategy, s.rank,
                    s.similarity, s.reason, s.reason_source, s.suggested_at,
                    coalesce(json_agg(json_build_object('event', f.event, 'value', f.value,
                                                        'weight', f.weight, 'at', f.created_at)
                                      ORDER BY f.created_at) FILTER (WHERE f.id IS NOT NULL), '[]') AS events,
-                   CASE WHEN bool_or(f.weight > 0) THEN 'positive'
+                   CASE WHEN {ENGAGED} THEN 'positive'
                         WHEN bool_or(f.weight < 0) THEN 'negative' ELSE 'none' END AS outcome
             FROM suggested_podcasts s JOIN podcasts p ON p.id = s.podcast_id
             LEFT JOIN feedback_events f ON f.suggestion_id = s.id
@@ -106,3 +110,30 @@ def suggestions_with_outcomes(conn, since: Any) -> Iterator[dict[str, Any]]:
             (since,),
         )
         yield from cur
+
+
+def daily_rates(conn, since: datetime) -> list[dict[str, Any]]:
+    """Suggestions and engaged ones per UTC day and variant (`rank` None), and per rank."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            f"""
+            SELECT (s.suggested_at AT TIME ZONE 'UTC')::date AS day, s.variant, s.rank,
+                   count(*) AS suggestions, count(*) FILTER (WHERE {ENGAGED}) AS engaged
+            FROM suggested_podcasts s WHERE s.suggested_at >= %s
+            GROUP BY GROUPING SETS ((day, s.variant), (s.rank))
+            """,
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def daily_events(conn, since: datetime) -> list[dict[str, Any]]:
+    """Events and positive ones per UTC day."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS events,"
+            " count(*) FILTER (WHERE weight > 0) AS positive"
+            " FROM feedback_events WHERE created_at >= %s GROUP BY 1",
+            (since,),
+        )
+        return cur.fetchall()

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypedDict
 
 import numpy as np
 
 import db_utils
 from db_utils import dict_cursor
+from recommender.model.pages import Candidate
 from recommender.store.vectors import binary, from_binary
+
+
+class SearchResult(TypedDict):
+    podcast_id: int
+    title: str
+    summary: str | None
+    category: str | None
+    language: str | None
+    duration_seconds: int | None
+    published_at: datetime | None
+    score: float  # cosine similarity to the query
 
 
 def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[int]]:
@@ -47,7 +61,7 @@ CANDIDATE_SQL = """
            coalesce(
                ln(1 + greatest(e.popularity, 0)) / ln(2 + (SELECT listeners FROM collaborative_model)), 0
            ) AS popularity,
-           r.reason AS cached_reason, r.evidence AS cached_evidence
+           r.reason, r.evidence
     FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
     LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
     LEFT JOIN reasons r
@@ -56,13 +70,21 @@ CANDIDATE_SQL = """
 """.replace("{embedding}", binary("p.embedding"))
 
 
-def _candidates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for row in rows:
-        row["embedding"] = from_binary(row["embedding"])
-        distance = row.pop("distance")
-        row["similarity"] = None if distance is None else 1.0 - float(distance)
-        row["popularity"] = float(row["popularity"])
-    return rows
+def _candidate(row: tuple) -> Candidate:
+    podcast_id, title, summary, category, embedding, distance, listeners, popularity, reason, evidence = row
+    similarity = None if distance is None else 1.0 - float(distance)
+    return Candidate(
+        podcast_id,
+        title,
+        summary,
+        category,
+        from_binary(embedding),
+        similarity,
+        float(popularity),
+        listeners,
+        written_reason=reason,
+        written_for=evidence,
+    )
 
 
 def candidate_podcasts(
@@ -72,10 +94,10 @@ def candidate_podcasts(
     *,
     user_id: str,
     excluded: list[int],
-    reasons_valid_from: Any,
+    reasons_valid_from: datetime,
     category: str | None = None,
     ef_search: int = 100,
-) -> list[dict[str, Any]]:
+) -> list[Candidate]:
     """Up to `count` ready, not excluded podcasts nearest to `query` by cosine (HNSW)."""
     source = """
         SELECT p.id AS podcast_id FROM podcasts p
@@ -85,55 +107,67 @@ def candidate_podcasts(
     """
     params = {"q": query, "category": category, "user_id": user_id, "k": count}
     params |= {"valid_from": reasons_valid_from, "excluded": excluded}
-    with dict_cursor(conn) as cur:
-        sql = CANDIDATE_SQL.replace("{source}", source)
-        return _candidates(nearest(cur, sql, params, count, ef_search, filtered_out=len(excluded)))
+    sql = CANDIDATE_SQL.replace("{source}", source)
+    return [_candidate(row) for row in nearest(conn, sql, params, count, ef_search, len(excluded))]
 
 
 def candidates_by_id(
-    conn, ids: Sequence[int], query: np.ndarray | None, *, user_id: str, reasons_valid_from: Any
-) -> list[dict[str, Any]]:
-    """The candidate rows of the given podcasts (e.g. found by co-engagement)."""
+    conn, ids: Sequence[int], query: np.ndarray | None, *, user_id: str, reasons_valid_from: datetime
+) -> list[Candidate]:
+    """The candidates of the given podcasts (e.g. found by co-engagement)."""
     if not ids:
         return []
     params = {"q": query, "ids": list(ids), "user_id": user_id, "valid_from": reasons_valid_from}
-    with dict_cursor(conn) as cur:
+    with conn.cursor() as cur:
         source = "SELECT unnest(%(ids)s::bigint[]) AS podcast_id"
         cur.execute(CANDIDATE_SQL.replace("{source}", source), params)
-        return _candidates(cur.fetchall())
+        return [_candidate(row) for row in cur.fetchall()]
 
 
-# The HNSW probe's plan settings (transaction-local), with hnsw.ef_search as the parameter.
-PROBE_SETTINGS = "set_config('enable_seqscan', 'off', true), set_config('hnsw.ef_search', %s, true)"
+@contextmanager
+def hnsw_probe(conn, candidates: int) -> Iterator[None]:
+    """Plan the queries run inside as the HNSW probe, in this transaction: the index scan with
+    `candidates` (hnsw.ef_search, at most 1,000) and, on pgvector 0.8+, iterative scans.
+
+    Sequential scans are off for the probe alone, as pgvector advises: its cost model ignores
+    out-of-line (TOAST) storage, so at 1536 dimensions a larger ef_search made Postgres pick a
+    470 ms table scan over an 8 ms index scan (100k episodes, bench/findings.md)."""
+    iterative = (
+        ", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if db_utils.iterative_scan else ""
+    )
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true),"
+            f" set_config('hnsw.ef_search', %s, true){iterative}",
+            (str(min(candidates, 1000)),),
+        )
+        seqscan = cur.fetchone()[0]
+    yield
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('enable_seqscan', %s, true)", (seqscan,))
 
 
 def nearest(
-    cur, sql: str, params: dict[str, Any], wanted: int, ef_search: int, filtered_out: int = 0
-) -> list[dict[str, Any]]:
-    """Run a nearest-neighbour query whose ORDER BY is `{order}`, through the HNSW index.
+    conn, sql: str, params: dict[str, Any], wanted: int, ef_search: int, filtered_out: int = 0, *, dicts=False
+) -> list[Any]:
+    """The rows (tuples, or dicts) of a nearest-neighbour query whose ORDER BY is `{order}`,
+    through the HNSW index.
 
     The index scan applies WHERE filters to the ef_search nearest it finds, so selective
     filters can leave fewer than `wanted` rows: ef_search grows with the rows known to be
     filtered out, pgvector >= 0.8 keeps scanning (iterative scans), and older versions fall
-    back to an exact scan when that is still not enough, the only way to be sure.
+    back to an exact scan when that is still not enough, the only way to be sure."""
 
-    Sequential scans are off for the probe alone, as pgvector advises: its cost model ignores
-    out-of-line (TOAST) storage, so at 1536 dimensions a larger ef_search made Postgres pick a
-    470 ms table scan over an 8 ms index scan (100k episodes, bench/findings.md).
-    """
-    candidates = min(max(ef_search, wanted + filtered_out), 1000)
-    cur.execute(
-        f"SELECT current_setting('enable_seqscan') AS seqscan, {PROBE_SETTINGS}"
-        + (", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if db_utils.iterative_scan else ""),
-        (str(candidates),),
-    )
-    seqscan = cur.fetchone()["seqscan"]  # a dict cursor's row
-    cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
-    rows = cur.fetchall()
-    cur.execute("SELECT set_config('enable_seqscan', %s, true)", (seqscan,))
-    if len(rows) < wanted:
-        cur.execute(sql.format(order="(p.embedding <=> %(q)s) + 0"), params)  # not indexable: exact
+    def cursor():
+        return dict_cursor(conn) if dicts else conn.cursor()
+
+    with hnsw_probe(conn, max(ef_search, wanted + filtered_out)), cursor() as cur:
+        cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
         rows = cur.fetchall()
+    if len(rows) < wanted:
+        with cursor() as cur:
+            cur.execute(sql.format(order="(p.embedding <=> %(q)s) + 0"), params)  # not indexable: exact
+            rows = cur.fetchall()
     return rows
 
 
@@ -147,7 +181,7 @@ def search_podcasts(
     max_duration_seconds: int | None = None,
     published_after: Any = None,
     ef_search: int = 100,
-) -> list[dict[str, Any]]:
+) -> list[SearchResult]:
     """The `limit` ready podcasts nearest to `query` that pass every given filter."""
     params = {"q": query, "k": limit, "category": category, "language": language}
     params |= {"max_duration": max_duration_seconds, "published_after": published_after}
@@ -164,8 +198,7 @@ def search_podcasts(
             ORDER BY {order} LIMIT %(k)s
         ) c ORDER BY score DESC
     """
-    with dict_cursor(conn) as cur:
-        return nearest(cur, sql, params, limit, ef_search)
+    return nearest(conn, sql, params, limit, ef_search, dicts=True)
 
 
 def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:

@@ -1,14 +1,18 @@
-"""The co-engagement model's rows: the interactions it is built from, its neighbours, and reads."""
+"""The co-engagement model's rows: the interactions it is built from, the model as stored
+(`podcast_engagement`), and what a request reads of it."""
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypedDict
 
 import numpy as np
 
-import db_utils
-from recommender.model.collaborative import Model
+from db_utils import dict_cursor
+from recommender.model.collaborative import Interactions, Model
+from recommender.model.pages import Candidate, Engagement
 from recommender.store.vectors import binary, from_binary
 
 LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weighted first)
@@ -32,12 +36,40 @@ INTERACTIONS_SQL = """
 """
 
 
-def read_interactions(cur, max_items_per_listener: int) -> np.ndarray:
-    """(listener number, podcast id, net engagement, age in days) rows, parsed in C."""
-    buffer = io.StringIO()
-    cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), buffer)
-    flat = np.fromstring(buffer.getvalue().replace("\t", " "), sep=" ", dtype=np.float64)
-    return flat.reshape(-1, 4)
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """The interactions and how far they reach (the newest event id and listen time), read in one
+    snapshot: events after the marks are the next refresh's."""
+
+    interactions: Interactions
+    event_mark: int
+    listen_mark: Any
+
+
+class Freshness(TypedDict):
+    refreshed_at: datetime | None
+    age_seconds: float | None
+    episodes: int
+    refresh_seconds: float | None
+    events_since_refresh: int
+
+
+def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
+    """The interactions as (listener number, podcast id, net engagement, age in days), parsed in C."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute(
+            "SELECT (SELECT coalesce(max(id), 0) FROM feedback_events),"
+            " (SELECT coalesce(max(listened_at), '-infinity') FROM user_listens)"
+        )
+        event_mark, listen_mark = cur.fetchone()
+        buffer = io.StringIO()
+        cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), buffer)
+    flat = np.fromstring(buffer.getvalue().replace("\t", " "), sep=" ", dtype=np.float64).reshape(-1, 4)
+    interactions = Interactions(
+        flat[:, 0].astype(np.int64), flat[:, 1].astype(np.int64), flat[:, 2], flat[:, 3]
+    )
+    return Snapshot(interactions, event_mark, listen_mark)
 
 
 def _array(values: np.ndarray, fmt: str) -> str:
@@ -77,31 +109,27 @@ def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: 
         )
 
 
-def freshness(cur) -> dict[str, Any]:
+def freshness(conn) -> Freshness:
     """When the model was built and how many events and listens arrived since."""
-    cur.execute(
-        """
-        SELECT m.refreshed_at, extract(epoch FROM now() - m.refreshed_at), m.episodes, m.refresh_seconds,
-               (SELECT count(*) FROM feedback_events WHERE id > m.event_mark)
-               + (SELECT count(*) FROM user_listens WHERE listened_at > m.listen_mark) AS pending
-        FROM collaborative_model m
-        """
-    )
-    refreshed_at, age, episodes, seconds, pending = cur.fetchone()
-    return {
-        "refreshed_at": refreshed_at.isoformat() if refreshed_at else None,
-        "age_seconds": None if age is None else round(float(age), 1),
-        "episodes_with_neighbours": episodes,
-        "refresh_seconds": None if seconds is None else round(seconds, 3),
-        "events_since_refresh": pending,
-    }
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT m.refreshed_at, extract(epoch FROM now() - m.refreshed_at)::float8 AS age_seconds,
+                   m.episodes, m.refresh_seconds,
+                   (SELECT count(*) FROM feedback_events WHERE id > m.event_mark)
+                   + (SELECT count(*) FROM user_listens WHERE listened_at > m.listen_mark)
+                   AS events_since_refresh
+            FROM collaborative_model m
+            """
+        )
+        return cur.fetchone()
 
 
-def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str, Any]]:
+def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagement]:
     """The listener's episodes with net engagement in [-1, 1] (a listen +1, events their
     weight), strongest first; the first `with_vectors` positive ones carry their vector, so
     a reason can name the one a suggestion is closest to."""
-    with db_utils.dict_cursor(conn) as cur:
+    with conn.cursor() as cur:
         cur.execute(
             f"""
             SELECT n.podcast_id, n.weight, p.title,
@@ -121,28 +149,25 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[dict[str,
             """,
             {"user_id": user_id, "with_vectors": with_vectors, "limit": LISTENER_ITEMS},
         )
-        rows = cur.fetchall()
-    for row in rows:
-        row["embedding"] = from_binary(row["embedding"])
-    return rows
+        return [Engagement(pid, weight, title, from_binary(vector)) for pid, weight, title, vector in cur]
 
 
 def neighbour_scores(
     conn,
-    items: list[dict[str, Any]],
+    items: list[Engagement],
     count: int,
     *,
     include: list[int],
     excluded: list[int],
     category: str | None,
-) -> dict[int, dict[str, Any]]:
-    """Co-engagement score of the `count` best-scored eligible episodes, and of those in
-    `include` (the content candidates), with the listener's episode that contributed most.
+) -> dict[int, tuple[float, int]]:
+    """(co-engagement score, the listener's episode that contributed most) of the `count`
+    best-scored eligible episodes, and of those in `include` (the content candidates).
 
     One primary-key probe per listener episode; the sum runs in Postgres."""
     if not items:
         return {}
-    with db_utils.dict_cursor(conn) as cur:
+    with conn.cursor() as cur:
         cur.execute(
             """
             WITH scored AS (
@@ -162,21 +187,21 @@ def neighbour_scores(
             SELECT * FROM eligible WHERE podcast_id = ANY(%(include)s::bigint[])
             """,
             {
-                "ids": [i["podcast_id"] for i in items],
-                "weights": [i["weight"] for i in items],
+                "ids": [i.podcast_id for i in items],
+                "weights": [i.weight for i in items],
                 "excluded": excluded,
                 "category": category,
                 "k": count,
                 "include": include,
             },
         )
-        return {row["podcast_id"]: row for row in cur.fetchall()}
+        return {pid: (float(score), because_of) for pid, score, because_of in cur}
 
 
-def popular(conn, count: int, *, excluded: list[int], category: str | None = None) -> list[dict[str, Any]]:
+def popular(conn, count: int, *, excluded: list[int], category: str | None = None) -> list[Candidate]:
     """For listeners with nothing to go on: the most popular lately (net engagement, halving
     every POPULARITY_HALF_LIFE_DAYS), then the newest."""
-    with db_utils.dict_cursor(conn) as cur:
+    with conn.cursor() as cur:
         cur.execute(
             """
             (SELECT p.id AS podcast_id, p.title, p.summary, p.category, e.popularity, e.listeners
@@ -192,9 +217,7 @@ def popular(conn, count: int, *, excluded: list[int], category: str | None = Non
             """,
             {"excluded": excluded, "category": category, "k": count},
         )
-        rows, seen = [], set()
-        for row in cur.fetchall():
-            if row["podcast_id"] not in seen:
-                seen.add(row["podcast_id"])
-                rows.append(row)
-        return rows[:count]
+        rows: dict[int, Candidate] = {}
+        for pid, title, summary, category_, popularity, listeners in cur:
+            rows.setdefault(pid, Candidate(pid, title, summary, category_, None, None, popularity, listeners))
+        return list(rows.values())[:count]

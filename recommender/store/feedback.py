@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import TypedDict
 
 import psycopg2
 import psycopg2.extras
 
 from db_utils import dict_cursor
 
-FEEDBACK_FIELDS = ("user_id", "podcast_id", "suggestion_id", "event", "value", "weight", "event_id")
+
+class NewEvent(TypedDict):
+    user_id: str
+    podcast_id: int
+    suggestion_id: int | None
+    event: str
+    value: float | None
+    weight: float  # how far it moves the listener toward (+) or away from (-) the episode
+    event_id: str | None  # the caller's id: an event stored with it once is not stored again
 
 
+class EventRow(NewEvent):
+    id: int
+    created_at: datetime
+
+
+FEEDBACK_FIELDS = tuple(NewEvent.__annotations__)
 FEEDBACK_COLUMNS = "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, created_at"
 
 
-def insert_feedback(conn, events: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+def insert_feedback(conn, events: Sequence[NewEvent]) -> list[tuple[EventRow, bool]]:
     """Store the events in one statement. Returns (row, created) per event, in order.
 
     An `(user_id, event_id)` stored before, or earlier in `events`, is not stored again: its
@@ -28,7 +43,7 @@ def insert_feedback(conn, events: Sequence[dict[str, Any]]) -> list[tuple[dict[s
         if key[1] is None or key not in seen:
             seen.add(key)
             new.append(index)
-    results: dict[int, tuple[dict[str, Any], bool]] = {}
+    results: dict[int, tuple[EventRow, bool]] = {}
     with dict_cursor(conn) as cur:
         inserted = []
         if new:

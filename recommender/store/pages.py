@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg2
 import psycopg2.extras
 
 from db_utils import dict_cursor
+from recommender.store.users import User
 
-DEFAULT_PAGE_SIZE = 5  # RecommendQuery.limit's default
+
+class DuePage(TypedDict):
+    user_id: str
+    page_size: int
+    category: str | None
+
+
+class PreparedPage(TypedDict):
+    current: bool  # the listener and the collaborative model are as the page was computed from
+    page_size: int
+    category: str | None
+    variant: str
+    age_seconds: float
+    size: int  # items when it was stored (`items` leaves out episodes no longer ready)
+    items: list[dict[str, Any]]  # as stored, with each episode's title, summary and category now
 
 
 def commit_asynchronously(conn) -> None:
@@ -27,6 +42,7 @@ def queue_page(
     page_size: int | None,
     category: str | None,
     delay: float,
+    default_size: int,
     served_within_hours: float | None = None,
 ) -> None:
     """Ask for this user's next page to be prepared `delay` seconds from now; with
@@ -34,7 +50,8 @@ def queue_page(
     walk-in's first page does not commit an LLM call to a second they may never ask for.
 
     A later request moves the time on, so a burst of activity costs one preparation. Without a
-    `page_size` (activity other than a served page) the last page's size and category stay."""
+    `page_size` (activity other than a served page) the last page's size and category stay, or
+    `default_size` and no category when there was none."""
     with conn.cursor() as cur:
         cur.execute(
             """
@@ -54,7 +71,7 @@ def queue_page(
                 "user": user_id,
                 "delay": delay,
                 "size": page_size,
-                "default": DEFAULT_PAGE_SIZE,
+                "default": default_size,
                 "category": category,
                 "hours": served_within_hours,
             },
@@ -80,7 +97,7 @@ def queue_pages_of_active(conn, user_ids: Sequence[str], active_hours: float, de
         )
 
 
-def claim_due_pages(conn, limit: int, max_age_seconds: float) -> list[dict[str, Any]]:
+def claim_due_pages(conn, limit: int, max_age_seconds: float) -> list[DuePage]:
     """Take up to `limit` due pages off the queue (SKIP LOCKED: several processes share it),
     the most recently due first: when the writer falls behind, the listeners active last are the
     likeliest to come back soon, and a backlog left by a busy spell does not hold up listeners
@@ -143,7 +160,7 @@ def newest_suggestion(conn, user_id: str) -> int:
 
 def store_prepared_page(
     conn,
-    user: dict[str, Any],
+    user: User,
     page_size: int,
     category: str | None,
     variant: str,
@@ -172,10 +189,10 @@ def store_prepared_page(
             WHERE pp.computed_at <= excluded.computed_at
             """,
             {
-                "u": user["id"],
-                "version": user["version"],
-                "model": user["model_version"],
-                "at": user["read_at"],
+                "u": user.id,
+                "version": user.version,
+                "model": user.model_version,
+                "at": user.read_at,
                 "seen": seen,
                 "size": page_size,
                 "category": category,
@@ -186,7 +203,7 @@ def store_prepared_page(
         return cur.rowcount == 1
 
 
-def take_prepared_page(conn, user_id: str) -> dict[str, Any] | None:
+def take_prepared_page(conn, user_id: str) -> PreparedPage | None:
     """Remove the user's prepared page and return it with whether the listener and the
     collaborative model are as it was computed from (`current`) and its episodes as they are now:
     only those still ready, with their current title, summary and category. Call after

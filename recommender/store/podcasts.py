@@ -4,13 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
 
 import numpy as np
 import psycopg2
 import psycopg2.extras
 
-from db_utils import CHANGES_CHANNEL, connection, dict_cursor
+from db_utils import connection, dict_cursor
+
+CHANGES_CHANNEL = "podcasts_pending"  # NOTIFY channel of the podcasts_notify_* triggers (sql/)
+
+
+class PodcastRow(TypedDict):
+    """An episode as the API shows it."""
+
+    id: int
+    external_id: str | None
+    title: str
+    description: str | None
+    category: str | None
+    language: str | None
+    duration_seconds: int | None
+    published_at: datetime | None
+    summary: str | None  # written by the LLM
+    status: str  # pending (to enrich) | ready (summarized and embedded)
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ToEnrich(TypedDict):
+    """What enriching an episode takes: its text, and its hash (changed text stays pending)."""
+
+    id: int
+    title: str
+    description: str | None
+    transcript: str
+    content_hash: str
+
+
+class StoredPodcast(PodcastRow):
+    transcript: str
+    content_hash: str
+
 
 PODCAST_FIELDS = (
     "external_id", "title", "description", "transcript", "category", "language",
@@ -24,7 +61,7 @@ PODCAST_COLUMNS = (
 )
 
 
-def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[StoredPodcast, bool]:
     """Insert a podcast, or update the one with the same external_id. Returns (row, created).
 
     Whether it needs enriching is decided by the `podcasts_mark_changed` trigger, for every
@@ -46,13 +83,13 @@ def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return row, row.pop("created")
 
 
-def get_podcast(conn, podcast_id: int) -> dict[str, Any] | None:
+def get_podcast(conn, podcast_id: int) -> PodcastRow | None:
     with dict_cursor(conn) as cur:
         cur.execute(f"SELECT {PODCAST_COLUMNS} FROM podcasts WHERE id = %s", (podcast_id,))
         return cur.fetchone()
 
 
-def update_podcast(conn, podcast_id: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+def update_podcast(conn, podcast_id: int, fields: dict[str, Any]) -> StoredPodcast | None:
     """Change some fields of a podcast; the trigger decides whether it needs enriching again."""
     assignments = ", ".join(f"{name} = %({name})s" for name in fields if name in PODCAST_FIELDS)
     with dict_cursor(conn) as cur:
@@ -70,7 +107,7 @@ def delete_podcast(conn, podcast_id: int) -> bool:
         return cur.rowcount == 1
 
 
-def save_enrichments(conn, done: Sequence[tuple[dict[str, Any], str, np.ndarray]]) -> list[dict[str, Any]]:
+def save_enrichments(conn, done: Sequence[tuple[ToEnrich, str, np.ndarray]]) -> list[PodcastRow]:
     """Store (podcast, summary, vector) in one statement, except where the text changed
     meanwhile (that one stays pending); returns the rows saved."""
     with dict_cursor(conn) as cur:
@@ -99,7 +136,7 @@ def lease_podcasts(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -
         )
 
 
-def claim_pending_podcasts(conn, limit: int, lease_seconds: int = 120) -> list[dict]:
+def claim_pending_podcasts(conn, limit: int, lease_seconds: int = 120) -> list[ToEnrich]:
     """Lease up to `limit` due pending podcasts; SKIP LOCKED lets several workers run at once.
 
     The lease (next_attempt_at in the future) keeps other workers off them while the AI calls
@@ -163,14 +200,16 @@ def missing_podcast_ids(conn, ids: Sequence[int]) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def podcast_counts(cur, max_attempts: int) -> dict[str, int]:
+def podcast_counts(conn, max_attempts: int) -> dict[str, int]:
     """Ready and pending episodes; `failed` are pending ones the worker gave up on."""
-    cur.execute(
-        "SELECT count(*) FILTER (WHERE status = 'ready'), count(*) FILTER (WHERE status = 'pending'),"
-        " count(*) FILTER (WHERE status = 'pending' AND enrich_attempts >= %s) FROM podcasts",
-        (max_attempts,),
-    )
-    return dict(zip(("ready", "pending", "failed"), cur.fetchone(), strict=True))
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE status = 'ready') AS ready,"
+            " count(*) FILTER (WHERE status = 'pending') AS pending,"
+            " count(*) FILTER (WHERE status = 'pending' AND enrich_attempts >= %s) AS failed FROM podcasts",
+            (max_attempts,),
+        )
+        return cur.fetchone()
 
 
 def podcast_vectors(conn, podcast_ids: Sequence[int]) -> dict[int, np.ndarray | None]:
@@ -200,3 +239,9 @@ def vector_index_built_after(maintenance_work_mem: str = "1GB") -> Iterator[None
             with connection() as conn, conn.cursor() as cur:
                 cur.execute("SELECT set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
                 cur.execute(row[0])
+
+
+def listen_for_changes(conn) -> None:
+    """Have `conn` (autocommit) notified when episodes become pending, whoever changed them."""
+    with conn.cursor() as cur:
+        cur.execute(f"LISTEN {CHANGES_CHANNEL}")

@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import NamedTuple
 
 import psycopg2
 import psycopg2.extras
 
 
-def insert_suggestions(conn, user_id: str, variant: str, items: Sequence[dict[str, Any]]) -> list[int]:
+class Suggestion(NamedTuple):
+    podcast_id: int
+    similarity: float | None
+    rank: int
+    reason: str
+    strategy: str
+    reason_source: str  # cached (written ahead) | generated (written for this request) | fallback
+
+
+def insert_suggestions(conn, user_id: str, variant: str, suggestions: Sequence[Suggestion]) -> list[int]:
     """One row per suggestion, in one statement; returns the ids in the order given."""
+    if not suggestions:
+        return []
     with conn.cursor() as cur:
         rows = psycopg2.extras.execute_values(
             cur,
             "INSERT INTO suggested_podcasts"
-            " (user_id, podcast_id, similarity, rank, reason, variant, strategy, reason_source)"
+            " (user_id, variant, podcast_id, similarity, rank, reason, strategy, reason_source)"
             " VALUES %s RETURNING id",
-            [
-                (
-                    user_id,
-                    i["podcast_id"],
-                    i["similarity"],
-                    i["rank"],
-                    i["reason"],
-                    variant,
-                    i["strategy"],
-                    i["reason_source"],
-                )
-                for i in items
-            ],
+            [(user_id, variant, *suggestion) for suggestion in suggestions],
             fetch=True,
         )
     return [row[0] for row in rows]
@@ -46,7 +46,7 @@ def suggestion_owners(conn, suggestion_ids: Sequence[int]) -> dict[int, tuple[st
 
 
 def written_reasons(
-    conn, user_id: str, podcast_ids: Sequence[int], valid_from: Any
+    conn, user_id: str, podcast_ids: Sequence[int], valid_from: datetime
 ) -> dict[int, tuple[str, str]]:
     """(reason, evidence key) written for this user since `valid_from`, by podcast id."""
     with conn.cursor() as cur:
@@ -58,7 +58,9 @@ def written_reasons(
         return {pid: (reason, evidence) for pid, reason, evidence in cur.fetchall()}
 
 
-def save_reasons(conn, user_id: str, reasons: Sequence[tuple[int, str, str]], written_at: Any = None) -> None:
+def save_reasons(
+    conn, user_id: str, reasons: Sequence[tuple[int, str, str]], written_at: datetime | None = None
+) -> None:
     """Store (podcast_id, evidence key, reason) for this user, replacing older ones.
 
     `written_at` is when the page they belong to was computed, so a profile that changed

@@ -3,14 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypedDict
 
 import numpy as np
 
-from config import get_settings
 from db_utils import dict_cursor
-from recommender.model import ranking
+from recommender.model.profiles import ProfileParts
 from recommender.store.vectors import binary, from_binary
+
+
+@dataclass(frozen=True, eq=False)
+class User:
+    """A listener's profile and texts, and what a page computed from them depends on: `version`
+    (the row's xmin) changes with any write to it, `model_version` with the collaborative model."""
+
+    id: str
+    name: str | None
+    listening_history: str | None
+    interest_profile: str | None
+    embedding: np.ndarray | None  # the learned profile (the `loop` variant's)
+    history_profile: np.ndarray | None  # the stated history and listens (`history_only`'s)
+    reasons_valid_from: datetime  # reasons written before then rest on an older history
+    read_at: datetime
+    version: str
+    model_version: str | None
+
+
+class HistorySummary(TypedDict):
+    """What `update_user_history` answers: never the history text itself."""
+
+    user_id: str
+    name: str | None
+    has_history: bool
+    profile_status: str  # pending while the history's vector is missing
+    listened_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProfileRequest(TypedDict):
+    """A listener whose interest profile is due, with what to write it from."""
+
+    id: str
+    listening_history: str | None
+    events_since_profile: int
+    liked_titles: list[str]
+    disliked_titles: list[str]
 
 
 def upsert_user_history(
@@ -20,8 +60,9 @@ def upsert_user_history(
     history: str | None,
     history_embedding: np.ndarray | None,
     listened_ids: Sequence[int],
-) -> dict[str, Any]:
-    """Create or update the user, add listens and rebuild the profile vectors, in one transaction."""
+) -> bool:
+    """Create or update the user and add listens; returns whether the user is new. Rebuild the
+    profile after (`service.profiles.refresh`), in the same transaction."""
     with dict_cursor(conn) as cur:
         cur.execute(
             """
@@ -46,7 +87,11 @@ def upsert_user_history(
                 " SELECT %s, unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
                 (user_id, list(listened_ids)),
             )
-        refresh_profile(conn, user_id)
+    return created
+
+
+def history_summary(conn, user_id: str) -> HistorySummary:
+    with dict_cursor(conn) as cur:
         cur.execute(
             "SELECT"
             " id AS user_id, name, listening_history IS NOT NULL AS has_history,"  # never echo the text
@@ -56,63 +101,51 @@ def upsert_user_history(
             " created_at, updated_at FROM users WHERE id = %s",
             (user_id, user_id),
         )
-        row = cur.fetchone()
-    row["created"] = created
-    return row
+        return cur.fetchone()
 
 
-def refresh_profile(conn, user_id: str) -> None:
-    """Rebuild both profile vectors from their parts, with the user's row locked.
-
-    `history_profile` is the history text plus the mean of the listened episodes (what the
-    `history_only` variant ranks by); `embedding` adds the generated interest profile and the
-    decayed feedback vector (what the learning `loop` variant ranks by).
-    """
-    settings = get_settings()
-    with dict_cursor(conn) as cur:
+def profile_parts(conn, user_id: str) -> ProfileParts:
+    """What the user's profile vectors are built from, with the user's row locked."""
+    with conn.cursor() as cur:
         cur.execute(
             """
-            SELECT u.history_embedding, u.interest_embedding, u.feedback_vector,
-                   extract(epoch FROM now() - u.feedback_at) AS feedback_age,
+            SELECT u.history_embedding,
                    (SELECT avg(p.embedding) FROM user_listens l JOIN podcasts p ON p.id = l.podcast_id
-                    WHERE l.user_id = u.id AND p.status = 'ready') AS listened_mean
+                    WHERE l.user_id = u.id AND p.status = 'ready'),
+                   u.interest_embedding, u.feedback_vector, extract(epoch FROM now() - u.feedback_at)::float8
             FROM users u WHERE u.id = %s FOR UPDATE
             """,
             (user_id,),
         )
-        parts = cur.fetchone()
-        history_profile = ranking.combine(parts["history_embedding"], parts["listened_mean"])
-        feedback = ranking.decayed(
-            parts["feedback_vector"], parts["feedback_age"], settings.feedback_half_life_days
-        )
-        profile = ranking.learned_profile(
-            history_profile, parts["interest_embedding"], feedback, settings.feedback_weight
-        )
+        return ProfileParts(*cur.fetchone())
+
+
+def save_profiles(
+    conn, user_id: str, history_profile: np.ndarray | None, embedding: np.ndarray | None
+) -> None:
+    with conn.cursor() as cur:
         cur.execute(
             "UPDATE users SET history_profile = %s, embedding = %s WHERE id = %s",
-            (history_profile, profile, user_id),
+            (history_profile, embedding, user_id),
         )
 
 
-def get_user(conn, user_id: str) -> dict[str, Any] | None:
-    """The user's profile and texts, and what a page computed from them depends on: `version`
-    (the row's xmin) changes with any write to it, `model_version` with the collaborative model."""
-    with dict_cursor(conn) as cur:
+def get_user(conn, user_id: str) -> User | None:
+    with conn.cursor() as cur:
         cur.execute(
-            """
-            SELECT u.id, u.name, u.listening_history, {embedding} AS embedding,
-                   {history_profile} AS history_profile, u.interest_profile, u.reasons_valid_from,
-                   now() AS read_at, u.xmin::text AS version,
-                   (SELECT xmin::text FROM collaborative_model) AS model_version
+            f"""
+            SELECT u.id, u.name, u.listening_history, u.interest_profile, {binary("u.embedding")},
+                   {binary("u.history_profile")}, u.reasons_valid_from, now(), u.xmin::text,
+                   (SELECT xmin::text FROM collaborative_model)
             FROM users u WHERE u.id = %s
-            """.format(embedding=binary("u.embedding"), history_profile=binary("u.history_profile")),
+            """,
             (user_id,),
         )
-        user = cur.fetchone()
-    if user is not None:
-        user["embedding"] = from_binary(user["embedding"])
-        user["history_profile"] = from_binary(user["history_profile"])
-    return user
+        row = cur.fetchone()
+    if row is None:
+        return None
+    user_id, name, history, interest, embedding, history_profile, *rest = row
+    return User(user_id, name, history, interest, from_binary(embedding), from_binary(history_profile), *rest)
 
 
 def delete_user(conn, user_id: str) -> dict[str, int] | None:
@@ -142,8 +175,9 @@ def lock_users(conn, user_ids: Sequence[str]) -> set[str]:
         return {row[0] for row in cur.fetchall()}
 
 
-def pending_user_histories(conn, limit: int) -> list[dict[str, Any]]:
-    with dict_cursor(conn) as cur:
+def pending_user_histories(conn, limit: int) -> list[tuple[str, str]]:
+    """(user id, history text) of histories whose vector is missing (the AI failed inline)."""
+    with conn.cursor() as cur:
         cur.execute(
             "SELECT id, listening_history FROM users"
             " WHERE listening_history IS NOT NULL AND history_embedding IS NULL LIMIT %s",
@@ -152,47 +186,44 @@ def pending_user_histories(conn, limit: int) -> list[dict[str, Any]]:
         return cur.fetchall()
 
 
-def save_history_embedding(conn, user_id: str, history: str, embedding: np.ndarray) -> None:
-    """Store the vector of `history` if it is still the user's text, then rebuild the profile."""
+def save_history_embedding(conn, user_id: str, history: str, embedding: np.ndarray) -> bool:
+    """Store the vector of `history` if it is still the user's text; returns whether it was."""
     with conn.cursor() as cur:
         cur.execute(
             "UPDATE users SET history_embedding = %s WHERE id = %s AND listening_history = %s",
             (embedding, user_id, history),
         )
-        if cur.rowcount:
-            refresh_profile(conn, user_id)
+        return cur.rowcount == 1
 
 
-def apply_feedback(conn, user_id: str, delta: np.ndarray | None, events: int = 1) -> None:
-    """Fold new events into the user's decayed feedback vector and rebuild the profile, once.
+def feedback_state(conn, user_id: str) -> tuple[np.ndarray | None, float | None]:
+    """The user's stored feedback vector and its age in seconds."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT feedback_vector, extract(epoch FROM now() - feedback_at)::float8"
+            " FROM users WHERE id = %s",
+            (user_id,),
+        )
+        return cur.fetchone()
 
-    `delta` is the sum of weight * episode vector over the events (None if none of their
-    episodes has a vector yet), `events` how many they are. Call with the user's row locked
-    (`lock_users`) in the same transaction as `insert_feedback`.
+
+def add_feedback(conn, user_id: str, vector: np.ndarray | None, events: int) -> None:
+    """Count `events` new events and, unless None, store the feedback `vector` they made.
+
     Feedback never touches `user_listens`: that is the stated history, which the `history_only`
-    variant ranks by, and counting a completed episode there too would count it twice.
-    """
-    settings = get_settings()
+    variant ranks by, and counting a completed episode there too would count it twice."""
     counts = "feedback_count = feedback_count + %(n)s, events_since_profile = events_since_profile + %(n)s"
     with conn.cursor() as cur:
-        if delta is None:
+        if vector is None:
             cur.execute(f"UPDATE users SET {counts} WHERE id = %(u)s", {"n": events, "u": user_id})
         else:
             cur.execute(
-                "SELECT feedback_vector, extract(epoch FROM now() - feedback_at) FROM users WHERE id = %s",
-                (user_id,),
-            )
-            stored, age = cur.fetchone()
-            current = ranking.decayed(stored, age, settings.feedback_half_life_days)
-            update = delta if current is None else current + delta
-            cur.execute(
                 f"UPDATE users SET feedback_vector = %(v)s, feedback_at = now(), {counts} WHERE id = %(u)s",
-                {"v": update, "n": events, "u": user_id},
+                {"v": vector, "n": events, "u": user_id},
             )
-    refresh_profile(conn, user_id)
 
 
-def users_needing_interest_profile(conn, min_events: int, limit: int) -> list[dict[str, Any]]:
+def users_needing_interest_profile(conn, min_events: int, limit: int) -> list[ProfileRequest]:
     """Users with enough new feedback since their profile was written, with what to write it from."""
     with dict_cursor(conn) as cur:
         cur.execute(
@@ -224,4 +255,10 @@ def save_interest_profile(conn, user_id: str, text: str, embedding: np.ndarray, 
             """,
             (text, embedding, events_seen, user_id),
         )
-    refresh_profile(conn, user_id)
+
+
+def recent_listeners(conn, limit: int) -> list[dict[str, str]]:
+    """(user_id, name) of the listeners whose history changed last."""
+    with dict_cursor(conn) as cur:
+        cur.execute("SELECT id AS user_id, name FROM users ORDER BY updated_at DESC, id LIMIT %s", (limit,))
+        return cur.fetchall()

@@ -1,17 +1,14 @@
-"""Rebuilding the co-engagement model when enough events arrived (the worker)."""
+"""Rebuilding the co-engagement model (`model/collaborative.py`) when enough events arrived."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-import psycopg2
-import psycopg2.extras
-
 import db_utils
 from config import get_settings
-from recommender.model.collaborative import build
-from recommender.store.collaborative import freshness, read_interactions, save
+from recommender import store
+from recommender.model import collaborative
 
 log = logging.getLogger(__name__)
 
@@ -25,41 +22,33 @@ def refresh_if_due(force: bool = False) -> bool:
     if not (force or _due()):
         return False
     settings = get_settings()
-    conn = psycopg2.connect(db_utils.database_url(settings), application_name="podcast-collaborative")
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s)", (REFRESH_LOCK_ID,))
-            if not cur.fetchone()[0]:
-                return False  # another worker is refreshing it
+    with db_utils.dedicated_connection("podcast-collaborative") as conn:
+        if not db_utils.try_advisory_lock(conn, REFRESH_LOCK_ID):
+            return False  # another worker is refreshing it
         started = time.perf_counter()
-        with conn, conn.cursor() as cur:  # one snapshot for the marks and the interactions
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute(
-                "SELECT (SELECT coalesce(max(id), 0) FROM feedback_events),"
-                " (SELECT coalesce(max(listened_at), '-infinity') FROM user_listens)"
-            )
-            event_mark, listen_mark = cur.fetchone()
-            interactions = read_interactions(cur, settings.collab_max_items_per_listener)
-        model = build(
-            interactions, settings.collab_neighbors, settings.collab_alpha, settings.popularity_half_life_days
+        snapshot = store.collaborative.read_snapshot(conn, settings.collab_max_items_per_listener)
+        model = collaborative.model_of(
+            snapshot.interactions,
+            settings.collab_neighbors,
+            settings.collab_alpha,
+            settings.popularity_half_life_days,
         )
         with conn:
-            save(conn, model, event_mark, listen_mark, time.perf_counter() - started)
-        log.info(
-            "collaborative model: %d episodes from %d interactions in %.2f s",
-            0 if model is None else len(model.episodes),
-            len(interactions),
-            time.perf_counter() - started,
-        )
-        return True
-    finally:
-        conn.close()  # also releases the advisory lock
+            seconds = time.perf_counter() - started
+            store.collaborative.save(conn, model, snapshot.event_mark, snapshot.listen_mark, seconds)
+    log.info(
+        "collaborative model: %d episodes from %d interactions in %.2f s",
+        0 if model is None else len(model.episodes),
+        len(snapshot.interactions.listener),
+        time.perf_counter() - started,
+    )
+    return True
 
 
 def _due() -> bool:
     settings = get_settings()
-    with db_utils.connection() as conn, conn.cursor() as cur:
-        state = freshness(cur)
+    with db_utils.connection() as conn:
+        state = store.collaborative.freshness(conn)
     pending, age = state["events_since_refresh"], state["age_seconds"]
     return pending >= settings.collab_refresh_events or (
         pending > 0 and (age is None or age >= settings.collab_refresh_seconds)

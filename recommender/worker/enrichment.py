@@ -9,6 +9,7 @@ from config import get_settings
 from recommender import store
 from recommender.ai import get_provider, status
 from recommender.ai.interface import AIProviderError
+from recommender.service import profiles
 from recommender.service.catalogue import enrich
 from recommender.service.database import require_database
 from recommender.worker import collaborative
@@ -42,12 +43,13 @@ def embed_pending_histories(batch_size: int) -> int:
     if not histories:
         return 0
     try:
-        vectors = get_provider().embed([h["listening_history"] for h in histories])
+        vectors = get_provider().embed([history for _, history in histories])
     except AIProviderError as exc:
         log.warning("%d user histories left pending: %s", len(histories), exc)
         return 0
     with db_utils.connection() as conn:
-        store.users.lock_users(conn, [h["id"] for h in histories])  # in the order every writer locks them
-        for history, vector in zip(histories, vectors, strict=True):
-            store.users.save_history_embedding(conn, history["id"], history["listening_history"], vector)
+        store.users.lock_users(conn, [user_id for user_id, _ in histories])  # in the order writers lock
+        for (user_id, history), vector in zip(histories, vectors, strict=True):
+            if store.users.save_history_embedding(conn, user_id, history, vector):  # still their text
+                profiles.refresh(conn, user_id)
     return len(histories)

@@ -9,7 +9,7 @@ from config import get_settings
 from recommender import store
 from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError
-from recommender.service import page_writer
+from recommender.service import page_writer, profiles
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,8 @@ def refresh_interest_profiles(batch_size: int = 16) -> int:
         store.users.lock_users(conn, [u["id"] for u in users])  # in the order every writer locks them
         for user, text, vector in zip(users, texts, vectors, strict=True):
             store.users.save_interest_profile(conn, user["id"], text, vector, user["events_since_profile"])
+            profiles.refresh(conn, user["id"])
         if provider.name != "local":
             store.analytics.count_ai_calls(conn, "interest_profiles", len(users))
-        if settings.prepare_pages:  # the profile moved the listeners' pages: prepare them again
-            store.pages.queue_pages_of_active(
-                conn, [u["id"] for u in users], settings.prepare_active_hours, settings.prepare_delay_seconds
-            )
-    page_writer.wake()
+        page_writer.queue_next_pages(conn, [u["id"] for u in users])  # their profile moved their pages
     return len(users)

@@ -1,0 +1,119 @@
+"""The model layer in process: the collaborative model against a brute-force computation, and a
+page chosen from candidates. Pure functions, no database: milliseconds."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommender.model import collaborative, pages, ranking
+from recommender.model.collaborative import Interactions
+from recommender.model.pages import Candidate, Engagement
+from recommender.model.variants import VARIANTS
+
+
+def brute_force(x: np.ndarray, alpha: float) -> np.ndarray:
+    """Asymmetric cosine of every pair of columns: c_ij / (n_i^a n_j^(1-a)), NaN where no
+    listener enjoyed both (not neighbours) and on the diagonal."""
+    together = x.T @ x
+    counts = x.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = together / (counts[:, None] ** alpha * counts[None, :] ** (1 - alpha))
+    scores[together == 0] = np.nan
+    np.fill_diagonal(scores, np.nan)
+    return scores
+
+
+@pytest.mark.parametrize("k", [2, 50])
+@pytest.mark.parametrize("block_pairs", [1, 20_000_000])  # a block per episode, or one block
+def test_neighbours_are_the_top_k_of_the_brute_force_scores(
+    k: int, block_pairs: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(collaborative, "BLOCK_PAIRS", block_pairs)
+    rng = np.random.default_rng(3)
+    x = (rng.random((40, 12)) < 0.3).astype(np.float32)
+    expected = brute_force(x, alpha=0.7)
+    model = collaborative.build(sp.csr_matrix(x), neighbors=k, alpha=0.7)
+    for episode, (columns, scores) in enumerate(zip(model.columns, model.scores, strict=True)):
+        known = expected[episode]
+        neighbours = np.flatnonzero(~np.isnan(known))
+        assert len(columns) == min(k, len(neighbours))
+        assert set(columns) <= set(neighbours)
+        assert scores == pytest.approx(known[columns], rel=1e-5)
+        assert list(scores) == sorted(scores, reverse=True)
+        left_out = np.setdiff1d(neighbours, columns)
+        assert all(known[left_out] <= scores.min() + 1e-6) if len(left_out) else True
+
+
+def test_the_stored_model_counts_listeners_and_decays_popularity():
+    interactions = Interactions(
+        listener=np.array([0, 0, 1, 1, 2]),
+        podcast_id=np.array([10, 20, 10, 20, 30]),
+        engagement=np.array([1.0, 1.0, 1.0, -1.0, 0.5]),
+        age_days=np.array([0.0, 14.0, 0.0, 0.0, 28.0]),
+    )
+    model = collaborative.model_of(interactions, neighbors=5, alpha=0.5, half_life_days=14)
+    assert list(model.episodes) == [10, 20, 30]
+    assert list(model.listeners) == [2, 1, 1]  # a skip is not enjoying it
+    assert model.popularity == pytest.approx([2.0, 0.5 - 1.0, 0.125])
+    assert model.active_listeners == 3
+    assert list(model.neighbor_ids[0]) == [20] and list(model.neighbor_ids[2]) == []
+    assert collaborative.model_of(Interactions(*[np.array([])] * 4), 5, 0.5, 14) is None
+
+
+def candidate(podcast_id: int, vector: list[float], **signals) -> Candidate:
+    embedding = np.array(vector, dtype=np.float32) / np.linalg.norm(vector)
+    return Candidate(podcast_id, f"Episode {podcast_id}", None, None, embedding, **signals)
+
+
+def test_a_page_is_chosen_by_the_blend_and_recent_suggestions_only_when_fresh_ones_run_out():
+    candidates = [
+        candidate(1, [1, 0, 0], similarity=0.9),
+        candidate(2, [0, 1, 0], similarity=0.5, collaborative=2.0, because_of=7),
+        candidate(3, [0, 0, 1], similarity=0.8),
+        candidate(4, [1, 1, 0], similarity=0.95),
+    ]
+    weights = ranking.BlendWeights(collaborative=1.0, content=0.1, popularity=0.0)
+    no_exploring = VARIANTS["history_only"]
+    chosen = pages.choose(candidates, {4}, 3, no_exploring, weights, None, random.Random(1))
+    assert [(c.podcast_id, strategy) for c, strategy, _ in chosen] == [
+        (2, "collaborative"),
+        (1, "similar"),
+        (3, "similar"),
+    ]
+    assert [score for _, _, score in chosen] == sorted((score for _, _, score in chosen), reverse=True)
+    fallback = pages.choose(candidates, {4}, 4, no_exploring, weights, None, random.Random(1))
+    assert {c.podcast_id for c, _, _ in fallback} == {1, 2, 3, 4}
+
+
+def test_the_loop_variant_explores_and_steers_away_from_dislikes():
+    candidates = [candidate(i, [np.cos(i / 3), np.sin(i / 3), 0.1 * i]) for i in range(1, 21)]
+    candidates = [Candidate(**{**vars(c), "similarity": 1 - c.podcast_id / 40}) for c in candidates]
+    weights = ranking.BlendWeights(0.0, 1.0, 0.0)
+    loop = VARIANTS["loop"]
+    disliked = np.vstack([candidates[0].embedding])
+    strategies = set()
+    for seed in range(30):
+        chosen = pages.choose(candidates, set(), 10, loop, weights, disliked, random.Random(seed))
+        assert candidates[0] not in [c for c, _, _ in chosen]  # close to the dislike: not shown
+        strategies |= {strategy for _, strategy, _ in chosen}
+    assert strategies == {"similar", "explore"}
+
+
+def test_items_carry_evidence_and_only_reasons_that_still_hold():
+    liked = Engagement(7, 1.0, "Liked Episode", None)
+    written = candidate(2, [0, 1, 0], collaborative=1.0, because_of=7, written_reason="Because…")
+    stale = candidate(3, [0, 0, 1], similarity=0.4, written_reason="Old", written_for="co_engagement:9")
+    items = pages.explain([(written, "collaborative", 1.0), (stale, "similar", 0.5)], [liked], set())
+    assert items[0].evidence == {"kind": "co_engagement", "podcast_id": 7, "title": "Liked Episode"}
+    assert items[0].reason is None  # written for no evidence key: not this one
+    items = pages.explain(
+        [(Candidate(**{**vars(written), "written_for": "co_engagement:7"}), "collaborative", 1.0)],
+        [liked],
+        set(),
+    )
+    assert items[0].reason == "Because…"
+    assert pages.Item.from_stored({**items[0].stored(), "title": "Now", "summary": None, "category": None})
