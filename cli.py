@@ -39,7 +39,7 @@ def seed(args: argparse.Namespace) -> int:
     """Load the sample catalog and users through the same code path as the API."""
     ensure_database()
     with db_utils.connection() as conn:
-        counts = store.podcasts.podcast_counts(conn, get_settings().enrich_max_attempts)
+        counts = store.podcasts.counts(conn, get_settings().enrich_max_attempts)
     if args.if_empty and counts["ready"] + counts["pending"]:
         print(f"catalog already has {counts['ready'] + counts['pending']} podcasts; not seeding")
         return 0
@@ -179,7 +179,7 @@ def retry_failed(_: argparse.Namespace) -> int:
     """Episodes the worker gave up on get their fast retries again, due now."""
     ensure_database()
     with db_utils.connection() as conn:
-        requeued = store.podcasts.requeue_failed_podcasts(conn, get_settings().enrich_max_attempts)
+        requeued = store.podcasts.requeue_failed(conn, get_settings().enrich_max_attempts)
     print(f"requeued {requeued} podcasts for enrichment")
     return 0
 

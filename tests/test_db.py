@@ -188,7 +188,7 @@ def test_halfvec_storage_stores_indexes_and_ranks(halfvec_dsn: str):
             assert item.embedding.dtype == np.float32
             assert item.embedding == pytest.approx(vector, abs=2e-3)  # half precision
             assert item.similarity == pytest.approx(float(vector @ query), abs=2e-3)
-        assert store.podcasts.podcast_vectors(conn, ids[:1])[ids[0]] == pytest.approx(vectors[0], abs=2e-3)
+        assert store.podcasts.vectors(conn, ids[:1])[ids[0]] == pytest.approx(vectors[0], abs=2e-3)
         conn.rollback()
 
 
@@ -209,13 +209,13 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
         user_id: str,
     ) -> tuple[store.users.User, int]:  # what the writer reads, in its own transaction
         with psycopg2.connect(dsn) as conn:
-            return store.users.get_user(conn, user_id), store.pages.newest_suggestion(conn, user_id)
+            return store.users.get(conn, user_id), store.pages.newest_suggestion(conn, user_id)
 
     def prepare(user: store.users.User, seen: int) -> bool:
         with psycopg2.connect(dsn) as conn:
             store.pages.begin_page(conn, user.id)
             items = [{"podcast_id": podcast_id, "strategy": "similar", "reason": None}]
-            return store.pages.store_prepared_page(conn, user, 1, None, "loop", items, seen)
+            return store.pages.store_prepared(conn, user, 1, None, "loop", items, seen)
 
     reader, changed, served = computed("reader"), computed("changed"), computed("served")
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
@@ -229,16 +229,16 @@ def test_a_prepared_page_is_stored_only_over_the_state_it_was_computed_from(dsn:
     assert not prepare(*changed)
     assert not prepare(*served)
     with psycopg2.connect(dsn) as conn:
-        taken = store.pages.take_prepared_page(conn, "reader")
+        taken = store.pages.take_prepared(conn, "reader")
         assert taken["current"] and taken["size"] == 1
         assert [item["podcast_id"] for item in taken["items"]] == [podcast_id]
         assert taken["items"][0]["category"] == "prepared"  # the episode as it is now
-        assert store.pages.take_prepared_page(conn, "reader") is None  # taken once
+        assert store.pages.take_prepared(conn, "reader") is None  # taken once
     assert prepare(*computed("reader"))
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("UPDATE collaborative_model SET refreshed_at = now()")  # the model was rebuilt
     with psycopg2.connect(dsn) as conn:
-        assert not store.pages.take_prepared_page(conn, "reader")["current"]
+        assert not store.pages.take_prepared(conn, "reader")["current"]
 
 
 def test_the_writer_takes_the_most_recently_due_pages_first_and_drops_stale_ones(dsn: str):
@@ -247,10 +247,10 @@ def test_the_writer_takes_the_most_recently_due_pages_first_and_drops_stale_ones
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO users (id) VALUES ('due-early'), ('due-late'), ('due-stale'), ('not-due')")
         for user_id, seconds in (("due-early", -20), ("due-late", -5), ("due-stale", -700), ("not-due", 60)):
-            store.pages.queue_page(conn, user_id, 5, None, seconds, default_size=5)
+            store.pages.queue(conn, user_id, 5, None, seconds, default_size=5)
     with psycopg2.connect(dsn) as conn:
-        assert [p["user_id"] for p in store.pages.claim_due_pages(conn, 1, 600)] == ["due-late"]
-        assert [p["user_id"] for p in store.pages.claim_due_pages(conn, 5, 600)] == ["due-early"]
+        assert [p["user_id"] for p in store.pages.claim_due(conn, 1, 600)] == ["due-late"]
+        assert [p["user_id"] for p in store.pages.claim_due(conn, 5, 600)] == ["due-early"]
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("SELECT user_id FROM pages_due WHERE user_id LIKE 'due-%%' OR user_id = 'not-due'")
         assert cur.fetchall() == [("not-due",)]

@@ -1,4 +1,4 @@
-"""Reasons written ahead (pages.py) over HTTP: a prepared page makes no LLM call, a page whose
+"""Reasons written ahead (service/page_writer.py) over HTTP: a prepared page makes no LLM call, a page whose
 preparation became invalid still answers at once, waiting is the caller's choice, and the LLM is
 spent only on listeners who come back. The fake OpenAI server counts the calls."""
 

@@ -48,9 +48,9 @@ def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[PodcastRow, bo
     (one embedding request per batch). Returns (podcast, created) per request, in order."""
     require_database()
     with db_utils.connection() as conn:
-        stored = [store.podcasts.upsert_podcast(conn, r.model_dump()) for r in requests]
+        stored = [store.podcasts.upsert(conn, r.model_dump()) for r in requests]
         pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # unchanged text: no AI
-        store.podcasts.lease_podcasts(conn, list(pending))
+        store.podcasts.lease(conn, list(pending))
     saved = enrich(list(pending.values())) if pending else {}
     return [(_public(saved.get(row["id"]) or row), created) for row, created in stored]
 
@@ -59,9 +59,9 @@ def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> PodcastRow
     """Change some fields; changed text is summarized and embedded again (or left pending)."""
     require_database()
     with db_utils.connection() as conn:
-        row = store.podcasts.update_podcast(conn, podcast_id, request.model_dump(exclude_unset=True))
+        row = store.podcasts.update(conn, podcast_id, request.model_dump(exclude_unset=True))
         if row is not None:
-            store.podcasts.lease_podcasts(conn, [podcast_id])
+            store.podcasts.lease(conn, [podcast_id])
     if row is None:
         raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
     if row["status"] == "pending":
@@ -72,7 +72,7 @@ def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> PodcastRow
 def delete_podcast(podcast_id: int) -> dict[str, Any]:
     require_database()
     with db_utils.connection() as conn:
-        if not store.podcasts.delete_podcast(conn, podcast_id):
+        if not store.podcasts.delete(conn, podcast_id):
             raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
     return {"podcast_id": podcast_id, "deleted": True}
 
@@ -141,7 +141,7 @@ def podcast(podcast_id: int) -> PodcastRow:
     """One episode as stored, with its enrichment status: the page polls it after adding one."""
     require_database()
     with db_utils.connection() as conn:
-        row = store.podcasts.get_podcast(conn, podcast_id)
+        row = store.podcasts.get(conn, podcast_id)
     if row is None:
         raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
     return row

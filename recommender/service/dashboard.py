@@ -84,7 +84,7 @@ def figures(conn, since: datetime, today: date) -> dict[str, Any]:
     """Everything but the trending topics, from the suggestions and events since `since`."""
     rates = store.analytics.daily_rates(conn, since)
     events = store.analytics.daily_events(conn, since)
-    listeners = store.users.recent_listeners(conn, LISTENERS)
+    listeners = store.users.recent(conn, LISTENERS)
     days = days_between(since.astimezone(UTC).date(), today)
     daily = [row for row in rates if row["rank"] is None]
     variants = variant_series(daily, days)

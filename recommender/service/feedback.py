@@ -49,10 +49,10 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
     require_database()
     outcomes: list[Outcome | None] = [None] * len(requests)
     with db_utils.connection() as conn:
-        users = store.users.lock_users(conn, sorted({r.user_id for r in requests}))
-        vectors = store.podcasts.podcast_vectors(conn, sorted({r.podcast_id for r in requests}))
+        users = store.users.lock(conn, sorted({r.user_id for r in requests}))
+        vectors = store.podcasts.vectors(conn, sorted({r.podcast_id for r in requests}))
         suggestions = {r.suggestion_id for r in requests if r.suggestion_id is not None}
-        owners = store.suggestions.suggestion_owners(conn, sorted(suggestions))
+        owners = store.suggestions.owners(conn, sorted(suggestions))
         valid = []
         for index, request in enumerate(requests):
             outcomes[index] = _refusal(request, users, vectors, owners)
@@ -65,7 +65,7 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
         new_events: Counter[str] = Counter()
         deltas: dict[str, np.ndarray] = {}  # per user: the sum of weight * vector of their new events
         for index, event, (row, created) in zip(
-            valid, events, store.feedback.insert_feedback(conn, events), strict=True
+            valid, events, store.feedback.insert(conn, events), strict=True
         ):
             outcomes[index] = row, created
             if not created:

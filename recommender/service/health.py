@@ -41,7 +41,7 @@ def health() -> dict[str, Any]:
         with conn.cursor() as cur:
             applied = applied or db_utils.applied_migrations(cur)
             version = db_utils.pgvector_version(cur)
-        counts = store.podcasts.podcast_counts(conn, get_settings().enrich_max_attempts)
+        counts = store.podcasts.counts(conn, get_settings().enrich_max_attempts)
         model = store.collaborative.freshness(conn)
     expected = [p.stem for p in db_utils.migration_files()]
     ai = ai_state(provider)

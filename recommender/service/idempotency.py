@@ -30,7 +30,7 @@ def claim(
     require_database()
     _write_backlog()
     with db_utils.connection() as conn:
-        return store.idempotency.claim_idempotency_key(conn, key, route, fingerprint, lease_seconds)
+        return store.idempotency.claim(conn, key, route, fingerprint, lease_seconds)
 
 
 def finish(key: str, route: str, status: int | None, body: str | None) -> None:
@@ -42,7 +42,7 @@ def _finish(finish: Finish) -> bool:
     """Store the answer or release the key; if the database refuses, keep it for later."""
     try:
         with db_utils.connection() as conn:
-            store.idempotency.finish_idempotency_key(conn, *finish)
+            store.idempotency.finish(conn, *finish)
         return True
     except db_utils.UNAVAILABLE as exc:
         log.warning("idempotency key %r not finished yet (%s); kept to retry", finish[0], type(exc).__name__)

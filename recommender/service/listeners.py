@@ -23,7 +23,7 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
     listened = sorted(set(request.listened_podcast_ids))
     if listened:
         with db_utils.connection() as conn:
-            missing = store.podcasts.missing_podcast_ids(conn, listened)
+            missing = store.podcasts.missing_ids(conn, listened)
         if missing:
             raise NotFound("podcast_not_found", f"unknown listened_podcast_ids: {missing}")
     vector = None
@@ -33,7 +33,7 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
         except AIProviderError as exc:  # keep the text; the enrichment worker embeds it later
             log.warning("history of user %s left pending: %s", request.user_id, exc)
     with db_utils.connection() as conn:
-        created = store.users.upsert_user_history(
+        created = store.users.upsert_history(
             conn, request.user_id, request.name, request.listening_history, vector, listened
         )
         profiles.refresh(conn, request.user_id)
@@ -45,7 +45,7 @@ def delete_user(user_id: str) -> dict[str, Any]:
     """A privacy request: the user, their listens, feedback and suggestions are all removed."""
     require_database()
     with db_utils.connection() as conn:
-        removed = store.users.delete_user(conn, user_id)
+        removed = store.users.delete(conn, user_id)
     if removed is None:
         raise NotFound("user_not_found", f"no user {user_id!r}")
     return {"user_id": user_id, "deleted": True, **removed}

@@ -49,7 +49,7 @@ def queue_next_page(
         return
     within = settings.prepare_active_hours if returning_only else None
     delay = settings.prepare_delay_seconds
-    store.pages.queue_page(conn, user_id, page_size, category, delay, DEFAULT_PAGE_SIZE, within)
+    store.pages.queue(conn, user_id, page_size, category, delay, DEFAULT_PAGE_SIZE, within)
     db_utils.on_commit(conn, wake)
 
 
@@ -61,7 +61,7 @@ def queue_next_pages(conn, user_ids: Sequence[str]) -> None:
     settings = get_settings()
     if not (settings.prepare_pages and user_ids):
         return
-    store.pages.queue_pages_of_active(
+    store.pages.queue_active(
         conn, user_ids, settings.prepare_active_hours, settings.prepare_delay_seconds
     )
     db_utils.on_commit(conn, wake)
@@ -76,7 +76,7 @@ def prepare(user_id: str, page_size: int, category: str | None) -> tuple[Page, i
     meanwhile), so a complete page is stored in the same transaction."""
     with db_utils.connection() as conn:
         store.pages.begin_page(conn, user_id)
-        user = store.users.get_user(conn, user_id)
+        user = store.users.get(conn, user_id)
         if user is None:
             return None
         page = pages.compute(conn, user, page_size, category)
@@ -143,7 +143,7 @@ def _write_ahead() -> None:
             try:
                 if len(in_flight) < slots:
                     with db_utils.connection() as conn:
-                        due = store.pages.claim_due_pages(
+                        due = store.pages.claim_due(
                             conn, slots - len(in_flight), settings.prepare_max_age_seconds
                         )
                         later = store.pages.seconds_to_next_page(conn)

@@ -161,11 +161,11 @@ def keep_prepared(
     conn, page: Page, page_size: int, category: str | None, written: dict[int, str], seen: int | None = None
 ) -> bool:
     """Store the page, with the reasons `written` for it, for the listener's next request (see
-    `store.pages.store_prepared_page` for when it is not). Call after `store.pages.begin_page`."""
+    `store.pages.store_prepared` for when it is not). Call after `store.pages.begin_page`."""
     assert page.user is not None  # a computed page
     items = [
         replace(item, reason=item.reason or written.get(item.podcast_id)).stored() for item in page.items
     ]
-    return store.pages.store_prepared_page(
+    return store.pages.store_prepared(
         conn, page.user, page_size, category, page.variant.name, items, seen
     )

@@ -23,7 +23,7 @@ def refresh(conn, user_id: str) -> None:
 def add_feedback(conn, user_id: str, delta: np.ndarray | None, events: int) -> None:
     """Fold a listener's new events into their decayed feedback vector and rebuild the profile,
     once. `delta` is the sum of weight x episode vector over the events (None when none of their
-    episodes has a vector yet). Call with the user's row locked (`store.users.lock_users`)."""
+    episodes has a vector yet). Call with the user's row locked (`store.users.lock`)."""
     vector = None
     if delta is not None:
         stored, age = store.users.feedback_state(conn, user_id)

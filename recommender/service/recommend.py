@@ -30,7 +30,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
         store.pages.begin_page(conn, query.user_id)
         page = take_prepared(conn, query)
         if page is None or (query.wait_seconds and page.unwritten()):
-            user = store.users.get_user(conn, query.user_id)
+            user = store.users.get(conn, query.user_id)
             if user is None:
                 message = f"no user {query.user_id!r}; create it with update_user_history"
                 raise NotFound("user_not_found", message)
@@ -41,7 +41,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
         written = pages.write_reasons(page)
     with db_utils.connection() as conn:
         store.pages.begin_page(conn, query.user_id)
-        store.pages.take_prepared_page(conn, query.user_id)  # prepared meanwhile: obsolete now
+        store.pages.take_prepared(conn, query.user_id)  # prepared meanwhile: obsolete now
         return serve(conn, page, written, query)
 
 
@@ -50,7 +50,7 @@ def take_prepared(conn, query: RecommendQuery) -> pages.Page | None:
     profile change) and the collaborative model unchanged since, the same size, category and
     variant, not older than PREPARE_MAX_AGE_SECONDS and every episode still ready. It is taken
     either way: the page served now makes it obsolete."""
-    prepared = store.pages.take_prepared_page(conn, query.user_id)
+    prepared = store.pages.take_prepared(conn, query.user_id)
     if prepared is None:
         return None
     variant = pages.variant_of(query.user_id)

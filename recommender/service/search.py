@@ -34,13 +34,13 @@ def search(query: SearchQuery) -> dict[str, Any]:
         raise Unavailable("ai_unavailable", "the embedding service is unavailable; retry shortly") from exc
     if query.user_id is not None:
         with db_utils.connection() as conn:
-            user = store.users.get_user(conn, query.user_id)
+            user = store.users.get(conn, query.user_id)
         if user is None:
             raise NotFound("user_not_found", f"no user {query.user_id!r}")
         if user.embedding is not None:
             vector = profiles.unit(vector + SEARCH_PROFILE_WEIGHT * user.embedding)
     with db_utils.connection() as conn:
-        results = store.candidates.search_podcasts(
+        results = store.candidates.search(
             conn,
             vector,
             query.limit,

@@ -171,7 +171,7 @@ def nearest(
     return rows
 
 
-def search_podcasts(
+def search(
     conn,
     query: np.ndarray,
     limit: int,

@@ -31,7 +31,7 @@ FEEDBACK_FIELDS = tuple(NewEvent.__annotations__)
 FEEDBACK_COLUMNS = "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, created_at"
 
 
-def insert_feedback(conn, events: Sequence[NewEvent]) -> list[tuple[EventRow, bool]]:
+def insert(conn, events: Sequence[NewEvent]) -> list[tuple[EventRow, bool]]:
     """Store the events in one statement. Returns (row, created) per event, in order.
 
     An `(user_id, event_id)` stored before, or earlier in `events`, is not stored again: its

@@ -5,7 +5,7 @@ from __future__ import annotations
 IDEMPOTENCY_KEEP_HOURS = 24
 
 
-def claim_idempotency_key(
+def claim(
     conn, key: str, route: str, fingerprint: str, lease_seconds: float
 ) -> tuple[str, int | None, str | None] | None:
     """Claim (key, route) for a request: None when claimed (new, or a claim of the same body
@@ -31,7 +31,7 @@ def claim_idempotency_key(
         return cur.fetchone()
 
 
-def finish_idempotency_key(conn, key: str, route: str, status: int | None, body: str | None) -> None:
+def finish(conn, key: str, route: str, status: int | None, body: str | None) -> None:
     """Store the answer of the request that claimed the key, or (status None) release the key."""
     with conn.cursor() as cur:
         if status is None:
@@ -46,7 +46,7 @@ def finish_idempotency_key(conn, key: str, route: str, status: int | None, body:
             )
 
 
-def purge_idempotency_keys(conn) -> None:
+def purge(conn) -> None:
     with conn.cursor() as cur:
         cur.execute(
             "DELETE FROM idempotency_keys WHERE claimed_at < now() - make_interval(hours => %s)",

@@ -36,7 +36,7 @@ def commit_asynchronously(conn) -> None:
         cur.execute("SET LOCAL synchronous_commit = off")
 
 
-def queue_page(
+def queue(
     conn,
     user_id: str,
     page_size: int | None,
@@ -78,7 +78,7 @@ def queue_page(
         )
 
 
-def queue_pages_of_active(conn, user_ids: Sequence[str], active_hours: float, delay: float) -> None:
+def queue_active(conn, user_ids: Sequence[str], active_hours: float, delay: float) -> None:
     """Queue the next page of those of `user_ids` who were served a page lately, at the size of
     their last page. The others are not expected back soon: preparing pages for them (say, for
     events imported in bulk) would spend LLM calls on pages nobody reads."""
@@ -97,7 +97,7 @@ def queue_pages_of_active(conn, user_ids: Sequence[str], active_hours: float, de
         )
 
 
-def claim_due_pages(conn, limit: int, max_age_seconds: float) -> list[DuePage]:
+def claim_due(conn, limit: int, max_age_seconds: float) -> list[DuePage]:
     """Take up to `limit` due pages off the queue (SKIP LOCKED: several processes share it),
     the most recently due first: when the writer falls behind, the listeners active last are the
     likeliest to come back soon, and a backlog left by a busy spell does not hold up listeners
@@ -158,7 +158,7 @@ def newest_suggestion(conn, user_id: str) -> int:
         return cur.fetchone()[0]
 
 
-def store_prepared_page(
+def store_prepared(
     conn,
     user: User,
     page_size: int,
@@ -167,7 +167,7 @@ def store_prepared_page(
     items: list[dict[str, Any]],
     seen: int | None = None,
 ) -> bool:
-    """Keep a page computed from `user` (as `get_user` read it) for their next request, unless the
+    """Keep a page computed from `user` (as `users.get` read it) for their next request, unless the
     listener changed since or, when `seen` is given (the page was computed in an earlier
     transaction, see `newest_suggestion`), was served a suggestion newer than `seen`. Call after
     `begin_page`. Returns whether it was stored."""
@@ -203,7 +203,7 @@ def store_prepared_page(
         return cur.rowcount == 1
 
 
-def take_prepared_page(conn, user_id: str) -> PreparedPage | None:
+def take_prepared(conn, user_id: str) -> PreparedPage | None:
     """Remove the user's prepared page and return it with whether the listener and the
     collaborative model are as it was computed from (`current`) and its episodes as they are now:
     only those still ready, with their current title, summary and category. Call after
@@ -230,7 +230,7 @@ def take_prepared_page(conn, user_id: str) -> PreparedPage | None:
         return cur.fetchone()
 
 
-def purge_prepared_pages(conn, max_age_seconds: float) -> None:
+def purge_prepared(conn, max_age_seconds: float) -> None:
     """Drop pages prepared for listeners who did not come back for them."""
     with conn.cursor() as cur:
         cur.execute(

@@ -61,7 +61,7 @@ PODCAST_COLUMNS = (
 )
 
 
-def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[StoredPodcast, bool]:
+def upsert(conn, fields: dict[str, Any]) -> tuple[StoredPodcast, bool]:
     """Insert a podcast, or update the one with the same external_id. Returns (row, created).
 
     Whether it needs enriching is decided by the `podcasts_mark_changed` trigger, for every
@@ -83,13 +83,13 @@ def upsert_podcast(conn, fields: dict[str, Any]) -> tuple[StoredPodcast, bool]:
     return row, row.pop("created")
 
 
-def get_podcast(conn, podcast_id: int) -> PodcastRow | None:
+def get(conn, podcast_id: int) -> PodcastRow | None:
     with dict_cursor(conn) as cur:
         cur.execute(f"SELECT {PODCAST_COLUMNS} FROM podcasts WHERE id = %s", (podcast_id,))
         return cur.fetchone()
 
 
-def update_podcast(conn, podcast_id: int, fields: dict[str, Any]) -> StoredPodcast | None:
+def update(conn, podcast_id: int, fields: dict[str, Any]) -> StoredPodcast | None:
     """Change some fields of a podcast; the trigger decides whether it needs enriching again."""
     assignments = ", ".join(f"{name} = %({name})s" for name in fields if name in PODCAST_FIELDS)
     with dict_cursor(conn) as cur:
@@ -101,7 +101,7 @@ def update_podcast(conn, podcast_id: int, fields: dict[str, Any]) -> StoredPodca
         return cur.fetchone()
 
 
-def delete_podcast(conn, podcast_id: int) -> bool:
+def delete(conn, podcast_id: int) -> bool:
     with conn.cursor() as cur:
         cur.execute("DELETE FROM podcasts WHERE id = %s", (podcast_id,))
         return cur.rowcount == 1
@@ -126,7 +126,7 @@ def save_enrichments(conn, done: Sequence[tuple[ToEnrich, str, np.ndarray]]) -> 
         )
 
 
-def lease_podcasts(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -> None:
+def lease(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -> None:
     """Keep the worker off podcasts this process is enriching itself (until the lease expires)."""
     with conn.cursor() as cur:
         cur.execute(
@@ -136,7 +136,7 @@ def lease_podcasts(conn, podcast_ids: Sequence[int], lease_seconds: int = 120) -
         )
 
 
-def claim_pending_podcasts(conn, limit: int, lease_seconds: int = 120) -> list[ToEnrich]:
+def claim_pending(conn, limit: int, lease_seconds: int = 120) -> list[ToEnrich]:
     """Lease up to `limit` due pending podcasts; SKIP LOCKED lets several workers run at once.
 
     The lease (next_attempt_at in the future) keeps other workers off them while the AI calls
@@ -176,7 +176,7 @@ def record_enrichment_failure(
         )
 
 
-def requeue_failed_podcasts(conn, max_attempts: int) -> int:
+def requeue_failed(conn, max_attempts: int) -> int:
     """Give the episodes the worker gave up on their fast retries again, due now; wakes the workers."""
     with conn.cursor() as cur:
         cur.execute(
@@ -190,7 +190,7 @@ def requeue_failed_podcasts(conn, max_attempts: int) -> int:
         return requeued
 
 
-def missing_podcast_ids(conn, ids: Sequence[int]) -> list[int]:
+def missing_ids(conn, ids: Sequence[int]) -> list[int]:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT i FROM unnest(%s::bigint[]) AS i"
@@ -200,7 +200,7 @@ def missing_podcast_ids(conn, ids: Sequence[int]) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def podcast_counts(conn, max_attempts: int) -> dict[str, int]:
+def counts(conn, max_attempts: int) -> dict[str, int]:
     """Ready and pending episodes; `failed` are pending ones the worker gave up on."""
     with dict_cursor(conn) as cur:
         cur.execute(
@@ -212,7 +212,7 @@ def podcast_counts(conn, max_attempts: int) -> dict[str, int]:
         return cur.fetchone()
 
 
-def podcast_vectors(conn, podcast_ids: Sequence[int]) -> dict[int, np.ndarray | None]:
+def vectors(conn, podcast_ids: Sequence[int]) -> dict[int, np.ndarray | None]:
     """The vector of each of `podcast_ids` that exists (None while it is pending)."""
     with conn.cursor() as cur:
         cur.execute("SELECT id, embedding FROM podcasts WHERE id = ANY(%s::bigint[])", (list(podcast_ids),))

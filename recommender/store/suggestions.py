@@ -35,7 +35,7 @@ def insert_suggestions(conn, user_id: str, variant: str, suggestions: Sequence[S
     return [row[0] for row in rows]
 
 
-def suggestion_owners(conn, suggestion_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+def owners(conn, suggestion_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
     """(user_id, podcast_id) of each of `suggestion_ids` that exists."""
     with conn.cursor() as cur:
         cur.execute(

@@ -53,7 +53,7 @@ class ProfileRequest(TypedDict):
     disliked_titles: list[str]
 
 
-def upsert_user_history(
+def upsert_history(
     conn,
     user_id: str,
     name: str | None,
@@ -130,7 +130,7 @@ def save_profiles(
         )
 
 
-def get_user(conn, user_id: str) -> User | None:
+def get(conn, user_id: str) -> User | None:
     with conn.cursor() as cur:
         cur.execute(
             f"""
@@ -148,7 +148,7 @@ def get_user(conn, user_id: str) -> User | None:
     return User(user_id, name, history, interest, from_binary(embedding), from_binary(history_profile), *rest)
 
 
-def delete_user(conn, user_id: str) -> dict[str, int] | None:
+def delete(conn, user_id: str) -> dict[str, int] | None:
     """Remove the user and, by cascade, their listens, feedback and suggestions."""
     with conn.cursor() as cur:
         cur.execute(
@@ -163,7 +163,7 @@ def delete_user(conn, user_id: str) -> dict[str, int] | None:
     return {"feedback_events": events, "suggestions": suggestions}
 
 
-def lock_users(conn, user_ids: Sequence[str]) -> set[str]:
+def lock(conn, user_ids: Sequence[str]) -> set[str]:
     """Lock the rows of those of `user_ids` that exist for this transaction; returns their ids.
 
     Feedback for one user is applied one transaction at a time. The rows are locked in id
@@ -175,7 +175,7 @@ def lock_users(conn, user_ids: Sequence[str]) -> set[str]:
         return {row[0] for row in cur.fetchall()}
 
 
-def pending_user_histories(conn, limit: int) -> list[tuple[str, str]]:
+def pending_histories(conn, limit: int) -> list[tuple[str, str]]:
     """(user id, history text) of histories whose vector is missing (the AI failed inline)."""
     with conn.cursor() as cur:
         cur.execute(
@@ -223,7 +223,7 @@ def add_feedback(conn, user_id: str, vector: np.ndarray | None, events: int) -> 
             )
 
 
-def users_needing_interest_profile(conn, min_events: int, limit: int) -> list[ProfileRequest]:
+def needing_interest_profile(conn, min_events: int, limit: int) -> list[ProfileRequest]:
     """Users with enough new feedback since their profile was written, with what to write it from."""
     with dict_cursor(conn) as cur:
         cur.execute(
@@ -257,7 +257,7 @@ def save_interest_profile(conn, user_id: str, text: str, embedding: np.ndarray, 
         )
 
 
-def recent_listeners(conn, limit: int) -> list[dict[str, str]]:
+def recent(conn, limit: int) -> list[dict[str, str]]:
     """(user_id, name) of the listeners whose history changed last."""
     with dict_cursor(conn) as cur:
         cur.execute("SELECT id AS user_id, name FROM users ORDER BY updated_at DESC, id LIMIT %s", (limit,))

@@ -27,10 +27,10 @@ def enrich_pending(batch_size: int = 32) -> int:
     settings = get_settings()
     with db_utils.connection() as conn:
         if status.take_recovery():
-            store.podcasts.requeue_failed_podcasts(conn, settings.enrich_max_attempts)
-        store.idempotency.purge_idempotency_keys(conn)
-        store.pages.purge_prepared_pages(conn, settings.prepare_max_age_seconds)
-        podcasts = store.podcasts.claim_pending_podcasts(conn, batch_size)
+            store.podcasts.requeue_failed(conn, settings.enrich_max_attempts)
+        store.idempotency.purge(conn)
+        store.pages.purge_prepared(conn, settings.prepare_max_age_seconds)
+        podcasts = store.podcasts.claim_pending(conn, batch_size)
     done = len(enrich(podcasts)) if podcasts else 0
     done += embed_pending_histories(batch_size)
     return done + refresh_interest_profiles() + collaborative.refresh_if_due()
@@ -39,7 +39,7 @@ def enrich_pending(batch_size: int = 32) -> int:
 def embed_pending_histories(batch_size: int) -> int:
     """Embed history texts the AI service could not embed inline."""
     with db_utils.connection() as conn:
-        histories = store.users.pending_user_histories(conn, batch_size)
+        histories = store.users.pending_histories(conn, batch_size)
     if not histories:
         return 0
     try:
@@ -48,7 +48,7 @@ def embed_pending_histories(batch_size: int) -> int:
         log.warning("%d user histories left pending: %s", len(histories), exc)
         return 0
     with db_utils.connection() as conn:
-        store.users.lock_users(conn, [user_id for user_id, _ in histories])  # in the order writers lock
+        store.users.lock(conn, [user_id for user_id, _ in histories])  # in the order writers lock
         for (user_id, history), vector in zip(histories, vectors, strict=True):
             if store.users.save_history_embedding(conn, user_id, history, vector):  # still their text
                 profiles.refresh(conn, user_id)

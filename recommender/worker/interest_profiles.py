@@ -20,7 +20,7 @@ def refresh_interest_profiles(batch_size: int = 16) -> int:
     Runs in the background worker, never on the recommend path."""
     settings = get_settings()
     with db_utils.connection() as conn:
-        users = store.users.users_needing_interest_profile(conn, settings.profile_refresh_events, batch_size)
+        users = store.users.needing_interest_profile(conn, settings.profile_refresh_events, batch_size)
     if not users:
         return 0
     provider = get_provider()
@@ -36,7 +36,7 @@ def refresh_interest_profiles(batch_size: int = 16) -> int:
         log.warning("interest profiles left stale: %s", exc)
         return 0
     with db_utils.connection() as conn:
-        store.users.lock_users(conn, [u["id"] for u in users])  # in the order every writer locks them
+        store.users.lock(conn, [u["id"] for u in users])  # in the order every writer locks them
         for user, text, vector in zip(users, texts, vectors, strict=True):
             store.users.save_interest_profile(conn, user["id"], text, vector, user["events_since_profile"])
             profiles.refresh(conn, user["id"])
