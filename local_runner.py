@@ -1,13 +1,10 @@
 """Serve the HTTP functions registered on `function_app.app` over real HTTP, like `func start`.
 
-For machines without Azure Functions Core Tools. Routes, methods and the route prefix are read
-from the app and `host.json`, never declared twice. uvicorn speaks HTTP; a small ASGI adapter
-converts each request to an `azure.functions.HttpRequest` and the `HttpResponse` back, running the
-sync function on a thread pool, as the Azure Python worker does. What the adapter answers itself
-(no such route, wrong method, a body over MAX_BODY_BYTES) is JSON in the app's error shape; what
+For machines without Azure Functions Core Tools (`make run`). uvicorn speaks HTTP and the ASGI
+adapter of `recommender/runner/asgi.py` calls the functions as the Azure Python worker does; what
 uvicorn cannot parse (e.g. `Content-Length: abc` or `-1`) gets uvicorn's plain-text 400 and the
 connection is closed. With `--workers N`, N processes serve HTTP on one socket, and the timer
-functions run in only one of them per database: the one holding a Postgres advisory lock.
+functions run in only one of them per database (`recommender/runner/background.py`).
 """
 
 from __future__ import annotations

@@ -81,10 +81,28 @@ def fake_openai() -> Iterator[FakeOpenAIServer]:
 
 
 @pytest.fixture(scope="module")
-def own_fake_openai() -> Iterator[FakeOpenAIServer]:
-    """A fake AI server for one module, for tests that break it for longer than one test."""
+def fake() -> Iterator[FakeOpenAIServer]:
+    """A fake AI server of the module's own, for tests that break it for longer than one test."""
     with FakeOpenAIServer(dimensions=384) as server:
         yield server
+
+
+@pytest.fixture
+def fresh_fake(fake: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
+    """The module's own fake AI server, with counters and failures reset around this test."""
+    fake.reset()
+    yield fake
+    fake.reset()
+
+
+@pytest.fixture(scope="module")
+def api(request: pytest.FixtureRequest, create_database, fake, tmp_path_factory) -> Iterator[Api]:
+    """The module's own service, on the `openai` provider against its own fake AI server, with the
+    module's `SETTINGS` on top; its database and log are named after the module."""
+    name = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    env = openai_env(fake, **getattr(request.module, "SETTINGS", {}))
+    with run_api(create_database(name), env, tmp_path_factory.mktemp("logs") / f"{name}.log") as api:
+        yield api
 
 
 @pytest.fixture

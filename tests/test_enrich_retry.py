@@ -8,11 +8,10 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import FAKE_API_KEY, ROOT, Api, openai_env, run_api, wait_for
+from tests.conftest import FAKE_API_KEY, ROOT, Api, openai_env, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
@@ -25,19 +24,6 @@ SETTINGS = {
     "AI_PROBE_SECONDS": "1",
 }
 OUTAGE = 1_000_000  # requests that fail: until the test ends the outage
-
-
-@pytest.fixture(scope="module")
-def fake(own_fake_openai: FakeOpenAIServer) -> FakeOpenAIServer:
-    return own_fake_openai
-
-
-@pytest.fixture(scope="module")
-def api(create_database, fake: FakeOpenAIServer, tmp_path_factory) -> Iterator[Api]:
-    dsn = create_database("enrich_retry")
-    log_path = tmp_path_factory.mktemp("logs") / "enrich_retry.log"
-    with run_api(dsn, openai_env(fake, **SETTINGS), log_path) as api:
-        yield api
 
 
 def add_given_up_podcast(api: Api, fake: FakeOpenAIServer) -> int:

@@ -10,9 +10,9 @@ from tests.conftest import openai_env, run_api
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
 
 
-def test_the_loop_runs_on_halfvec_storage(create_database, own_fake_openai, tmp_path):
+def test_the_loop_runs_on_halfvec_storage(create_database, fake, tmp_path):
     dsn = create_database("halfvec_api")
-    env = openai_env(own_fake_openai, EMBEDDING_STORAGE="halfvec")
+    env = openai_env(fake, EMBEDDING_STORAGE="halfvec")
     with run_api(dsn, env, tmp_path / "halfvec.log") as api:
         ids = []
         for n, topic in enumerate(["tides and harbours", "tides and boats", "bread and ovens"]):

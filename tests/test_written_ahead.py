@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Api, openai_env, run_api, user_in, wait_for
+from tests.conftest import Api, user_in, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
@@ -21,23 +20,22 @@ TOPICS = {
 }
 
 
+SETTINGS = {"PREPARE_DELAY_SECONDS": "0.2"}
+
+
 @pytest.fixture(scope="module")
-def api(create_database, own_fake_openai: FakeOpenAIServer, tmp_path_factory) -> Iterator[Api]:
-    dsn = create_database("written_ahead")
-    env = openai_env(own_fake_openai, PREPARE_DELAY_SECONDS="0.2")
-    with run_api(dsn, env, tmp_path_factory.mktemp("logs") / "written_ahead.log") as api:
-        for topic, text in TOPICS.items():
-            for n in range(8):
-                body = {"title": f"{topic.title()} {n}", "transcript": f"{text} Part {n}.", "category": topic}
-                assert api.post("/api/add_podcast", body).status_code == 201
-        yield api
+def api(api: Api) -> Api:
+    """The module's service (conftest's `api`) with 8 episodes on each topic."""
+    for topic, text in TOPICS.items():
+        for n in range(8):
+            body = {"title": f"{topic.title()} {n}", "transcript": f"{text} Part {n}.", "category": topic}
+            assert api.post("/api/add_podcast", body).status_code == 201
+    return api
 
 
 @pytest.fixture
-def ai(own_fake_openai: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
-    own_fake_openai.reset()
-    yield own_fake_openai
-    own_fake_openai.reset()
+def ai(fresh_fake: FakeOpenAIServer) -> FakeOpenAIServer:
+    return fresh_fake
 
 
 def new_listener(api: Api, history: str = "I love kites and windy beaches") -> str:

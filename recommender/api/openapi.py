@@ -1,6 +1,6 @@
-"""The OpenAPI 3.1 document of the HTTP API. Request shapes come from the pydantic models in
-schemas.py, routes, methods and auth levels from what function_app registers (`Route`), so neither
-is written twice. No Azure imports."""
+"""The OpenAPI 3.1 document of the HTTP API. Request shapes come from the pydantic models of
+`recommender/schemas.py`; routes, methods and auth levels from what `endpoint` registers (`Route`),
+so neither is written twice."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ REF = "#/components/schemas/{model}"
 
 @dataclass(frozen=True)
 class Route:
-    """An HTTP function as function_app registers it."""
+    """An HTTP function as `endpoint` registers it."""
 
     name: str  # the function's name
     path: str  # its route under /api, e.g. "podcasts/{podcast_id}"

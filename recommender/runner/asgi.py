@@ -103,7 +103,7 @@ class ClientGone(Exception):
 
 
 def error(status: int, code: str, message: str, *headers: tuple[bytes, bytes]) -> Reply:
-    """An answer in function_app's error shape, `{"error": {"code", "message"}}`."""
+    """An answer in the app's error shape, `{"error": {"code", "message"}}`."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     return status, [(b"content-type", b"application/json; charset=utf-8"), *headers], body
 
