@@ -7,7 +7,7 @@ WORKERS ?= 2  # processes serving HTTP in `make run` (one background worker amon
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test browser lint migrate seed clean
+.PHONY: install run test test-quick browser lint migrate seed clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ test: install browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# The quick loop for everyday edits: everything but the tests that drive the service over HTTP.
+test-quick: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not service"
 
 # tests/test_ui_browser.py drives Debian's chromium through chromedriver, and skips, saying why,
 # where they are missing. Installed here with apt-get when we are root or `sudo -n` works.
@@ -69,12 +74,6 @@ bench-quick: install
 
 bench-collab: install
 	$(PY) -m bench.collab
-
-# Feedback-loop simulation (bench/LOOP_RESULTS.md): synthetic listeners, history-only vs the loop.
-.PHONY: bench-loop
-
-bench-loop: install
-	$(PY) bench/simulate_loop.py
 
 # Real-data replay (bench/REAL_RESULTS.md): the HetRec 2011 Last.fm listeners against the service
 # and offline baselines. The data set stays outside the repository: `--data DIR` to point at it.

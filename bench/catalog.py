@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 import db_utils
-from bench.db import connect, ensure_database, read_into_os_cache
+from bench.db import connect, create_database, ensure_database, read_into_os_cache, scalar
+from bench.report import log
 
 EMBEDDING_MODEL = "fake-embedding"  # what the runner is started with, so migrations agree
 INDEX_NAME = "podcasts_embedding_hnsw"
@@ -188,72 +189,67 @@ def migrations() -> list[str]:
     return [path.stem for path in db_utils.migration_files()]
 
 
-def cached(dsn: str, spec: Spec) -> dict[str, Any] | None:
-    """The record of a catalog built for `spec` under the current migrations, if any.
+def cached(dsn: str, kind: str, spec: dict[str, Any], generator: int) -> dict[str, Any] | None:
+    """The record of what was built as `kind` in this database, if it was built for `spec` by
+    this `generator` version under the current migrations.
 
     A catalog built under other migrations is not migrated in place: a migration that rewrites
     every row (and inserts every row again into the HNSW index) takes far longer at 1M rows
     than loading afresh.
     """
-    return cached_record(dsn, "catalog", asdict(spec), GENERATOR_VERSION)
-
-
-def cached_record(dsn: str, kind: str, spec: dict[str, Any], generator: int) -> dict[str, Any] | None:
-    """The record of what was built as `kind` in this database, if it was built for `spec` by
-    this `generator` version under the current migrations."""
     conn = connect(dsn, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('bench_catalog') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return None
-        done = recorded(conn).get(kind)
+            done = recorded(conn).get(kind) if cur.fetchone()[0] else None
     finally:
         conn.close()
     fresh = (
         done
-        and {"storage": "vector", **done["spec"]} == spec  # recorded before `storage` existed
+        and {"storage": "vector", **done["spec"]} == {"storage": "vector", **spec}  # recorded without it
         and done.get("generator") == generator
         and done.get("migrations") == migrations()
     )
     return done if fresh else None
 
 
-def recreate_database(server: Any, name: str) -> str:
-    conn = connect(server.get_uri(), autocommit=True)
+def load_episodes(conn, spec: Spec) -> tuple[str, np.ndarray]:
+    """Migrate the new database, drop the HNSW index and COPY in the episodes of `spec`;
+    returns the index's definition and each episode's cluster (its topic)."""
+    with conn:
+        db_utils.migrate(conn, spec.dims, EMBEDDING_MODEL, spec.storage)
+    conn.autocommit = True
+    definition, basis, clusters = index_definition(conn), make_basis(spec), []
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
-    return ensure_database(server, name)
+        cur.execute(f"DROP INDEX IF EXISTS {INDEX_NAME}")
+        for chunk in range(-(-spec.size // CHUNK_ROWS)):
+            vectors, topics = episode_chunk(spec, basis, chunk)
+            stream = copy_chunk(chunk * CHUNK_ROWS + 1, vectors, topics, spec.storage)
+            cur.copy_expert(f"COPY podcasts ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)", stream)
+            clusters.append(topics)
+    return definition, np.concatenate(clusters)
 
 
-def build(server: Any, spec: Spec, log=print) -> dict[str, Any]:
+def build(server: Any, spec: Spec) -> dict[str, Any]:
     """Make sure database `spec.database` holds the catalog of `spec`; returns its record."""
     dsn = ensure_database(server, spec.database)
-    done = cached(dsn, spec)
+    done = cached(dsn, "catalog", asdict(spec), GENERATOR_VERSION)
     if done:
+        with connect(dsn) as conn:  # as the service starts, which also says how its probe is planned
+            db_utils.migrate(conn, spec.dims, EMBEDDING_MODEL, spec.storage)
+        conn.close()
         read = read_into_os_cache(dsn)
         log(f"{spec.database}: cached ({spec.size} episodes, {spec.dims} dims; {read / 2**20:,.0f} MiB read)")
         return {**done, "dsn": dsn}
     log(f"{spec.database}: building {spec.size} episodes of {spec.dims} dims in a new database")
-    dsn = recreate_database(server, spec.database)
+    dsn = create_database(server, spec.database)
     conn = connect(dsn)
     try:
-        with conn:
-            db_utils.migrate(conn, spec.dims, EMBEDDING_MODEL, spec.storage)
-        conn.autocommit = True
-        definition = index_definition(conn)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP INDEX IF EXISTS {INDEX_NAME}")
-        basis = make_basis(spec)
         started = time.perf_counter()
+        definition, _ = load_episodes(conn, spec)
+        load_seconds = time.perf_counter() - started
+        log(f"{spec.database}: loaded {spec.size} rows in {load_seconds:.0f} s; vacuum + index")
         with conn.cursor() as cur:
-            for chunk in range(-(-spec.size // CHUNK_ROWS)):
-                vectors, clusters = episode_chunk(spec, basis, chunk)
-                stream = copy_chunk(chunk * CHUNK_ROWS + 1, vectors, clusters, spec.storage)
-                cur.copy_expert(f"COPY podcasts ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)", stream)
-            load_seconds = time.perf_counter() - started
-            log(f"{spec.database}: loaded {spec.size} rows in {load_seconds:.0f} s; vacuum + index")
             cur.execute("VACUUM (ANALYZE) podcasts")
         memory = "6GB" if spec.size * spec.dims > 50_000_000 else "2GB"
         index = build_index(conn, definition, memory)
@@ -305,7 +301,4 @@ def create_users(dsn: str, ids: list[str], vectors: np.ndarray) -> None:
 
 def reset_users(dsn: str) -> None:
     """Drop every listener and, by cascade, their listens, suggestions and cached reasons."""
-    conn = connect(dsn)
-    with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE users CASCADE")
-    conn.close()
+    scalar(dsn, "TRUNCATE users CASCADE")

@@ -27,13 +27,15 @@ def database_dsn(server: Any, name: str) -> str:
 
 def ensure_database(server: Any, name: str) -> str:
     """Create database `name` if missing; returns its DSN."""
-    conn = psycopg2.connect(server.get_uri())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
+    if not scalar(server.get_uri(), "SELECT 1 FROM pg_database WHERE datname = %s", (name,)):
+        scalar(server.get_uri(), f'CREATE DATABASE "{name}"')
+    return database_dsn(server, name)
+
+
+def create_database(server: Any, name: str, template: str | None = None) -> str:
+    """Database `name` made anew: empty, or a copy of `template`; returns its DSN."""
+    scalar(server.get_uri(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    scalar(server.get_uri(), f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return database_dsn(server, name)
 
 
@@ -48,7 +50,7 @@ def scalar(dsn: str, sql: str, params: Any = None) -> Any:
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)
-            row = cur.fetchone()
+            row = cur.fetchone() if cur.description else None
             return row[0] if row else None
     finally:
         conn.close()

@@ -1,10 +1,12 @@
 """The floor of a recommendation: what one costs with everything but the database taken away.
 
-Each client thread runs, per request, the service's own candidate query (`store.candidates.CANDIDATE_SQL`
-on the HNSW index, the same ef_search and candidate count) for a listener's profile vector, then
-inserts `limit` suggestions, in one transaction committed as the service commits its log. No
-HTTP, no Python ranking, no other query: a recommend figure divided by this one is the share of
-the physical limit the service reaches.
+Each client thread runs, per request, the store's own candidate query
+(`store.candidates.candidate_podcasts`: the HNSW probe for the service's candidate count, at the
+default ef_search) for a listener's stored profile vector, then inserts `limit` suggestions
+(`store.suggestions.insert_suggestions`), in one transaction committed asynchronously
+(`store.pages.commit_asynchronously`), as the service commits its log. No HTTP, no Python
+ranking, no other query: a recommend figure divided by this one is the share of the physical
+limit the service reaches.
 """
 
 from __future__ import annotations
@@ -15,47 +17,48 @@ from typing import Any
 
 import numpy as np
 import psycopg2
-import psycopg2.extras
 
 import db_utils
 from config import Settings
 from recommender import store
 from recommender.service.pages import CANDIDATES_PER_SLOT, MIN_CANDIDATES
+from recommender.store.suggestions import Suggestion
+from recommender.store.users import User
 
-SOURCE = """
-    SELECT p.id AS podcast_id FROM podcasts p
-    WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
-    ORDER BY p.embedding <=> %(q)s LIMIT %(k)s
-"""
+EF_SEARCH = Settings.model_fields["hnsw_ef_search"].default
 
 
-def _client(dsn: str, users: list[tuple[str, Any]], limit: int, until: float, latencies: list[float]) -> None:
+def connect(dsn: str) -> Any:
     conn = psycopg2.connect(dsn)
     db_utils.register_vector_types(conn)
-    sql = store.candidates.CANDIDATE_SQL.replace("{source}", SOURCE)
+    return conn
+
+
+def _client(dsn: str, users: list[User], limit: int, until: float, latencies: list[float]) -> None:
+    conn = connect(dsn)
     wanted = max(limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES)
     n = 0
     try:
         while time.perf_counter() < until:
-            user_id, vector = users[n % len(users)]
+            user = users[n % len(users)]
             n += 1
             started = time.perf_counter()
-            with conn, conn.cursor() as cur:
-                cur.execute(  # the log's commit and the probe's plan as the app's
-                    "SELECT set_config('synchronous_commit', 'off', true), "
-                    + store.candidates.PROBE_SETTINGS,
-                    (str(Settings.model_fields["hnsw_ef_search"].default),),
+            with conn:
+                store.pages.commit_asynchronously(conn)
+                found = store.candidates.candidate_podcasts(
+                    conn,
+                    user.embedding,
+                    wanted,
+                    user_id=user.id,
+                    excluded=[],
+                    reasons_valid_from=user.reasons_valid_from,
+                    ef_search=EF_SEARCH,
                 )
-                params = {"q": vector, "k": wanted, "excluded": [], "user_id": user_id, "valid_from": None}
-                cur.execute(sql, params)
-                rows = cur.fetchall()[:limit]
-                psycopg2.extras.execute_values(
-                    cur,
-                    "INSERT INTO suggested_podcasts (user_id, podcast_id, similarity, rank, reason, variant,"
-                    " strategy, reason_source) VALUES %s",
-                    [(user_id, r[0], 1 - r[5], rank, "floor", "floor", "similar", "fallback")
-                     for rank, r in enumerate(rows, start=1)],
-                )  # fmt: skip
+                suggestions = [
+                    Suggestion(c.podcast_id, c.similarity, rank, "floor", "similar", "fallback")
+                    for rank, c in enumerate(found[:limit], start=1)
+                ]
+                store.suggestions.insert_suggestions(conn, user.id, "floor", suggestions)
             latencies.append(time.perf_counter() - started)
     finally:
         conn.close()
@@ -63,11 +66,9 @@ def _client(dsn: str, users: list[tuple[str, Any]], limit: int, until: float, la
 
 def measure(dsn: str, user_ids: list[str], clients: int, seconds: float, limit: int) -> dict[str, Any]:
     """`clients` threads for `seconds`, cycling through the listeners' stored profile vectors."""
-    conn = psycopg2.connect(dsn)
-    db_utils.register_vector_types(conn)
-    with conn.cursor() as cur:
-        cur.execute("SELECT id, embedding FROM users WHERE id = ANY(%s)", (user_ids,))
-        users = cur.fetchall()
+    conn = connect(dsn)
+    with conn:
+        users = [user for uid in user_ids if (user := store.users.get(conn, uid)) is not None]
     conn.close()
     latencies: list[list[float]] = [[] for _ in range(clients)]
     until = time.perf_counter() + seconds
@@ -82,10 +83,11 @@ def measure(dsn: str, user_ids: list[str], clients: int, seconds: float, limit: 
         thread.join()
     elapsed = time.perf_counter() - started
     every = np.array([x for per_client in latencies for x in per_client]) * 1000
+    p50, p95 = np.percentile(every, [50, 95])
     return {
         "clients": clients,
         "requests": len(every),
-        "p50_ms": round(float(np.percentile(every, 50)), 1),
-        "p95_ms": round(float(np.percentile(every, 95)), 1),
+        "p50_ms": round(float(p50), 1),
+        "p95_ms": round(float(p95), 1),
         "rps": round(len(every) / elapsed, 1),
     }

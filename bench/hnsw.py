@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 from typing import Any
 
-from bench import catalog, recall, report
+from bench import catalog, recall, results_md
 from bench.db import connect, start_server
-from bench.run import EF_SEARCH_SWEEP, log
+from bench.report import log, stamp
+from bench.run import EF_SEARCH_SWEEP
 
 
 def with_parameters(definition: str, m: int, ef_construction: int) -> str:
@@ -26,10 +26,9 @@ def with_parameters(definition: str, m: int, ef_construction: int) -> str:
 def measure_variants(
     server: Any, spec: catalog.Spec, variants: list[tuple[int, int]], queries: int
 ) -> list[dict]:
-    info = catalog.build(server, spec, log=log)
+    info = catalog.build(server, spec)
     vectors = catalog.user_vectors(spec, queries, salt=999_999)  # the queries bench.run uses
     memory = "6GB" if spec.size * spec.dims > 50_000_000 else "2GB"
-    stamp = {"measured": time.strftime("%Y-%m-%d %H:%M"), "code": report.code_version()}
     conn = connect(info["dsn"], autocommit=True)
     record = {k: v for k, v in info.items() if k != "dsn"}
     with conn.cursor() as cur:  # if this is killed midway, the next run rebuilds the catalog
@@ -41,9 +40,8 @@ def measure_variants(
             index = catalog.build_index(conn, definition, memory)
             log(f"{spec.database}: m={m}, ef_construction={ef_construction}: {index['build_seconds']} s")
             variant = {**info, "m": m, "ef_construction": ef_construction, **index}
-            rows += [
-                {**r, **stamp} for r in recall.measure(info["dsn"], vectors, EF_SEARCH_SWEEP, variant, log)
-            ]
+            measured = recall.measure(info["dsn"], vectors, EF_SEARCH_SWEEP, variant)
+            rows += [{**r, "variant": True, **stamp()} for r in measured]
     finally:
         log(f"{spec.database}: restoring the index of the migrations")
         catalog.build_index(conn, info["index_definition"], memory)
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [tuple(int(x) for x in v.split(":")) for v in args.variants.split(",") if v]
     server = start_server()
     rows = measure_variants(server, catalog.Spec(args.size, args.dims), variants, args.queries)
-    report.save({"recommend": [], "recall": rows, "memory": [], "ingest": []}, quick=False, server=server)
+    results_md.save({"recall": rows}, quick=False, server=server)
     return 0
 
 

@@ -29,7 +29,6 @@ class Result:
     latencies: list[float] = field(default_factory=list)  # seconds, after the warm-up
     errors: dict[str, int] = field(default_factory=dict)  # status or exception name → count
     seconds: float = 0.0  # wall time of the measured part
-    warmup: int = 0
     completed: int = 0  # answered with an expected status, warm-up included
     flagged: int = 0  # measured answers whose JSON body has `flag` true
 
@@ -59,7 +58,7 @@ async def _run(
     expect: frozenset[int],
     flag: str | None,
 ) -> Result:
-    result = Result(warmup=warmup)
+    result = Result()
     sent = 0
     measured_from: float | None = None
     deadline = time.perf_counter() + time_limit

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,25 +42,14 @@ class Trace:
     final: list[str]
 
 
-@dataclass(frozen=True)
-class Figures:
-    precision: list[float]  # precision@5 per page
-    recall: float  # recall@20 after the pages
-    coverage: float  # distinct episodes on the pages / catalogue size
-
-    @property
-    def later_precision(self) -> float:
-        """Mean precision@5 over pages 2.. (after the first round of feedback)."""
-        return float(np.mean(self.precision[1:]))
-
-
-def figures(traces: dict[str, Trace], held_out: dict[str, set[str]], catalogue_size: int) -> Figures:
-    """Precision@5 per page, recall@20 and coverage over the evaluated listeners' traces.
+def figures(traces: dict[str, Trace], held_out: dict[str, set[str]], catalogue_size: int) -> dict[str, Any]:
+    """Precision@5 per page (and its mean over pages 2.., after the first round of feedback),
+    recall@20 and coverage over the evaluated listeners' traces.
 
     Recall@20 counts held-out artists among the final list's items not shown on a page, out of
-    min(20, held-out artists not shown yet); listeners with none left are not counted."""
-    pages = len(next(iter(traces.values())).pages)
-    hits = np.zeros(pages)
+    min(20, held-out artists not shown yet); listeners with none left are not counted. Coverage
+    is the distinct episodes on the pages over the catalogue size."""
+    hits = np.zeros(PAGES)
     recalls, covered = [], set()
     for user, trace in traces.items():
         wanted = held_out[user]
@@ -72,7 +62,12 @@ def figures(traces: dict[str, Trace], held_out: dict[str, set[str]], catalogue_s
             found = left.intersection(set(trace.final) - shown)
             recalls.append(len(found) / min(FINAL_SIZE, len(left)))
     precision = hits / (PAGE_SIZE * len(traces))
-    return Figures([float(p) for p in precision], float(np.mean(recalls)), len(covered) / catalogue_size)
+    return {
+        "precision_at_5": [float(p) for p in precision],
+        "mean_precision_at_5_pages_2_6": float(np.mean(precision[1:])),
+        "recall_at_20": float(np.mean(recalls)),
+        "coverage": len(covered) / catalogue_size,
+    }
 
 
 def top(scores: np.ndarray, excluded: set[int], k: int) -> list[int]:
@@ -158,7 +153,7 @@ def content_scorer(vectors: np.ndarray) -> Scorer:
     return lambda signals: vectors @ vectors[signals.positives].mean(axis=0)
 
 
-def baselines(split: Split, ids: list[str], vectors: np.ndarray, seed: int) -> dict[str, Figures]:
+def baselines(split: Split, ids: list[str], vectors: np.ndarray, seed: int) -> dict[str, dict[str, Any]]:
     """Every baseline with feedback, and those that use it without, on the same split."""
     matrix = interactions(split.background, ids)
     knn, content = item_knn_scorer(matrix), content_scorer(vectors)

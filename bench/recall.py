@@ -1,13 +1,14 @@
 """Recall of the indexed query against exact search, for a sweep of hnsw.ef_search.
 
-The indexed query has the shape of the app's candidate query (`store.candidates.candidate_podcasts`,
-formerly `nearest_podcasts`): status and category filters, the per-user exclusions as
-`id <> ALL(...)`, `ORDER BY embedding <=> q LIMIT 40` (the app asks for 4 candidates per item
-of a 10-item page) under `hnsw.ef_search`. The exact answer is the same query with index scans
-disabled, so Postgres scans every row. recall@10 compares the first 10 rows, recall@40 all of them.
+The indexed query has the shape of the app's candidate query (`store.candidates.candidate_podcasts`):
+status and category filters, the per-user exclusions as `id <> ALL(...)`,
+`ORDER BY embedding <=> q LIMIT 40` (the app asks for 4 candidates per item of a 10-item page),
+planned as the app plans it (`store.candidates.hnsw_probe`) with `hnsw.ef_search` set to each
+value of the sweep. The exact answer is the same query with index scans disabled, so Postgres
+scans every row. recall@10 compares the first 10 rows, recall@40 all of them.
 
-pgvector before 0.8 returns at most ef_search rows from an HNSW scan, so recall@40 is only
-meaningful for ef_search >= 40 (the app never sets less than the number of rows it wants).
+Without iterative scans (pgvector before 0.8) an HNSW scan returns at most ef_search rows, so
+recall@40 is only given for ef_search >= 40 (the app never sets less than the rows it wants).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from bench.catalog import vector_text
 from bench.db import connect
+from bench.report import log
 from recommender import store
 
 K = 10
@@ -55,16 +57,15 @@ def uses_index(conn, q: str) -> bool:
 def indexed_recall(conn, queries: list[str], exact: list[list[int]], ef_search: int) -> dict[str, Any]:
     hits_10 = hits_40 = 0
     timings = []
-    with conn.cursor() as cur:
-        for q, truth in zip(queries, exact, strict=True):
-            cur.execute(f"SELECT {store.candidates.PROBE_SETTINGS}", (str(ef_search),))  # as the app plans it
+    for q, truth in zip(queries, exact, strict=True):
+        with store.candidates.hnsw_probe(conn, ef_search), conn.cursor() as cur:
             started = time.perf_counter()
             cur.execute(QUERY, {**PARAMS, "q": q})
             found = [row[0] for row in cur.fetchall()]
             timings.append(time.perf_counter() - started)
-            hits_10 += len(set(found[:K]) & set(truth[:K]))
-            hits_40 += len(set(found) & set(truth))
-            conn.rollback()
+        conn.rollback()
+        hits_10 += len(set(found[:K]) & set(truth[:K]))
+        hits_40 += len(set(found) & set(truth))
     return {
         "recall_at_10": round(hits_10 / (K * len(queries)), 4),
         "recall_at_40": round(hits_40 / (CANDIDATES * len(queries)), 4) if ef_search >= CANDIDATES else None,
@@ -77,7 +78,6 @@ def measure(
     query_vectors: np.ndarray,
     ef_values: list[int],
     catalog: dict[str, Any],
-    log=print,
     truth_dsn: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per ef_search value, with the index parameters, build time and size. The exact

@@ -18,9 +18,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench import catalog, collab, floor, ingest, load, recall, report, services, written_ahead
-from bench.db import postgres_memory, scalar, start_server
+from bench import catalog, collab, floor, ingest, load, recall, results_md, services, written_ahead
+from bench.db import create_database, postgres_memory, scalar, start_server
 from bench.fake_ai import FakeAI, delta
+from bench.report import log, stamp
+from bench.tables import WRITER_OFF
 
 CHAT_DELAY_SECONDS = 0.3  # the simulated LLM call of the latency phases and of ingest
 SLOW_CHAT_DELAY_SECONDS = 1.0  # a real model writing a page of reasons: the written-ahead phase
@@ -65,10 +67,6 @@ QUICK = Plan(
     ingest_bulk=1000,
     ingest_seconds=10,
 )
-
-
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, flush=True)
 
 
 def recommend_requests(users: Iterable[str], path: str = "/api/recommend_podcasts") -> Iterator[load.Request]:
@@ -152,14 +150,14 @@ def bench_catalog(
     server: Any, ai: FakeAI, spec: catalog.Spec, plan: Plan, stamp: dict, with_recall: bool = True
 ) -> dict[str, list]:
     """Recall, ours (cold and warm) and the baseline on one catalog; returns rows by section."""
-    info = catalog.build(server, spec, log=log)
+    info = catalog.build(server, spec)
     dsn = info["dsn"]
     base = {"catalog_size": spec.size, "dims": spec.dims, **stamp}
     recall_rows = []
     if with_recall:
         log(f"{spec.database}: recall over {plan.recall_queries} queries")
         queries = catalog.user_vectors(spec, plan.recall_queries, salt=999_999)  # not a users slice
-        recall_rows = [{**r, **stamp} for r in recall.measure(dsn, queries, EF_SEARCH_SWEEP, info, log)]
+        recall_rows = [{**r, **stamp} for r in recall.measure(dsn, queries, EF_SEARCH_SWEEP, info)]
     catalog.reset_users(dsn)
     users = Users(dsn, spec)
     rows = []
@@ -186,7 +184,7 @@ def bench_catalog(
     queued = scalar(dsn, "WITH taken AS (DELETE FROM pages_due RETURNING 1) SELECT count(*) FROM taken")
     scalar(dsn, "WITH taken AS (DELETE FROM prepared_pages RETURNING 1) SELECT count(*) FROM taken")
     log(f"  warm phases done: {queued} pages were still queued")
-    alone = {**ours, "system": report.WRITER_OFF}
+    alone = {**ours, "system": WRITER_OFF}
     with services.ours(
         dsn, ai.base_url, spec.dims, f"{name}-alone", RESUGGEST_WINDOW_HOURS="0", PREPARE_PAGES="false"
     ) as url:
@@ -236,11 +234,11 @@ def bench_catalog(
 def bench_halfvec(server: Any, spec: catalog.Spec, plan: Plan, stamp: dict) -> dict[str, list]:
     """The same catalog stored as halfvec: its size and its recall against the exact answers of
     the full-precision catalog (what the index and the halved precision lose together)."""
-    info = catalog.build(server, spec, log=log)
-    full = catalog.build(server, catalog.Spec(spec.size, spec.dims), log=log)
+    info = catalog.build(server, spec)
+    full = catalog.build(server, catalog.Spec(spec.size, spec.dims))
     log(f"{spec.database}: recall over {plan.recall_queries} queries, exact answers from {full['dsn']}")
     queries = catalog.user_vectors(spec, plan.recall_queries, salt=999_999)
-    rows = recall.measure(info["dsn"], queries, EF_SEARCH_SWEEP, info, log, truth_dsn=full["dsn"])
+    rows = recall.measure(info["dsn"], queries, EF_SEARCH_SWEEP, info, truth_dsn=full["dsn"])
     base = {"catalog_size": spec.size, "dims": spec.dims, "storage": spec.storage, **stamp}
     return {
         "recall": [{**r, **stamp} for r in rows],
@@ -248,25 +246,18 @@ def bench_halfvec(server: Any, spec: catalog.Spec, plan: Plan, stamp: dict) -> d
     }
 
 
-def bench_ingest(server: Any, ai: FakeAI, plan: Plan, stamp: dict) -> list[dict[str, Any]]:
+def bench_ingest(server: Any, ai: FakeAI, plan: Plan) -> list[dict[str, Any]]:
     """Ingest into a new, empty database, each LLM call (a batch of summaries) taking 300 ms."""
-    dsn = catalog.recreate_database(server, "bench_ingest_384")
+    dsn = create_database(server, "bench_ingest_384")
     ai.set("chat_delay_seconds", CHAT_DELAY_SECONDS)
-    stamp = {**stamp, "llm_delay_ms": round(CHAT_DELAY_SECONDS * 1000)}
-    rows = []
     with services.ours(dsn, ai.base_url, 384, "ours-ingest") as url:
-        row = ingest.single(url, ai, plan.ingest_single, 4, plan.ingest_seconds)
-        rows.append({**row, **stamp})
-        log(f"  ingest single: {row['episodes_per_second']} episodes/s")
-        bulk = ingest.bulk(url, ai, plan.ingest_bulk, 100, 4, plan.ingest_seconds)
-        if bulk is None:
-            note = "POST /api/add_podcasts does not exist yet: not measured"
-            rows.append({"path": "POST /api/add_podcasts", "skipped": note, **stamp})
-            log(f"  ingest bulk: {note}")
-        else:
-            rows.append({**bulk, **stamp})
-            log(f"  ingest bulk: {bulk['episodes_per_second']} episodes/s")
-    return rows
+        rows = [
+            ingest.single(url, ai, plan.ingest_single, 4, plan.ingest_seconds),
+            ingest.bulk(url, ai, plan.ingest_bulk, 100, 4, plan.ingest_seconds),
+        ]
+    for row in rows:
+        log(f"  ingest {row['path']}: {row['episodes_per_second']} episodes/s")
+    return [{**row, **stamp(), "llm_delay_ms": round(CHAT_DELAY_SECONDS * 1000)} for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,20 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     wide = [] if args.quick else [int(s) for s in args.dims_1536.split(",") if s]
     specs = [catalog.Spec(s, 384) for s in sizes] + [catalog.Spec(s, 1536) for s in wide if s in sizes]
 
-    def stamp() -> dict[str, str]:  # per catalog: the app may change during a long run
-        return {"measured": time.strftime("%Y-%m-%d %H:%M"), "code": report.code_version()}
-
     started = time.perf_counter()
     server = start_server()
-    sections: dict[str, list] = {
-        "recommend": [],
-        "recall": [],
-        "memory": [],
-        "floor": [],
-        "written_ahead": [],
-        "ingest": [],
-        "collaborative": [],
-    }
+    sections: dict[str, list] = {key: [] for key in results_md.KEYS}
+
+    def save() -> None:  # after each phase: keep what is done so far
+        results_md.save(sections, quick=args.quick, server=server)
+
     with FakeAI() as ai:
         for spec in specs:
             log(f"== {spec.size} episodes, {spec.dims} dims")
@@ -307,17 +291,16 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"== {spec.size} episodes, {spec.dims} dims, stored as halfvec")
                 for key, rows in bench_halfvec(server, halved, plan, stamp()).items():
                     sections[key] += rows
-            report.save(sections, quick=args.quick, server=server)  # keep what is done so far
+            save()
         if not args.no_collab:
             spec = collab.QUICK if args.quick else collab.FULL
             log(f"== collaborative refresh: {spec.episodes} episodes, {spec.events} events")
-            row = collab.measure(server, spec, 8 if args.quick else 20)
-            sections["collaborative"] = [{**row, **stamp()}]
-            report.save(sections, quick=args.quick, server=server)
+            sections["collaborative"] = [{**collab.measure(server, spec, 8 if args.quick else 20), **stamp()}]
+            save()
         if not args.no_ingest:
             log("== ingest")
-            sections["ingest"] = bench_ingest(server, ai, plan, stamp())
-    report.save(sections, quick=args.quick, server=server)
+            sections["ingest"] = bench_ingest(server, ai, plan)
+    save()
     log(f"done in {time.perf_counter() - started:.0f} s: bench/results.json, bench/RESULTS.md")
     return 0
 

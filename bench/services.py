@@ -9,14 +9,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 
 import httpx
 
+import db_utils
 from bench.catalog import EMBEDDING_MODEL
 from bench.db import WORK_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = db_utils.PROJECT_DIR
 
 
 def free_port() -> int:
@@ -38,7 +38,7 @@ def ai_env(ai_base_url: str, dims: int) -> dict[str, str]:
 
 
 @contextmanager
-def _process(args: list[str], env: dict[str, str], ready_path: str, name: str) -> Iterator[str]:
+def process(args: list[str], env: dict[str, str], ready_path: str, name: str) -> Iterator[str]:
     """Run `args` with `--port`, wait until `ready_path` answers, yield the base URL, stop it."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -82,11 +82,17 @@ WORKERS = "2"  # processes serving HTTP, as `make run` starts them
 def ours(dsn: str, ai_base_url: str, dims: int, name: str, **settings: str) -> AbstractContextManager[str]:
     """`local_runner.py` serving `function_app.app`, as `make run` does, on the `openai` provider."""
     env = {"DATABASE_URL": dsn, "DB_POOL_MAX": "24", **ai_env(ai_base_url, dims), **settings}
-    return _process([str(ROOT / "local_runner.py"), "--workers", WORKERS], env, "/api/health", name)
+    return process([str(ROOT / "local_runner.py"), "--workers", WORKERS], env, "/api/health", name)
 
 
 def baseline(dsn: str, ai_base_url: str, dims: int, name: str) -> AbstractContextManager[str]:
     """`bench/naive_app.py`, served by the same local runner code in one process, with a thread
     for each of up to 16 clients: it waits on the LLM, not the CPU, so this is its best setting."""
     env = {"DATABASE_URL": dsn, "PYTHON_THREADPOOL_THREAD_COUNT": "16", **ai_env(ai_base_url, dims)}
-    return _process(["-m", "bench.naive_app"], env, "/api/naive_recommend", name)
+    return process(["-m", "bench.naive_app"], env, "/api/naive_recommend", name)
+
+
+def local(dsn: str, name: str, **settings: str) -> AbstractContextManager[str]:
+    """`local_runner.py` in one process on the offline `local` provider (the real-data replay)."""
+    env = {"DATABASE_URL": dsn, "AI_PROVIDER": "local", **settings}
+    return process([str(ROOT / "local_runner.py")], env, "/api/health", name)

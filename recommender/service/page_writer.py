@@ -61,9 +61,7 @@ def queue_next_pages(conn, user_ids: Sequence[str]) -> None:
     settings = get_settings()
     if not (settings.prepare_pages and user_ids):
         return
-    store.pages.queue_active(
-        conn, user_ids, settings.prepare_active_hours, settings.prepare_delay_seconds
-    )
+    store.pages.queue_active(conn, user_ids, settings.prepare_active_hours, settings.prepare_delay_seconds)
     db_utils.on_commit(conn, wake)
 
 

@@ -166,6 +166,4 @@ def keep_prepared(
     items = [
         replace(item, reason=item.reason or written.get(item.podcast_id)).stored() for item in page.items
     ]
-    return store.pages.store_prepared(
-        conn, page.user, page_size, category, page.variant.name, items, seen
-    )
+    return store.pages.store_prepared(conn, page.user, page_size, category, page.variant.name, items, seen)
