@@ -91,7 +91,7 @@ def render(results: dict[str, Any]) -> str:
             tables.ratio_table(results.get("ratios", [])),
             "\n![Recommend latency per catalogue size, ours against the naive baseline]"
             "(charts/recommend_latency.png)\n",
-            "## 4. Against the floor (the candidate query and the insert, straight SQL)\n",
+            "## 4. Against the floor (the store's candidate query and insert alone)\n",
             tables.floor_table(results.get("floor", []), recommend),
             "## 5. Recall@10 of the HNSW query\n",
             tables.min_ef_table(recall),

@@ -192,7 +192,7 @@ def bench_catalog(
         rows.append(
             measure(url, ai, repeat, max(plan.warm_concurrency), plan.warm_seconds, cache="warm", **alone)
         )
-    log(f"{spec.database}: the floor (candidate query + insert, straight SQL)")
+    log(f"{spec.database}: the floor (the store's candidate query and insert alone)")
     floor_rows = []
     for c in plan.warm_concurrency:  # each warm phase's client count: shares at equal load
         row = {**base, **floor.measure(dsn, warm, c, plan.floor_seconds, LIMIT)}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender.model import collaborative, pages, ranking
+from recommender.model import collaborative, pages, ranking, topics
 from recommender.model.collaborative import Interactions
 from recommender.model.pages import Candidate, Engagement
 from recommender.model.variants import VARIANTS
@@ -117,3 +117,12 @@ def test_items_carry_evidence_and_only_reasons_that_still_hold():
     )
     assert items[0].reason == "Because…"
     assert pages.Item.from_stored({**items[0].stored(), "title": "Now", "summary": None, "category": None})
+
+
+def test_trending_topics_are_shared_by_several_episodes_the_most_engaged_first():
+    vectors = np.array([[1, 0, 0], [0, 1, 0], [0.99, 0.1, 0], [0, 0.98, 0.1], [0, 0, 1]], dtype=np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    engagement = np.array([1.0, 3.0, 1.0, 2.0, 9.0])
+    assert topics.trending(vectors, engagement, max_topics=5) == [[1, 3], [0, 2]]  # [4] is one episode
+    assert topics.trending(vectors, engagement, max_topics=1) == [[1, 3]]
+    assert topics.trending(vectors[:1], engagement[:1], max_topics=5) == []

@@ -6,6 +6,8 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist
 
+MIN_TOPIC_EPISODES = 2  # a topic is what several episodes share, not one popular episode
+
 
 def cluster(vectors: np.ndarray, threshold: float = 0.25) -> list[list[int]]:
     """Average-linkage agglomerative clustering of unit vectors: the two groups whose members are
@@ -23,3 +25,11 @@ def cluster(vectors: np.ndarray, threshold: float = 0.25) -> list[list[int]]:
     for row, label in enumerate(labels):
         groups.setdefault(int(label), []).append(row)
     return list(groups.values())
+
+
+def trending(vectors: np.ndarray, engagement: np.ndarray, max_topics: int) -> list[list[int]]:
+    """Clusters (rows of `vectors`) of at least MIN_TOPIC_EPISODES episodes, the most engaged first."""
+    if len(vectors) < MIN_TOPIC_EPISODES:
+        return []
+    groups = [group for group in cluster(vectors) if len(group) >= MIN_TOPIC_EPISODES]
+    return sorted(groups, key=lambda group: -float(engagement[group].sum()))[:max_topics]

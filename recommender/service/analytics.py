@@ -95,17 +95,12 @@ def llm_spend(rows: list[dict[str, Any]], pages: int) -> dict[str, Any]:
     }
 
 
-MIN_TOPIC_EPISODES = 2  # a topic is what several episodes share, not one popular episode
-
-
 def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[dict[str, Any]]:
-    """Clusters of at least MIN_TOPIC_EPISODES recently engaged episodes, the most engaged first,
-    labelled by one AI call for all of them."""
-    if len(engaged) < MIN_TOPIC_EPISODES:
-        return []
-    groups = topics.cluster(np.vstack([e["embedding"] for e in engaged]))
-    groups = [group for group in groups if len(group) >= MIN_TOPIC_EPISODES]
-    groups = sorted(groups, key=lambda group: -sum(engaged[i]["engagement"] for i in group))[:max_topics]
+    """The topics of the recently engaged episodes (`model.topics.trending`), labelled by one AI
+    call for all of them."""
+    groups = topics.trending(
+        np.array([e["embedding"] for e in engaged]), np.array([e["engagement"] for e in engaged]), max_topics
+    )
 
     def described(episode: dict[str, Any]) -> str:  # the category names the topic when titles share no word
         return f"{episode['title']} ({episode['category']})" if episode["category"] else episode["title"]
