@@ -96,6 +96,14 @@ class Settings(BaseSettings):
         "LLM calls at once: summary batches while enriching (a 100-episode import batch is one round of "
         "calls), reasons written by each process's page writer.",
     )
+    ai_request_slots: int = setting(
+        4,
+        "AI calls of requests at once, per process (a request holds one slot for all its calls). A "
+        "request that finds every slot taken does without the AI at once (an episode stays pending, a "
+        "page keeps its evidence sentences, search answers 503 with `Retry-After`) rather than hold a "
+        "thread: keep it below the threads serving requests (`PYTHON_THREADPOOL_THREAD_COUNT`), so "
+        "health and requests that need no AI always find one.",
+    )
     ai_probe_seconds: float = setting(
         300.0,
         "Health probes the AI service (one tiny embedding, in the background) when no AI call was made "

@@ -5,6 +5,8 @@ Every query of the app lives in `recommender/store/`, one module per concern."""
 from __future__ import annotations
 
 import logging
+import random
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 import psycopg2.pool
 from pgvector.psycopg2 import register_vector
@@ -77,6 +80,10 @@ class DatabaseBusyError(RuntimeError):
     """Every pooled connection stayed in use for POOL_WAIT_SECONDS."""
 
 
+# Postgres aborted the transaction to resolve a deadlock or a serialization conflict: run it again.
+TRANSIENT = (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)
+TRANSIENT_ATTEMPTS = 3
+
 # The database cannot be reached now (down, restarting, connection lost, pool exhausted): the
 # transaction did not commit, so the request can be retried.
 UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.pool.PoolError, DatabaseBusyError)
@@ -108,19 +115,24 @@ def get_pool() -> psycopg2.pool.ThreadedConnectionPool:
 
 
 def _checked_out(pool: psycopg2.pool.ThreadedConnectionPool) -> psycopg2.extensions.connection:
-    """A pooled connection that still works: one idle for IDLE_CHECK_SECONDS is pinged first,
-    since the server may have closed it meanwhile (Neon does when its compute scales to zero)."""
-    conn = pool.getconn()
-    if time.monotonic() - _last_used.get(id(conn), 0.0) < IDLE_CHECK_SECONDS:
-        return conn
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1")
-        conn.rollback()
-        return conn
-    except (psycopg2.OperationalError, psycopg2.InterfaceError):
-        pool.putconn(conn, close=True)
-        return pool.getconn()
+    """A pooled connection that still works. One the server may have closed is pinged first and
+    replaced when it fails: one idle for IDLE_CHECK_SECONDS (Neon closes them when its compute
+    scales to zero), or one whose socket has something to read while idle (a restarting Postgres
+    tells its clients so, then closes them), so a restart costs no request a 503."""
+    for _ in range(get_settings().db_pool_max + 1):  # each stale one is replaced, then a new one
+        conn = pool.getconn()
+        idle = time.monotonic() - _last_used.get(id(conn), 0.0)
+        if idle < IDLE_CHECK_SECONDS and not select.select([conn], [], [], 0)[0]:
+            return conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            conn.rollback()
+            return conn
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            _last_used.pop(id(conn), None)
+            pool.putconn(conn, close=True)
+    raise DatabaseBusyError("no working database connection")
 
 
 @contextmanager
@@ -140,8 +152,8 @@ def connection() -> Iterator[psycopg2.extensions.connection]:
         try:
             with conn:
                 yield conn
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            broken = True  # e.g. the server went away mid-request: drop it from the pool
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            broken = exc.pgcode is None  # the connection failed (not a statement): drop it
             raise
         finally:
             _last_used[id(conn)] = time.monotonic()
@@ -151,6 +163,43 @@ def connection() -> Iterator[psycopg2.extensions.connection]:
         slots.release()
     for callback in callbacks:  # reached only when the transaction committed
         callback()
+
+
+class _Attempt:
+    """One try of `transactions()`: a `connection()` whose transient failure is swallowed."""
+
+    def __init__(self, last: bool) -> None:
+        self.last, self.done = last, False
+        self._connection: Any = None
+
+    def __enter__(self) -> psycopg2.extensions.connection:
+        self._connection = connection()
+        return self._connection.__enter__()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> bool:
+        self._connection.__exit__(kind, error, trace)  # commits, or rolls back and re-raises
+        self.done = kind is None
+        if kind is not None and issubclass(kind, TRANSIENT) and not self.last:
+            log.info("transaction retried after %s", kind.__name__)
+            return True  # the next attempt runs the body again
+        return False
+
+
+def transactions(attempts: int = TRANSIENT_ATTEMPTS) -> Iterator[_Attempt]:
+    """Run a write transaction again when Postgres aborted it to resolve a deadlock or a
+    serialization conflict: nothing of it was committed, so the same body can simply run again.
+
+        for attempt in db_utils.transactions():
+            with attempt as conn:
+                ...  # reads and writes; `return` works as in a plain `with`
+
+    Each attempt is a `connection()`; the last one's failure is raised (an outage: 503)."""
+    for number in range(attempts):
+        attempt = _Attempt(last=number == attempts - 1)
+        yield attempt
+        if attempt.done:
+            return
+        time.sleep(random.uniform(0.005, 0.02) * 2**number)  # apart, so they do not meet again
 
 
 def on_commit(conn: psycopg2.extensions.connection, callback: Callable[[], None]) -> None:

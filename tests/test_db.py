@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
@@ -9,6 +11,7 @@ import psycopg2
 import pytest
 
 import db_utils
+from config import get_settings
 from recommender import store
 
 DIMS = 384
@@ -254,3 +257,38 @@ def test_the_writer_takes_the_most_recently_due_pages_first_and_drops_stale_ones
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("SELECT user_id FROM pages_due WHERE user_id LIKE 'due-%%' OR user_id = 'not-due'")
         assert cur.fetchall() == [("not-due",)]
+
+
+def test_a_transaction_postgres_aborts_for_a_deadlock_runs_again(dsn: str, monkeypatch: pytest.MonkeyPatch):
+    """Two writers lock two rows in opposite orders: Postgres aborts one, `transactions()` runs it
+    again, and both writes are done once."""
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    get_settings.cache_clear()
+    monkeypatch.setattr(db_utils, "_pool", None)
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE crossed (id int PRIMARY KEY, n int NOT NULL);"
+            " INSERT INTO crossed VALUES (1, 0), (2, 0)"
+        )
+    both_hold_one = threading.Barrier(2)
+    runs: list[int] = []
+
+    def write(first: int, second: int) -> None:
+        for attempt in db_utils.transactions():
+            with attempt as conn, conn.cursor() as cur:
+                runs.append(first)
+                cur.execute("UPDATE crossed SET n = n + 1 WHERE id = %s", (first,))
+                if runs.count(first) == 1:
+                    both_hold_one.wait(timeout=10)
+                cur.execute("UPDATE crossed SET n = n + 1 WHERE id = %s", (second,))
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(write, (1, 2), (2, 1)))
+        assert sorted(runs) in ([1, 1, 2], [1, 2, 2])  # one of them ran twice
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT n FROM crossed ORDER BY id")
+            assert cur.fetchall() == [(2,), (2,)]
+    finally:
+        db_utils.get_pool().closeall()
+        get_settings.cache_clear()

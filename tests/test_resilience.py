@@ -89,6 +89,41 @@ def test_a_hanging_ai_service_costs_each_request_at_most_its_budget(
     print({name: round(seconds, 2) for name, (_, seconds) in answers.items()})
 
 
+@pytest.fixture(scope="module")
+def crowded_api(create_database, fake_openai: FakeOpenAIServer, tmp_path_factory) -> Iterator[Api]:
+    """Six threads serving requests (as on a 2-core instance), four of them at most in AI calls."""
+    env = openai_env(
+        fake_openai,
+        REQUEST_BUDGET_SECONDS=str(BUDGET),
+        PYTHON_THREADPOOL_THREAD_COUNT="6",
+        AI_REQUEST_SLOTS="4",
+        AI_MAX_RETRIES="0",
+    )
+    with run_api(
+        create_database("resilience_crowded"), env, tmp_path_factory.mktemp("logs") / "crowded.log"
+    ) as api:
+        yield api
+
+
+def test_a_hung_ai_service_never_holds_every_thread(crowded_api: Api, ai: FakeOpenAIServer) -> None:
+    """16 episodes added at once while the AI hangs, on 6 threads: 4 wait out their budget, the
+    others are stored pending at once, and health answers at once meanwhile."""
+    ai.chat_delay_seconds = ai.embedding_delay_seconds = 30.0
+    with ThreadPoolExecutor(16) as pool:
+        adds = [
+            pool.submit(timed, lambda n=n: crowded_api.post("/api/add_podcast", episode(f"Hung {n}")))
+            for n in range(16)
+        ]
+        time.sleep(0.5)
+        health, health_seconds = timed(lambda: crowded_api.get("/api/health"))
+        answers = [future.result() for future in adds]
+    assert health.status_code == 200 and health_seconds < 1.0, health_seconds
+    assert [response.status_code for response, _ in answers] == [202] * 16
+    slowest = max(seconds for _, seconds in answers)
+    assert slowest < BUDGET + MARGIN, slowest
+    print(f"health {health_seconds:.2f} s; add_podcast {sorted(round(s, 2) for _, s in answers)}")
+
+
 def test_idempotency_key_replays_the_first_answer(budget_api: Api, ai: FakeOpenAIServer) -> None:
     key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
     body = episode(f"Replayed {uuid.uuid4().hex[:6]}")
@@ -204,3 +239,25 @@ def test_postgres_restart_under_concurrent_writes_loses_and_duplicates_nothing(
     print(
         f"{len(statuses)} requests: " + ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses)))
     )
+
+
+def test_after_postgres_restarts_while_idle_the_first_requests_succeed(
+    own_postgres: pgserver.PostgresServer, tmp_path
+) -> None:
+    """Every pooled connection is stale after a restart: each is found out before use (the server
+    told it so) and replaced, so no request pays for one with a 503."""
+    env = {"AI_PROVIDER": "local", "DB_POOL_MAX": "4"}
+    with run_api(own_postgres.get_uri(), env, tmp_path / "idle_restart.log") as api:
+        assert api.post(
+            "/api/update_user_history", {"user_id": "idle", "listening_history": "salt"}
+        ).is_success
+        with ThreadPoolExecutor(4) as pool:  # open every pooled connection of the process
+            assert all(r.is_success for r in pool.map(lambda _: api.get("/api/health"), range(16)))
+        pgserver.pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=own_postgres.pgdata, user=own_postgres.system_user
+        )
+        own_postgres.ensure_postgres_running()
+        statuses = [
+            api.get("/api/recommend_podcasts", params={"user_id": "idle"}).status_code for _ in range(8)
+        ]
+    assert statuses == [200] * 8

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TypeVar
@@ -116,7 +117,21 @@ def route_user_id(req: func.HttpRequest) -> str:
 # runner enforces the same levels when LOCAL_FUNCTION_KEY / LOCAL_ADMIN_KEY are set.
 OPERATOR = func.AuthLevel.ADMIN
 PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service Authentication, never by the caller
-RETRY_AFTER_SECONDS = 2  # with 503 database_unavailable
+RETRY_AFTER_SECONDS = 2  # with every 503: the database or the AI service is unavailable or busy
+REQUEST_START_HEADER = "x-request-start"
+
+
+def budget_left(req: func.HttpRequest) -> float:
+    """REQUEST_BUDGET_SECONDS counted from the request's arrival, where the server in front says
+    when that was (`X-Request-Start`, seconds since the epoch: the local runner sets it). A
+    request that waited for a thread has that much less left for AI calls; a client can only
+    shorten its own budget with the header, never lengthen it."""
+    budget = get_settings().request_budget_seconds
+    try:
+        waited = time.time() - float(req.headers.get(REQUEST_START_HEADER, ""))
+    except ValueError:
+        return budget
+    return min(budget, max(budget - waited, 0.0))
 
 
 def act_as(req: func.HttpRequest, *user_ids: str) -> None:
@@ -155,10 +170,12 @@ def endpoint(
                     headers={"Allow": ", ".join(allowed)},
                 )
             try:
-                with deadline(get_settings().request_budget_seconds):
+                with deadline(budget_left(req)):
                     return idempotency.handle(req, route, req.headers.get(PRINCIPAL_HEADER, ""), handler)
             except ServiceError as exc:
-                return error_response(status_of(exc), exc.code, exc.message)
+                status = status_of(exc)
+                retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+                return json_response({"error": {"code": exc.code, "message": exc.message}}, status, retry)
             except psycopg2.errors.UniqueViolation as exc:  # e.g. an external_id another episode has
                 return error_response(409, "conflict", conflict_message(exc))
             except psycopg2.DataError as exc:  # a value the schemas let through but Postgres cannot store

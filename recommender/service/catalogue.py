@@ -47,10 +47,16 @@ def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[PodcastRow, bo
     """Store many episodes in one transaction, then enrich the new or changed ones together
     (one embedding request per batch). Returns (podcast, created) per request, in order."""
     require_database()
-    with db_utils.connection() as conn:
-        stored = [store.podcasts.upsert(conn, r.model_dump()) for r in requests]
-        pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # unchanged text: no AI
-        store.podcasts.lease(conn, list(pending))
+    # In external_id order, so that two batches naming the same episodes lock them in one order.
+    order = sorted(
+        range(len(requests)), key=lambda i: (requests[i].external_id is None, requests[i].external_id)
+    )
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            upserted = {i: store.podcasts.upsert(conn, requests[i].model_dump()) for i in order}
+            stored = [upserted[i] for i in range(len(requests))]
+            pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # new text only
+            store.podcasts.lease(conn, sorted(pending))
     saved = enrich(list(pending.values())) if pending else {}
     return [(_public(saved.get(row["id"]) or row), created) for row, created in stored]
 

@@ -47,37 +47,41 @@ def record_feedback_bulk(requests: Sequence[FeedbackRequest]) -> list[Outcome]:
     if not requests:
         return []
     require_database()
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            return _store(conn, requests)
+    raise AssertionError("unreachable: the last attempt raises")
+
+
+def _store(conn, requests: Sequence[FeedbackRequest]) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(requests)
-    with db_utils.connection() as conn:
-        users = store.users.lock(conn, sorted({r.user_id for r in requests}))
-        vectors = store.podcasts.vectors(conn, sorted({r.podcast_id for r in requests}))
-        suggestions = {r.suggestion_id for r in requests if r.suggestion_id is not None}
-        owners = store.suggestions.owners(conn, sorted(suggestions))
-        valid = []
-        for index, request in enumerate(requests):
-            outcomes[index] = _refusal(request, users, vectors, owners)
-            if outcomes[index] is None:
-                valid.append(index)
-        events = [
-            NewEvent(**requests[i].model_dump(), weight=event_weight(requests[i].event, requests[i].value))
-            for i in valid
-        ]
-        new_events: Counter[str] = Counter()
-        deltas: dict[str, np.ndarray] = {}  # per user: the sum of weight * vector of their new events
-        for index, event, (row, created) in zip(
-            valid, events, store.feedback.insert(conn, events), strict=True
-        ):
-            outcomes[index] = row, created
-            if not created:
-                continue
-            user_id, vector = event["user_id"], vectors[event["podcast_id"]]
-            new_events[user_id] += 1
-            if vector is not None:  # a pending episode counts, but has no direction yet
-                step = event["weight"] * vector
-                deltas[user_id] = deltas[user_id] + step if user_id in deltas else step
-        for user_id in sorted(new_events):
-            profiles.add_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
-        page_writer.queue_next_pages(conn, sorted(new_events))
+    users = store.users.lock(conn, sorted({r.user_id for r in requests}))
+    vectors = store.podcasts.vectors(conn, sorted({r.podcast_id for r in requests}))
+    suggestions = {r.suggestion_id for r in requests if r.suggestion_id is not None}
+    owners = store.suggestions.owners(conn, sorted(suggestions))
+    valid = []
+    for index, request in enumerate(requests):
+        outcomes[index] = _refusal(request, users, vectors, owners)
+        if outcomes[index] is None:
+            valid.append(index)
+    events = [
+        NewEvent(**requests[i].model_dump(), weight=event_weight(requests[i].event, requests[i].value))
+        for i in valid
+    ]
+    new_events: Counter[str] = Counter()
+    deltas: dict[str, np.ndarray] = {}  # per user: the sum of weight * vector of their new events
+    for index, event, (row, created) in zip(valid, events, store.feedback.insert(conn, events), strict=True):
+        outcomes[index] = row, created
+        if not created:
+            continue
+        user_id, vector = event["user_id"], vectors[event["podcast_id"]]
+        new_events[user_id] += 1
+        if vector is not None:  # a pending episode counts, but has no direction yet
+            step = event["weight"] * vector
+            deltas[user_id] = deltas[user_id] + step if user_id in deltas else step
+    for user_id in sorted(new_events):
+        profiles.add_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
+    page_writer.queue_next_pages(conn, sorted(new_events))
     return [outcome for outcome in outcomes if outcome is not None]
 
 

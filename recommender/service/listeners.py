@@ -32,13 +32,15 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
             [vector] = get_provider().embed([request.listening_history])
         except AIProviderError as exc:  # keep the text; the enrichment worker embeds it later
             log.warning("history of user %s left pending: %s", request.user_id, exc)
-    with db_utils.connection() as conn:
-        created = store.users.upsert_history(
-            conn, request.user_id, request.name, request.listening_history, vector, listened
-        )
-        profiles.refresh(conn, request.user_id)
-        page_writer.queue_next_page(conn, request.user_id)  # they are about to ask for a page
-        return {**store.users.history_summary(conn, request.user_id), "created": created}
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            created = store.users.upsert_history(
+                conn, request.user_id, request.name, request.listening_history, vector, listened
+            )
+            profiles.refresh(conn, request.user_id)
+            page_writer.queue_next_page(conn, request.user_id)  # they are about to ask for a page
+            return {**store.users.history_summary(conn, request.user_id), "created": created}
+    raise AssertionError("unreachable: the last attempt raises")
 
 
 def delete_user(user_id: str) -> dict[str, Any]:

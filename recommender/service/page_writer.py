@@ -72,16 +72,18 @@ def prepare(user_id: str, page_size: int, category: str | None) -> tuple[Page, i
 
     The page is computed under the listener's page lock (none of their pages is served
     meanwhile), so a complete page is stored in the same transaction."""
-    with db_utils.connection() as conn:
-        store.pages.begin_page(conn, user_id)
-        user = store.users.get(conn, user_id)
-        if user is None:
-            return None
-        page = pages.compute(conn, user, page_size, category)
-        if not page.unwritten():
-            pages.keep_prepared(conn, page, page_size, category, {})
-            return None
-        return page, store.pages.newest_suggestion(conn, user_id)
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            store.pages.begin_page(conn, user_id)
+            user = store.users.get(conn, user_id)
+            if user is None:
+                return None
+            page = pages.compute(conn, user, page_size, category)
+            if not page.unwritten():
+                pages.keep_prepared(conn, page, page_size, category, {})
+                return None
+            return page, store.pages.newest_suggestion(conn, user_id)
+    raise AssertionError("unreachable: the last attempt raises")
 
 
 def finish(page: Page, seen: int, page_size: int, category: str | None) -> int:
@@ -89,9 +91,10 @@ def finish(page: Page, seen: int, page_size: int, category: str | None) -> int:
     newer than `seen` was served meanwhile (the page would repeat it). Returns how many it wrote."""
     written = pages.write_reasons(page)
     assert page.user is not None  # a computed page
-    with db_utils.connection() as conn:
-        store.pages.begin_page(conn, page.user.id)
-        pages.keep_prepared(conn, page, page_size, category, written, seen)
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            store.pages.begin_page(conn, page.user.id)
+            pages.keep_prepared(conn, page, page_size, category, written, seen)
     return len(written)
 
 

@@ -148,12 +148,13 @@ def write_reasons(page: Page) -> dict[int, str]:
     if written:
         keys = {item.podcast_id: reasons.evidence_key(item.evidence) for item in unwritten}
         rows = [(pid, keys[pid], reason) for pid, reason in written.items()]
-        with db_utils.connection() as conn:
-            store.pages.commit_asynchronously(conn)
-            # Dated when the page was read: a profile that changed meanwhile makes them stale.
-            store.suggestions.save_reasons(conn, page.user.id, rows, written_at=page.user.read_at)
-            if get_provider().name != "local":
-                store.analytics.count_ai_calls(conn, "reasons")
+        for attempt in db_utils.transactions():
+            with attempt as conn:
+                store.pages.commit_asynchronously(conn)
+                # Dated when the page was read: a profile that changed meanwhile makes them stale.
+                store.suggestions.save_reasons(conn, page.user.id, rows, written_at=page.user.read_at)
+                if get_provider().name != "local":
+                    store.analytics.count_ai_calls(conn, "reasons")
     return written
 
 

@@ -26,23 +26,26 @@ from recommender.store.suggestions import Suggestion
 
 def recommend(query: RecommendQuery) -> dict[str, Any]:
     require_database()
-    with db_utils.connection() as conn:
-        store.pages.begin_page(conn, query.user_id)
-        page = take_prepared(conn, query)
-        if page is None or (query.wait_seconds and page.unwritten()):
-            user = store.users.get(conn, query.user_id)
-            if user is None:
-                message = f"no user {query.user_id!r}; create it with update_user_history"
-                raise NotFound("user_not_found", message)
-            page = pages.compute(conn, user, query.limit, query.category)
-        if not (query.wait_seconds and page.unwritten()):
-            return serve(conn, page, {}, query)
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            store.pages.begin_page(conn, query.user_id)
+            page = take_prepared(conn, query)
+            if page is None or (query.wait_seconds and page.unwritten()):
+                user = store.users.get(conn, query.user_id)
+                if user is None:
+                    message = f"no user {query.user_id!r}; create it with update_user_history"
+                    raise NotFound("user_not_found", message)
+                page = pages.compute(conn, user, query.limit, query.category)
+            if not (query.wait_seconds and page.unwritten()):
+                return serve(conn, page, {}, query)
     with deadline(query.wait_seconds):  # the LLM runs outside any transaction
         written = pages.write_reasons(page)
-    with db_utils.connection() as conn:
-        store.pages.begin_page(conn, query.user_id)
-        store.pages.take_prepared(conn, query.user_id)  # prepared meanwhile: obsolete now
-        return serve(conn, page, written, query)
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            store.pages.begin_page(conn, query.user_id)
+            store.pages.take_prepared(conn, query.user_id)  # prepared meanwhile: obsolete now
+            return serve(conn, page, written, query)
+    raise AssertionError("unreachable: the last attempt raises")
 
 
 def take_prepared(conn, query: RecommendQuery) -> pages.Page | None:
@@ -68,14 +71,18 @@ def take_prepared(conn, query: RecommendQuery) -> pages.Page | None:
 
 def serve(conn, page: pages.Page, written: dict[int, str], query: RecommendQuery) -> dict[str, Any]:
     """Give each item its rank and reason, store the suggestions and queue the next page. Call
-    after `store.pages.begin_page`, in the transaction that answers."""
-    # Queued before this page is stored: only a listener served before counts as returning.
-    page_writer.queue_next_page(conn, query.user_id, query.limit, query.category, returning_only=True)
+    after `store.pages.begin_page`, in the transaction that answers.
+
+    The suggestions are stored before the page is queued: storing them takes a share lock on the
+    listener's row (its foreign key), which feedback and profile writers lock before their pages,
+    so every writer locks the listener's row first and its queued page after (no deadlock)."""
     suggestions = []
     for rank, item in enumerate(page.items, start=1):
         reason, source = reason_of(item, written)
         suggestions.append(Suggestion(item.podcast_id, item.similarity, rank, reason, item.strategy, source))
     ids = store.suggestions.insert_suggestions(conn, query.user_id, page.variant.name, suggestions)
+    # Only a listener served before this page counts as returning (`store.pages.queue`).
+    page_writer.queue_next_page(conn, query.user_id, query.limit, query.category, returning_only=True)
     return {
         "user_id": query.user_id,
         "variant": page.variant.name,

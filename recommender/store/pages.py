@@ -46,8 +46,9 @@ def queue(
     served_within_hours: float | None = None,
 ) -> None:
     """Ask for this user's next page to be prepared `delay` seconds from now; with
-    `served_within_hours`, only if they were served a page, or had one prepared, that lately: a
-    walk-in's first page does not commit an LLM call to a second they may never ask for.
+    `served_within_hours`, only if they were served a page (before this transaction's), or had one
+    prepared, that lately: a walk-in's first page does not commit an LLM call to a second they may
+    never ask for.
 
     A later request moves the time on, so a burst of activity costs one preparation. Without a
     `page_size` (activity other than a served page) the last page's size and category stay, or
@@ -60,7 +61,8 @@ def queue(
                    %(category)s
             WHERE %(hours)s::float8 IS NULL
                OR EXISTS (SELECT 1 FROM suggested_podcasts WHERE user_id = %(user)s
-                          AND suggested_at > now() - make_interval(secs => %(hours)s::float8 * 3600))
+                          AND suggested_at > now() - make_interval(secs => %(hours)s::float8 * 3600)
+                          AND suggested_at < now())  -- not this transaction's own page
                OR EXISTS (SELECT 1 FROM reasons WHERE user_id = %(user)s
                           AND written_at > now() - make_interval(secs => %(hours)s::float8 * 3600))
             ON CONFLICT (user_id) DO UPDATE SET due_at = excluded.due_at,
@@ -104,8 +106,10 @@ def claim_due(conn, limit: int, max_age_seconds: float) -> list[DuePage]:
     active now. Pages due for longer than `max_age_seconds` are dropped: their listener has moved
     on (one who comes back is queued again)."""
     with dict_cursor(conn) as cur:
-        cur.execute(
-            "DELETE FROM pages_due WHERE due_at < now() - make_interval(secs => %s)", (max_age_seconds,)
+        cur.execute(  # rows another transaction holds are left for later: waiting could deadlock
+            "DELETE FROM pages_due WHERE user_id IN (SELECT user_id FROM pages_due"
+            " WHERE due_at < now() - make_interval(secs => %s) FOR UPDATE SKIP LOCKED)",
+            (max_age_seconds,),
         )
         cur.execute(
             """

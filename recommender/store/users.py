@@ -113,7 +113,7 @@ def profile_parts(conn, user_id: str) -> ProfileParts:
                    (SELECT avg(p.embedding) FROM user_listens l JOIN podcasts p ON p.id = l.podcast_id
                     WHERE l.user_id = u.id AND p.status = 'ready'),
                    u.interest_embedding, u.feedback_vector, extract(epoch FROM now() - u.feedback_at)::float8
-            FROM users u WHERE u.id = %s FOR UPDATE
+            FROM users u WHERE u.id = %s FOR NO KEY UPDATE
             """,
             (user_id,),
         )
@@ -167,10 +167,12 @@ def lock(conn, user_ids: Sequence[str]) -> set[str]:
     """Lock the rows of those of `user_ids` that exist for this transaction; returns their ids.
 
     Feedback for one user is applied one transaction at a time. The rows are locked in id
-    order, so transactions that lock several users each cannot deadlock one another."""
+    order, so transactions that lock several users each cannot deadlock one another, and as an
+    update of their columns (NO KEY UPDATE): rows that merely refer to the listener (a page's
+    suggestions, their foreign key) are not held up by it."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT id FROM users WHERE id = ANY(%s::text[]) ORDER BY id FOR UPDATE", (list(user_ids),)
+            "SELECT id FROM users WHERE id = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE", (list(user_ids),)
         )
         return {row[0] for row in cur.fetchall()}
 

@@ -47,9 +47,10 @@ def embed_pending_histories(batch_size: int) -> int:
     except AIProviderError as exc:
         log.warning("%d user histories left pending: %s", len(histories), exc)
         return 0
-    with db_utils.connection() as conn:
-        store.users.lock(conn, [user_id for user_id, _ in histories])  # in the order writers lock
-        for (user_id, history), vector in zip(histories, vectors, strict=True):
-            if store.users.save_history_embedding(conn, user_id, history, vector):  # still their text
-                profiles.refresh(conn, user_id)
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            store.users.lock(conn, [user_id for user_id, _ in histories])  # in the order writers lock
+            for (user_id, history), vector in zip(histories, vectors, strict=True):
+                if store.users.save_history_embedding(conn, user_id, history, vector):  # still theirs
+                    profiles.refresh(conn, user_id)
     return len(histories)

@@ -35,12 +35,14 @@ def refresh_interest_profiles(batch_size: int = 16) -> int:
     except AIProviderError as exc:
         log.warning("interest profiles left stale: %s", exc)
         return 0
-    with db_utils.connection() as conn:
-        store.users.lock(conn, [u["id"] for u in users])  # in the order every writer locks them
-        for user, text, vector in zip(users, texts, vectors, strict=True):
-            store.users.save_interest_profile(conn, user["id"], text, vector, user["events_since_profile"])
-            profiles.refresh(conn, user["id"])
-        if provider.name != "local":
-            store.analytics.count_ai_calls(conn, "interest_profiles", len(users))
-        page_writer.queue_next_pages(conn, [u["id"] for u in users])  # their profile moved their pages
+    for attempt in db_utils.transactions():
+        with attempt as conn:
+            store.users.lock(conn, [u["id"] for u in users])  # in the order every writer locks them
+            for user, text, vector in zip(users, texts, vectors, strict=True):
+                events = user["events_since_profile"]
+                store.users.save_interest_profile(conn, user["id"], text, vector, events)
+                profiles.refresh(conn, user["id"])
+            if provider.name != "local":
+                store.analytics.count_ai_calls(conn, "interest_profiles", len(users))
+            page_writer.queue_next_pages(conn, [u["id"] for u in users])  # their profile moved their pages
     return len(users)
