@@ -206,6 +206,32 @@ def run_api(dsn: str, env: dict[str, str], log_path: Path, *args: str) -> Iterat
         api.client.close()
 
 
+_INDEX = """
+import json, function_app
+functions = {}
+for f in function_app.app.get_functions():
+    t = f.get_trigger()
+    functions[f.get_function_name()] = {
+        "type": t.type,
+        "route": getattr(t, "route", None),
+        "auth": getattr(getattr(t, "auth_level", None), "name", None),
+        "methods": sorted(str(getattr(m, "value", m)) for m in getattr(t, "methods", None) or []),
+        "schedule": getattr(t, "schedule", None),
+    }
+print(json.dumps(functions))
+"""
+
+
+def app_functions() -> dict[str, dict[str, Any]]:
+    """What Azure's indexer and `func start` read: `function_app.app.get_functions()`, in a fresh
+    interpreter as they run it (an app lets its functions be read once): by name, each function's
+    trigger type, route, auth level, methods and schedule."""
+    done = subprocess.run(
+        [sys.executable, "-c", _INDEX], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
+
+
 def user_in(variant: str) -> str:
     """A fresh user id that the default A/B split puts in `variant`."""
     split = variants.parse_split("loop:90,history_only:10")

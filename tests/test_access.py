@@ -3,11 +3,12 @@ that App Service Authentication signed in; nothing is written for anyone else.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Api, run_api
+from tests.conftest import Api, app_functions, run_api
 
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
 
@@ -55,6 +56,36 @@ def test_feedback_for_another_listener_is_refused_and_not_stored(easyauth_api: A
     assert easyauth_api.query("SELECT count(*) FROM feedback_events") == [(0,)]
     assert easyauth_api.post("/api/feedback", many, headers={PRINCIPAL: "cleo"}).status_code == 200
     assert easyauth_api.query("SELECT count(*) FROM feedback_events") == [(2,)]
+
+
+# Every listener route (a function key), called by "ann" for another listener: `{user}` is
+# replaced by an existing listener's id and by one nobody has.
+FOR_ANOTHER = {
+    "update_user_history": (
+        "POST",
+        "/api/update_user_history",
+        {"json": {"user_id": "{user}", "listening_history": "jazz"}},
+    ),
+    "recommend_podcasts": ("GET", "/api/recommend_podcasts", {"params": {"user_id": "{user}"}}),
+    "feedback": ("POST", "/api/feedback", {"json": {"user_id": "{user}", "podcast_id": 1, "event": "like"}}),
+    "search": ("GET", "/api/search", {"params": {"q": "jazz", "user_id": "{user}"}}),
+}
+
+
+def test_every_listener_route_acts_only_for_the_caller_and_tells_nothing_of_others(easyauth_api: Api):
+    """The routes come from the app's own metadata: a new listener route fails this test until it
+    has a case above (and it is bound: `endpoint.bound` checks every user_id a route parses)."""
+    listener_routes = {name for name, f in app_functions().items() if f["auth"] == "FUNCTION"}
+    assert listener_routes == set(FOR_ANOTHER)
+    assert history(easyauth_api, "existing", "existing") == 200
+    for name, (method, path, request) in FOR_ANOTHER.items():
+        for user in ("existing", "nobody-has-this-id"):
+            filled = json.loads(json.dumps(request).replace("{user}", user))
+            response = easyauth_api.client.request(method, path, headers={PRINCIPAL: "ann"}, **filled)
+            assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden"), (
+                name,
+                user,
+            )
 
 
 FUNCTION_KEY, ADMIN_KEY = "listener-key-1234", "admin-key-5678"

@@ -4,16 +4,13 @@ stay small, and function_app.py registers every function."""
 from __future__ import annotations
 
 import ast
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import azure.functions as func
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, app_functions
 
 PACKAGE = ROOT / "recommender"
 APP = [ROOT / name for name in ("function_app.py", "config.py", "db_utils.py", "openai_client.py", "cli.py")]
@@ -114,27 +111,10 @@ def test_every_module_is_under_400_lines():
     assert long == {}
 
 
-INDEX = """
-import json, function_app
-functions = {}
-for f in function_app.app.get_functions():
-    t = f.get_trigger()
-    functions[f.get_function_name()] = {
-        "type": t.type,
-        "route": getattr(t, "route", None),
-        "auth": getattr(getattr(t, "auth_level", None), "name", None),
-        "methods": sorted(str(getattr(m, "value", m)) for m in getattr(t, "methods", None) or []),
-        "schedule": getattr(t, "schedule", None),
-    }
-print(json.dumps(functions))
-"""
-
-
 def test_function_app_registers_every_function_with_its_route_methods_and_key():
     """What Azure's indexer and `func start` read: `function_app.app.get_functions()`, in a fresh
     interpreter as they run it (an app lets its functions be read once)."""
-    done = subprocess.run([sys.executable, "-c", INDEX], cwd=ROOT, capture_output=True, text=True, check=True)
-    functions = json.loads(done.stdout)
+    functions = app_functions()
     http = {name: (f["route"], f["auth"]) for name, f in functions.items() if f["type"] == "httpTrigger"}
     assert http == {
         "add_podcast": ("add_podcast", "ADMIN"),

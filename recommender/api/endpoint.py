@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import date, datetime
 from typing import TypeVar
 
@@ -27,6 +28,9 @@ from recommender.service.errors import ServiceError
 log = logging.getLogger(__name__)
 
 ROUTES: list[openapi.Route] = []  # what `endpoint` registered, for the OpenAPI document
+# Whether the request being handled came by a listener route (a function key): every `user_id` it
+# names is then bound to the caller (`act_as`), whichever of its inputs names it.
+_listener_route: ContextVar[bool] = ContextVar("listener_route", default=False)
 USER_ID = TypeAdapter(UserId)
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 T = TypeVar("T", bound=BaseModel)
@@ -64,9 +68,10 @@ def parse_body(req: func.HttpRequest, model: type[T]) -> T:
     if len(body) > get_settings().max_body_bytes:
         raise ApiError(413, "body_too_large", f"the body is over {get_settings().max_body_bytes} bytes")
     try:
-        return model.model_validate_json(body)
+        parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
+    return bound(req, parsed)
 
 
 def parse_items(
@@ -84,6 +89,8 @@ def parse_items(
             valid.append((index, model.model_validate_json(json.dumps(item))))
         except ValidationError as exc:
             results[index] = error_item(validation_error(exc))
+    for _, parsed in valid:
+        bound(req, parsed)
     return results, valid
 
 
@@ -93,9 +100,18 @@ def error_item(error: ServiceError) -> dict:
 
 def parse_query(req: func.HttpRequest, model: type[T]) -> T:
     try:
-        return model.model_validate({k: v for k, v in req.params.items() if v != ""})  # `?category=` = none
+        parsed = model.model_validate({k: v for k, v in req.params.items() if v != ""})  # `?category=` = none
     except ValidationError as exc:
         raise validation_error(exc) from exc
+    return bound(req, parsed)
+
+
+def bound(req: func.HttpRequest, parsed: T) -> T:
+    """`parsed`, once the caller may act for the `user_id` it names (on a listener route)."""
+    user_id = getattr(parsed, "user_id", None)
+    if _listener_route.get() and user_id is not None:
+        act_as(req, user_id)
+    return parsed
 
 
 def route_id(req: func.HttpRequest, name: str) -> int:
@@ -135,7 +151,8 @@ def budget_left(req: func.HttpRequest) -> float:
 
 
 def act_as(req: func.HttpRequest, *user_ids: str) -> None:
-    """With USER_AUTH=easyauth, a listener route may only act for the signed-in caller."""
+    """With USER_AUTH=easyauth, a listener route may only act for the signed-in caller: another
+    listener's id is refused before anything is looked up, existing or not."""
     if get_settings().user_auth != "easyauth":
         return
     caller = req.headers.get(PRINCIPAL_HEADER)
@@ -169,6 +186,7 @@ def endpoint(
                     405,
                     headers={"Allow": ", ".join(allowed)},
                 )
+            _listener_route.set((auth_level or func.AuthLevel.FUNCTION) == func.AuthLevel.FUNCTION)
             try:
                 with deadline(budget_left(req)):
                     return idempotency.handle(req, route, req.headers.get(PRINCIPAL_HEADER, ""), handler)

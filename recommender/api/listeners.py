@@ -1,4 +1,5 @@
-"""The listener routes (a function key): history, recommendations, feedback and search."""
+"""The listener routes (a function key): history, recommendations, feedback and search. Every
+`user_id` they are given is bound to the caller by the parsing (`endpoint.bound`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import azure.functions as func
 
 from config import get_settings
 from recommender.api.endpoint import (
-    act_as,
     endpoint,
     error_item,
     json_response,
@@ -26,14 +26,12 @@ bp = func.Blueprint()
 @endpoint(bp, "POST", "update_user_history")
 def update_user_history(req: func.HttpRequest) -> func.HttpResponse:
     request = parse_body(req, UpdateUserHistoryRequest)
-    act_as(req, request.user_id)
     return json_response(listeners.update_user_history(request))
 
 
 @endpoint(bp, "GET", "recommend_podcasts")
 def recommend_podcasts(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, RecommendQuery)
-    act_as(req, query.user_id)
     return json_response(recommend.recommend(query))
 
 
@@ -43,11 +41,9 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
     Many (an array): one result per item, in order; a bad item does not stop the good ones."""
     if not (req.get_body() or b"").lstrip().startswith(b"["):
         request = parse_body(req, FeedbackRequest)
-        act_as(req, request.user_id)
         event, created = feedback_service.record_feedback(request)
         return json_response(event, 201 if created else 200)
     results, valid = parse_items(req, FeedbackRequest, get_settings().max_bulk_events)
-    act_as(req, *(request.user_id for _, request in valid))
     outcomes = feedback_service.record_feedback_bulk([request for _, request in valid])
     for (index, _), outcome in zip(valid, outcomes, strict=True):
         if isinstance(outcome, ServiceError):
