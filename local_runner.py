@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import socket
 import sys
 import threading
@@ -87,12 +88,34 @@ def serve(
     return Running(server, thread, sock.getsockname()[1])
 
 
+# A query parameter that carries a key (`?code=`, as the Functions host takes it, or any *key*,
+# *token*, *secret*, *password*, *sig*), whose value the access log must not show.
+SECRET_PARAMETER = re.compile(
+    r"([?&](?:code|[\w.-]*(?:key|token|secret|password|sig)[\w.-]*)=)[^&\s\"]*", re.IGNORECASE
+)
+
+
+class RedactSecrets(logging.Filter):
+    """Writes the access log's request lines with the values of key parameters replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                SECRET_PARAMETER.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
 def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
     )
     for noisy in ("httpx", "httpx2", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access.filters):
+        access.addFilter(RedactSecrets())
 
 
 def create_app() -> Adapter:

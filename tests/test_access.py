@@ -118,3 +118,13 @@ def test_with_keys_set_the_local_runner_checks_them_like_the_functions_host(keye
     assert status("POST", "/api/add_podcast", ADMIN_KEY, **episode) == 201
     assert status("POST", "/api/update_user_history", ADMIN_KEY, **listener) == 200  # the admin key opens all
     assert keyed_api.query("SELECT count(*) FROM podcasts") == [(1,)]
+
+
+def test_keys_in_the_query_never_reach_the_log(keyed_api: Api):
+    assert keyed_api.get("/api/health", params={"code": ADMIN_KEY}).status_code == 200
+    listener = {"user_id": "kim", "listening_history": "jazz"}
+    assert keyed_api.post(f"/api/update_user_history?code={FUNCTION_KEY}", listener).status_code == 200
+    assert keyed_api.get(f"/api/search?q=jazz&api_key={FUNCTION_KEY}&code={ADMIN_KEY}").status_code == 200
+    log = keyed_api.log()
+    assert "code=[redacted]" in log and "api_key=[redacted]" in log  # the requests were logged
+    assert FUNCTION_KEY not in log and ADMIN_KEY not in log
