@@ -208,6 +208,34 @@ def on_commit(conn: psycopg2.extensions.connection, callback: Callable[[], None]
     _on_commit.setdefault(id(conn), []).append(callback)
 
 
+HOLDER_LOCK_CLASS = 4712  # first key of the pg_advisory_lock(int, int) that tells a live process
+_holder: tuple[int, psycopg2.extensions.connection] | None = None
+_holder_lock = threading.Lock()
+
+
+def process_holder() -> int:
+    """An id of this process that the database can tell is alive: the session advisory lock
+    (HOLDER_LOCK_CLASS, id) stays granted while a connection of this process's own lives, which
+    is until the process dies (or that connection breaks: it is opened again, same id, at the
+    next call). A claim that names a holder whose lock is gone was abandoned."""
+    global _holder
+    with _holder_lock:
+        if _holder is not None and _holder[1].closed == 0:
+            try:
+                with _holder[1].cursor() as cur:
+                    cur.execute("SELECT 1")
+                return _holder[0]
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                pass
+        holder = _holder[0] if _holder is not None else random.randint(1, 2**31 - 1)
+        conn = psycopg2.connect(database_url(get_settings()), application_name="podcast-holder")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s, %s)", (HOLDER_LOCK_CLASS, holder))
+        _holder = holder, conn
+        return holder
+
+
 def try_advisory_lock(conn: psycopg2.extensions.connection, key: int) -> bool:
     """Take the session-level advisory lock `key` on `conn`, if no other session holds it; it is
     held until released or the connection closes (which a crashed process's does)."""

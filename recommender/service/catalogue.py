@@ -17,6 +17,7 @@ from recommender import store
 from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError, Episode
 from recommender.schemas import AddPodcastRequest, UpdatePodcastRequest
+from recommender.service import idempotency
 from recommender.service.database import require_database
 from recommender.service.errors import NotFound
 from recommender.store.podcasts import PodcastRow, ToEnrich
@@ -53,7 +54,10 @@ def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[PodcastRow, bo
     )
     for attempt in db_utils.transactions():
         with attempt as conn:
-            upserted = {i: store.podcasts.upsert(conn, requests[i].model_dump()) for i in order}
+            upserted = {
+                i: store.podcasts.upsert(conn, requests[i].model_dump(), idempotency.row_key(i))
+                for i in order
+            }
             stored = [upserted[i] for i in range(len(requests))]
             pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # new text only
             store.podcasts.lease(conn, sorted(pending))

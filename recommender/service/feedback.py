@@ -18,7 +18,7 @@ import db_utils
 from recommender import store
 from recommender.model.events import event_weight
 from recommender.schemas import FeedbackRequest
-from recommender.service import page_writer, profiles
+from recommender.service import idempotency, page_writer, profiles
 from recommender.service.database import require_database
 from recommender.service.errors import Mismatch, NotFound, ServiceError
 from recommender.store.feedback import EventRow, NewEvent
@@ -64,10 +64,7 @@ def _store(conn, requests: Sequence[FeedbackRequest]) -> list[Outcome]:
         outcomes[index] = _refusal(request, users, vectors, owners)
         if outcomes[index] is None:
             valid.append(index)
-    events = [
-        NewEvent(**requests[i].model_dump(), weight=event_weight(requests[i].event, requests[i].value))
-        for i in valid
-    ]
+    events = [_event(requests[i], i) for i in valid]
     new_events: Counter[str] = Counter()
     deltas: dict[str, np.ndarray] = {}  # per user: the sum of weight * vector of their new events
     for index, event, (row, created) in zip(valid, events, store.feedback.insert(conn, events), strict=True):
@@ -83,6 +80,14 @@ def _store(conn, requests: Sequence[FeedbackRequest]) -> list[Outcome]:
         profiles.add_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
     page_writer.queue_next_pages(conn, sorted(new_events))
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _event(request: FeedbackRequest, index: int) -> NewEvent:
+    """The event to store. One without an event_id, sent with an Idempotency-Key, gets the key's
+    (`idempotency.row_key`): the retry of a request that died after storing it stores it once."""
+    fields = request.model_dump()
+    fields["event_id"] = fields["event_id"] or idempotency.row_key(index)
+    return NewEvent(**fields, weight=event_weight(request.event, request.value))
 
 
 def _refusal(

@@ -61,21 +61,29 @@ PODCAST_COLUMNS = (
 )
 
 
-def upsert(conn, fields: dict[str, Any]) -> tuple[StoredPodcast, bool]:
-    """Insert a podcast, or update the one with the same external_id. Returns (row, created).
+def upsert(conn, fields: dict[str, Any], idempotency_key: str | None = None) -> tuple[StoredPodcast, bool]:
+    """Insert a podcast, or update the one with the same external_id, or without one, the one
+    stored with the same `idempotency_key` (an earlier attempt of this request, which died before
+    it answered). Returns (row, created): an earlier attempt's row counts as created.
 
     Whether it needs enriching is decided by the `podcasts_mark_changed` trigger, for every
     write path alike: new or changed text becomes 'pending', unchanged text keeps its state.
     """
-    values = [fields.get(name) for name in PODCAST_FIELDS]
+    target = (
+        "external_id"
+        if fields.get("external_id") is not None or idempotency_key is None
+        else "idempotency_key"
+    )
+    values = [*(fields.get(name) for name in PODCAST_FIELDS), idempotency_key, idempotency_key]
     with dict_cursor(conn) as cur:
         cur.execute(
             f"""
-            INSERT INTO podcasts ({", ".join(PODCAST_FIELDS)})
-            VALUES ({", ".join(["%s"] * len(PODCAST_FIELDS))})
-            ON CONFLICT (external_id) DO UPDATE SET
+            INSERT INTO podcasts ({", ".join(PODCAST_FIELDS)}, idempotency_key)
+            VALUES ({", ".join(["%s"] * len(PODCAST_FIELDS))}, %s)
+            ON CONFLICT ({target}) DO UPDATE SET
                 {", ".join(f"{n} = EXCLUDED.{n}" for n in PODCAST_FIELDS[1:])}
-            RETURNING {PODCAST_COLUMNS}, transcript, content_hash, (xmax = 0) AS created
+            RETURNING {PODCAST_COLUMNS}, transcript, content_hash,
+                      coalesce(xmax = 0 OR idempotency_key = %s, false) AS created
             """,
             values,
         )
