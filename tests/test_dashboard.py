@@ -174,6 +174,10 @@ def test_with_an_llm_the_topic_label_is_the_llms(openai_api: Api, ai: FakeOpenAI
     [labelling] = [r for r in ai.requests if "topic label" in r.get("messages", [{}])[0].get("content", "")]
     sent = json.loads(labelling["messages"][1]["content"])["groups"]
     assert sorted(sent[0]) == sorted(f"{title} (science)" for title in titles)
+    ai.reset()  # the same cluster again: its label is kept, no second call
+    [again] = openai_api.get("/api/dashboard", params={"since": since}).json()["trending_topics"]
+    assert again["label"] == "Volcanic eruptions" and ai.chat_requests == 0
+    assert openai_api.get("/api/analytics", params={"since": since}).json()["llm_calls"]["topic_labels"] >= 1
 
 
 # --- the routes ------------------------------------------------------------------------------

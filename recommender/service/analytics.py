@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -88,7 +90,10 @@ def llm_spend(rows: list[dict[str, Any]], pages: int) -> dict[str, Any]:
     for row in rows:
         by_purpose[row["purpose"]] += row["calls"]
     return {
-        **{purpose: by_purpose[purpose] for purpose in ("reasons", "summaries", "interest_profiles")},
+        **{
+            purpose: by_purpose[purpose]
+            for purpose in ("reasons", "summaries", "interest_profiles", "topic_labels")
+        },
         "pages_served": pages,
         "reason_calls_per_page": round(by_purpose["reasons"] / pages, 3) if pages else None,
         "by_day": [{"day": r["day"].isoformat(), "purpose": r["purpose"], "calls": r["calls"]} for r in rows],
@@ -96,8 +101,7 @@ def llm_spend(rows: list[dict[str, Any]], pages: int) -> dict[str, Any]:
 
 
 def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[dict[str, Any]]:
-    """The topics of the recently engaged episodes (`model.topics.trending`), labelled by one AI
-    call for all of them."""
+    """The topics of the recently engaged episodes (`model.topics.trending`), each labelled."""
     groups = topics.trending(
         np.array([e["embedding"] for e in engaged]), np.array([e["engagement"] for e in engaged]), max_topics
     )
@@ -106,11 +110,8 @@ def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[
         return f"{episode['title']} ({episode['category']})" if episode["category"] else episode["title"]
 
     texts = [[described(engaged[i]) for i in group[:8]] for group in groups]
-    try:
-        labels = get_provider().label_topics(texts) if groups else []
-    except AIProviderError as exc:
-        log.warning("topic labels fell back to categories: %s", exc)
-        labels = [Counter(engaged[i]["category"] or "other" for i in g).most_common(1)[0][0] for g in groups]
+    categories = [Counter(engaged[i]["category"] or "other" for i in g).most_common(1)[0][0] for g in groups]
+    labels = label_topics(texts, categories) if groups else []
     return [
         {
             "label": label,
@@ -122,3 +123,34 @@ def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[
         }
         for label, group in zip(labels, groups, strict=True)
     ]
+
+
+LABELS_KEPT_DAYS = 30
+
+
+def label_topics(texts: list[list[str]], fallbacks: list[str]) -> list[str]:
+    """A label per group of episode texts: the one written before for the same episodes (and the
+    same chat model), or one AI call for all the new groups, kept and counted (`topic_labels`).
+    When the AI service fails, a new group is labelled by its most common category."""
+    provider = get_provider()
+    keys = [_digest([provider.chat_model, sorted(group)]) for group in texts]
+    with db_utils.connection() as conn:
+        known = store.analytics.topic_labels(conn, keys)
+    new = [n for n, key in enumerate(keys) if key not in known]
+    if new:
+        try:
+            written = provider.label_topics([texts[n] for n in new])
+        except AIProviderError as exc:
+            log.warning("topic labels fell back to categories: %s", exc)
+            return [known.get(key, fallback) for key, fallback in zip(keys, fallbacks, strict=True)]
+        fresh = {keys[n]: label for n, label in zip(new, written, strict=True)}
+        with db_utils.connection() as conn:
+            store.analytics.save_topic_labels(conn, fresh)
+            if provider.name != "local":
+                store.analytics.count_ai_calls(conn, "topic_labels")
+        known |= fresh
+    return [known[key] for key in keys]
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False).encode()).hexdigest()

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import psycopg2.extras
+
 from db_utils import DictCursor, dict_cursor
 
 # A suggestion (`s`) is engaged when a positive event (a like, complete, listen, click, a rating
@@ -137,3 +139,30 @@ def daily_events(conn, since: datetime) -> list[dict[str, Any]]:
             (since,),
         )
         return cur.fetchall()
+
+
+def topic_labels(conn, content_hashes: list[str]) -> dict[str, str]:
+    """The labels written before for these clusters, by content hash."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT content_hash, label FROM topic_labels WHERE content_hash = ANY(%s::text[])",
+            (content_hashes,),
+        )
+        return dict(cur.fetchall())
+
+
+def save_topic_labels(conn, labels: dict[str, str]) -> None:
+    with conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO topic_labels (content_hash, label) VALUES %s ON CONFLICT (content_hash) DO NOTHING",
+            sorted(labels.items()),
+        )
+
+
+def purge_topic_labels(conn, days: float) -> None:
+    """Drop the labels of clusters nobody asked about lately (they are written again if needed)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM topic_labels WHERE labelled_at < now() - make_interval(secs => %s)", (days * 86400,)
+        )

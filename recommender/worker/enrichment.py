@@ -10,6 +10,7 @@ from recommender import store
 from recommender.ai import get_provider, status
 from recommender.ai.interface import AIProviderError
 from recommender.service import profiles
+from recommender.service.analytics import LABELS_KEPT_DAYS
 from recommender.service.catalogue import enrich
 from recommender.service.database import require_database
 from recommender.worker import collaborative
@@ -30,6 +31,7 @@ def enrich_pending(batch_size: int = 32) -> int:
             store.podcasts.requeue_failed(conn, settings.enrich_max_attempts)
         store.idempotency.purge(conn)
         store.pages.purge_prepared(conn, settings.prepare_max_age_seconds)
+        store.analytics.purge_topic_labels(conn, LABELS_KEPT_DAYS)
         podcasts = store.podcasts.claim_pending(conn, batch_size)
     done = len(enrich(podcasts)) if podcasts else 0
     done += embed_pending_histories(batch_size)
