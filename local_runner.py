@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     except db_utils.SchemaMismatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except db_utils.UNAVAILABLE as exc:  # serve anyway: requests answer 503 until it is back
+        print(f"warning: the database is unreachable ({type(exc).__name__}); serving, 503 until it answers")
     functions = app.get_functions()  # the app lets its functions be read only once
     try:
         sock = bind(args.host, args.port)

@@ -60,13 +60,26 @@ Category = Annotated[Text, StringConstraints(to_lower=True, max_length=100)]
 UserId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_CONTROL)
 ]
-Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]  # a bigint row id
-Moment = Annotated[datetime, BeforeValidator(_date_and_time), AfterValidator(_storable_time)]
 
 
-def describe(exc: ValidationError) -> str:
-    """A validation error on one line: `field: what is wrong; ...` (`body` for the whole body)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {_message(e)}" for e in exc.errors())
+def _whole(value: object) -> object:
+    """JSON has one kind of number: 2.0 is the integer 2 (as JSON Schema says), 2.5 is not one."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(_whole)]
+Id = Annotated[Integer, Field(ge=1, le=MAX_BIGINT)]  # a bigint row id
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_date_and_time),
+    AfterValidator(_storable_time),
+    Field(description="ISO 8601, e.g. 2026-05-01T08:00:00Z; years 1900-9999, an offset within ±15:59"),
+]
+
+
+def describe(exc: ValidationError, whole: str = "body") -> str:
+    """A validation error on one line: `field: what is wrong; ...` (`whole` for the value itself)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or whole}: {_message(e)}" for e in exc.errors())
 
 
 def _message(error: Any) -> str:
@@ -89,7 +102,7 @@ class PodcastFields(Body):
     external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
     category: Category | None = None
     language: Annotated[Text, StringConstraints(max_length=35)] | None = None
-    duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
+    duration_seconds: Annotated[Integer, Field(ge=0, le=7 * 24 * 3600)] | None = None
     published_at: Moment | None = None
 
 

@@ -231,7 +231,8 @@ def assert_error(response, status: int, code: str) -> None:
 )
 def test_add_podcast_rejects_bad_input(local_api: Api, body: bytes, code: str):
     before = counts(local_api)
-    assert_error(local_api.post("/api/add_podcast", content=body), 400, code)
+    json_body = {"content-type": "application/json"}
+    assert_error(local_api.post("/api/add_podcast", content=body, headers=json_body), 400, code)
     assert counts(local_api) == before
 
 

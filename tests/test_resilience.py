@@ -13,7 +13,7 @@ import httpx
 import pgserver
 import pytest
 
-from tests.conftest import Api, openai_env, query, run_api
+from tests.conftest import Api, openai_env, query, run_api, wait_for
 from tests.fake_openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
@@ -87,6 +87,22 @@ def test_a_hanging_ai_service_costs_each_request_at_most_its_budget(
     assert search.status_code == 503 and search.json()["error"]["code"] == "ai_unavailable"
     assert answers["analytics"][0].status_code == 200
     print({name: round(seconds, 2) for name, (_, seconds) in answers.items()})
+
+
+def test_the_worker_leaves_an_episode_to_its_request_only_for_the_requests_budget(
+    budget_api: Api, ai: FakeOpenAIServer
+) -> None:
+    """Should the request fail to save its enrichment (a database outage), the worker takes the
+    episode up within the budget and the saving, not two minutes later."""
+    ai.chat_delay_seconds = 30.0
+    title = f"Lease {uuid.uuid4().hex[:8]}"
+    lease = "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM podcasts WHERE title = %s"
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(budget_api.post, "/api/add_podcast", episode(title))
+        assert wait_for(lambda: budget_api.query(lease, (title,)), timeout=10)
+        [(seconds,)] = budget_api.query(lease, (title,))
+        assert 0 < seconds <= BUDGET + 20 + 1, seconds
+        assert answer.result().status_code == 202
 
 
 @pytest.fixture(scope="module")

@@ -58,20 +58,32 @@ def error_response(status: int, code: str, message: str, **extra: object) -> fun
 
 
 def validation_error(exc: ValidationError) -> ApiError:
-    if any(e["type"] == "json_invalid" for e in exc.errors()):
-        return ApiError(400, "invalid_json", "the body is not valid JSON")
+    for error in exc.errors():
+        if error["type"] == "json_invalid":  # says where: "number out of range at line 1 column 43"
+            where = str(error["msg"]).removeprefix("Invalid JSON: ")
+            return ApiError(400, "invalid_json", f"the body is not valid JSON: {where}")
     return ApiError(400, "invalid_request", describe(exc))
 
 
 def parse_body(req: func.HttpRequest, model: type[T]) -> T:
-    body = req.get_body() or b""
+    """The JSON body as `model`. Only a body declared as JSON is read: a cross-site form cannot
+    post one (the browser asks first), so a signed-in listener's cookie cannot be used to write."""
+    body = (req.get_body() or b"").removeprefix(UTF8_BOM)  # allowed by RFC 8259, and some tools write it
     if len(body) > get_settings().max_body_bytes:
         raise ApiError(413, "body_too_large", f"the body is over {get_settings().max_body_bytes} bytes")
+    media = req.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if body and not (media == "application/json" or media.endswith("+json")):
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON: Content-Type: application/json")
     try:
         parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
     return bound(req, parsed)
+
+
+def is_array(req: func.HttpRequest) -> bool:
+    """Whether the body is a JSON array (many items) rather than an object (one)."""
+    return (req.get_body() or b"").removeprefix(UTF8_BOM).lstrip().startswith(b"[")
 
 
 def parse_items(
@@ -125,7 +137,7 @@ def route_user_id(req: func.HttpRequest) -> str:
     try:
         return USER_ID.validate_python(req.route_params.get("user_id", ""))
     except ValidationError as exc:
-        raise ApiError(400, "invalid_request", f"user_id: {describe(exc)}") from exc
+        raise ApiError(400, "invalid_request", describe(exc, whole="user_id")) from exc
 
 
 # Who may call what. In Azure the host checks the keys before a function runs: listener routes
@@ -135,6 +147,7 @@ OPERATOR = func.AuthLevel.ADMIN
 PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service Authentication, never by the caller
 RETRY_AFTER_SECONDS = 2  # with every 503: the database or the AI service is unavailable or busy
 REQUEST_START_HEADER = "x-request-start"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def budget_left(req: func.HttpRequest) -> float:
@@ -180,7 +193,8 @@ def endpoint(
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-            if req.method.upper() not in allowed:
+            method = req.method.upper()
+            if method not in allowed and not (method == "HEAD" and "GET" in allowed):  # HEAD is a GET
                 return json_response(
                     {"error": {"code": "method_not_allowed", "message": f"use {', '.join(allowed)}"}},
                     405,

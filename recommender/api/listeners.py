@@ -9,6 +9,7 @@ from config import get_settings
 from recommender.api.endpoint import (
     endpoint,
     error_item,
+    is_array,
     json_response,
     parse_body,
     parse_items,
@@ -39,7 +40,7 @@ def recommend_podcasts(req: func.HttpRequest) -> func.HttpResponse:
 def feedback(req: func.HttpRequest) -> func.HttpResponse:
     """One event (an object): the stored event, 201, or 200 if its event_id was stored before.
     Many (an array): one result per item, in order; a bad item does not stop the good ones."""
-    if not (req.get_body() or b"").lstrip().startswith(b"["):
+    if not is_array(req):
         request = parse_body(req, FeedbackRequest)
         event, created = feedback_service.record_feedback(request)
         return json_response(event, 201 if created else 200)

@@ -96,7 +96,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         media=("text/javascript", "text/css"),
     ),
     ("dashboard_figures", "GET"): Operation(
-        "The A/B read-out with a 95 % interval, engagement by rank, daily activity and trending topics",
+        "The A/B read-out with a 95 % interval, engagement by rank, daily activity and trending topics"
+        " (`since` at most 366 days ago)",
         {200: "the figures"},
         query=schemas.AnalyticsQuery,
     ),
@@ -114,6 +115,7 @@ ERRORS = {
     409: "a unique value another row has, e.g. an external_id (conflict); the first request with this "
     "Idempotency-Key still runs (idempotency_in_progress)",
     413: "the body or the array is too large (body_too_large, too_many_items)",
+    415: "a body not sent as JSON, Content-Type: application/json (unsupported_media_type)",
     422: "a suggestion_id that is not this user's suggestion of this podcast (suggestion_mismatch); "
     "an Idempotency-Key used with another body (idempotency_key_reused)",
     500: "an unexpected failure (internal_error); never caused by the input",
@@ -218,6 +220,7 @@ def responses(operation: Operation, auth: str, method: str) -> dict[str, Any]:
     }
     errors = set(ALWAYS) | set(operation.errors) | ({401} if auth != "anonymous" else set())
     errors |= {409, 422} if method == "POST" else set()  # Idempotency-Key
+    errors |= {415} if operation.body is not None else set()
     for status in sorted(errors - set(operation.ok)):
         answers[str(status)] = {"description": ERRORS[status], "content": json_content("Error")}
     return answers

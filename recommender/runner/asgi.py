@@ -30,6 +30,7 @@ from config import PROJECT_DIR, get_settings
 from recommender.runner.background import JOIN_SECONDS, run_background, timers
 
 HOST_JSON = PROJECT_DIR / "host.json"
+BODY_SECONDS = 30  # a body still arriving after this long is a stalled upload: 408, not held open
 
 log = logging.getLogger("local_runner")
 
@@ -156,7 +157,7 @@ class Adapter:
             return
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -186,7 +187,11 @@ class Adapter:
         query = scope["query_string"].decode("utf-8", "replace")
         if not self.authorized(route.auth_level, headers.get("x-functions-key") or query_code(query)):
             return error(401, "unauthorized", "this route needs a key (x-functions-key header or ?code=)")
-        body = await self.read_body(headers.get("content-length"), receive)
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                body = await self.read_body(headers.get("content-length"), receive)
+        except TimeoutError:
+            return error(408, "request_timeout", f"the body did not arrive within {BODY_SECONDS} s")
         if body is None:
             return error(413, "body_too_large", f"the body is over {self.max_body_bytes} bytes")
         url = f"{scope['scheme']}://{headers.get('host', 'localhost')}{raw_path}"

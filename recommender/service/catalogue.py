@@ -35,6 +35,13 @@ def _public(row: PodcastRow) -> PodcastRow:
     return PodcastRow(**{k: v for k, v in row.items() if k in PodcastRow.__annotations__})
 
 
+def inline_lease() -> int:
+    """How long the worker leaves an episode to the request enriching it: its AI budget and the
+    saving. Longer would keep an episode whose request could not save it (a database outage)
+    waiting well after the database is back."""
+    return int(get_settings().request_budget_seconds) + 20
+
+
 def add_podcast(request: AddPodcastRequest) -> tuple[PodcastRow, bool]:
     """Store the episode first, then summarize and embed it. Returns (podcast, created).
 
@@ -60,7 +67,7 @@ def add_podcasts(requests: list[AddPodcastRequest]) -> list[tuple[PodcastRow, bo
             }
             stored = [upserted[i] for i in range(len(requests))]
             pending = {row["id"]: row for row, _ in stored if row["status"] == "pending"}  # new text only
-            store.podcasts.lease(conn, sorted(pending))
+            store.podcasts.lease(conn, sorted(pending), inline_lease())
     saved = enrich(list(pending.values())) if pending else {}
     return [(_public(saved.get(row["id"]) or row), created) for row, created in stored]
 
@@ -71,7 +78,7 @@ def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> PodcastRow
     with db_utils.connection() as conn:
         row = store.podcasts.update(conn, podcast_id, request.model_dump(exclude_unset=True))
         if row is not None:
-            store.podcasts.lease(conn, [podcast_id])
+            store.podcasts.lease(conn, [podcast_id], inline_lease())
     if row is None:
         raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
     if row["status"] == "pending":
