@@ -75,6 +75,15 @@ bench-quick: install
 bench-collab: install
 	$(PY) -m bench.collab
 
+# Soak (issue 21): listeners mixing pages, feedback, searches, history updates and new episodes
+# against the service as `make run` starts it, 16 for 10 minutes; fails on any 5xx or deadlock.
+# Writes the "soak" key of bench/results.json and bench/SOAK_RESULTS.md. Shorter or heavier:
+# make bench-soak SOAK_ARGS="--clients 8 --minutes 2"
+.PHONY: bench-soak
+
+bench-soak: install
+	$(PY) -m bench.soak $(SOAK_ARGS)
+
 # Real-data replay (bench/REAL_RESULTS.md): the HetRec 2011 Last.fm listeners against the service
 # and offline baselines. The data set stays outside the repository: `--data DIR` to point at it.
 .PHONY: bench-real

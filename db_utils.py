@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 import psycopg2.pool
-from pgvector.psycopg2 import register_vector
+from pgvector.psycopg2.vector import VectorAdapter
 
 from config import PROJECT_DIR, Settings, get_settings
 
@@ -307,8 +307,10 @@ def migrate(conn, dimensions: int, embedding_model: str, storage: str = "vector"
 def register_vector_types(conn) -> None:
     """pgvector's adapter writes numpy arrays as vectors; vectors are read back as float32 numpy
     arrays by a caster that parses in C (pgvector's parses in Python, 2-3x slower: this is on
-    the recommend path, which reads dozens of candidate vectors per request)."""
-    register_vector(conn, globally=True)
+    the recommend path, which reads dozens of candidate vectors per request). pgvector's own
+    casters (`register_vector`) are never installed: for an instant they would turn every vector
+    any thread reads into a `Vector`, which the maths does not take."""
+    psycopg2.extensions.register_adapter(np.ndarray, VectorAdapter)
     with conn.cursor() as cur:
         cur.execute("SELECT to_regtype('vector')::oid, to_regtype('halfvec')::oid")  # halfvec: 0.7+
         oids = tuple(oid for oid in cur.fetchone() if oid is not None)
