@@ -17,6 +17,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, cast
 from urllib.parse import urlsplit
@@ -41,6 +42,11 @@ Reply = tuple[int, JsonDict, dict[str, str]]  # status, JSON body, extra headers
 def _error(message: str, error_type: str, code: str | None = None) -> JsonDict:
     """OpenAI-style error body."""
     return {"error": {"message": message, "type": error_type, "code": code}}
+
+
+def _steps(n: int, rate: float) -> bool:
+    """Whether the n-th request fails at ``rate``: when ``floor(n * rate)`` steps up."""
+    return math.floor(n * rate + 1e-9) > math.floor((n - 1) * rate + 1e-9)
 
 
 def _bad_request(message: str) -> Reply:
@@ -109,8 +115,10 @@ class FakeOpenAIServer:
     """Local OpenAI / Azure OpenAI look-alike with failure and latency controls.
 
     Controls (may be changed while running): ``fail_next``, ``fail_rate``,
-    ``fail_status``, ``chat_delay_seconds``, ``embedding_delay_seconds`` and
-    ``chat_reply`` (when set, every chat completion answers exactly this text).
+    ``chat_fail_rate`` (of chat requests only), ``fail_status``,
+    ``chat_delay_seconds``, ``embedding_delay_seconds`` and ``chat_reply``
+    (when set, every chat completion answers exactly this text, or what it
+    returns for the last user message when it is a function).
     """
 
     def __init__(self, dimensions: int = 384, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -129,11 +137,13 @@ class FakeOpenAIServer:
         with self._lock:
             self._fail_next = 0
             self.fail_rate = 0.0
+            self.chat_fail_rate = 0.0
             self.fail_status = 500
             self.chat_delay_seconds = 0.0
             self.embedding_delay_seconds = 0.0
-            self.chat_reply: str | None = None
+            self.chat_reply: str | Callable[[str], str] | None = None
             self._model_requests = 0
+            self._chat_attempts = 0
             self._embedding_requests = 0
             self._embedding_inputs = 0
             self._chat_requests = 0
@@ -228,7 +238,7 @@ class FakeOpenAIServer:
         """Answer one model request (called from the HTTP handler threads)."""
         with self._lock:
             self._log.append({**body, "path": path})
-            failed = self._take_failure()
+            failed = self._take_failure(endpoint)
             status = self.fail_status
         if failed:
             # retry-after-ms keeps SDK retries fast (honoured for any status).
@@ -241,19 +251,23 @@ class FakeOpenAIServer:
             return self._embeddings(body)
         return self._chat(body)
 
-    def _take_failure(self) -> bool:
+    def _take_failure(self, endpoint: str) -> bool:
         """Decide (under the lock) whether the current request fails.
 
         ``fail_rate`` is deterministic: request n fails when ``floor(n * rate)``
-        steps up, so 0.5 fails every second request.
+        steps up, so 0.5 fails every second request; ``chat_fail_rate`` the
+        same over chat requests only (embeddings unaffected).
         """
         self._model_requests += 1
-        n, rate = self._model_requests, self.fail_rate
+        if endpoint == "chat/completions":
+            self._chat_attempts += 1
         if self._fail_next > 0:
             self._fail_next -= 1
             failed = True
         else:
-            failed = math.floor(n * rate + 1e-9) > math.floor((n - 1) * rate + 1e-9)
+            failed = _steps(self._model_requests, self.fail_rate) or (
+                endpoint == "chat/completions" and _steps(self._chat_attempts, self.chat_fail_rate)
+            )
         self._failed_requests += int(failed)
         return failed
 
@@ -302,7 +316,9 @@ class FakeOpenAIServer:
             "json_object",
             "json_schema",
         )
-        if self.chat_reply is not None:
+        if callable(self.chat_reply):
+            content = self.chat_reply(last_user)
+        elif self.chat_reply is not None:
             content = self.chat_reply
         elif json_mode and episodes(last_user):
             summaries = [

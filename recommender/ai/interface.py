@@ -57,3 +57,6 @@ class AIProvider(Protocol):
 
     def label_topics(self, groups: list[list[str]]) -> list[str]:
         """A short label per group of episode titles, all in a single call."""
+
+    def probe(self, capability: str) -> None:
+        """One tiny call of `capability` (`embeddings` or `chat`) for health; raises AIProviderError."""

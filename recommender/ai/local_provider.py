@@ -4,12 +4,11 @@ evidence sentence as the reason. Nothing is downloaded and nothing can fail."""
 from __future__ import annotations
 
 import threading
-from collections import Counter
 
 import numpy as np
 
 from recommender.ai.interface import KNOWN_DIMENSIONS, Episode, ReasonItem
-from recommender.ai.text import content_words, extractive_summary, keyword_profile
+from recommender.ai.text import extractive_summary, keyword_profile, topic_label
 
 
 class LocalProvider:
@@ -53,11 +52,9 @@ class LocalProvider:
         return keyword_profile(history, liked)
 
     def label_topics(self, groups: list[list[str]]) -> list[str]:
-        """The words most of a group's texts share (at least two and half of them), up to three,
-        the most shared first: what the episodes have in common, not one title's words."""
-        labels = []
-        for texts in groups:
-            shared = Counter(word for text in texts for word in dict.fromkeys(content_words(text)))
-            common = [w for w, n in shared.most_common() if n >= max(2, len(texts) / 2)][:3]
-            labels.append(" & ".join(common) if common else "mixed")
-        return labels
+        """The words most of a group's texts share (`text.topic_label`): what the episodes have in
+        common, not one title's words."""
+        return [topic_label(texts) for texts in groups]
+
+    def probe(self, capability: str) -> None:
+        """Nothing to probe: offline, nothing can fail."""

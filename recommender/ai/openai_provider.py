@@ -15,7 +15,10 @@ import openai_client
 from recommender.ai import status
 from recommender.ai.interface import KNOWN_DIMENSIONS, AIProviderError, Episode, ReasonItem
 from recommender.ai.prompts import (
+    LABEL_MAX_CHARS,
+    LABEL_MIN_CHARS,
     LABELS_PROMPT,
+    PROBE_PROMPT,
     PROFILE_MAX_CHARS,
     PROFILE_PROMPT,
     REASON_MAX_CHARS,
@@ -25,7 +28,7 @@ from recommender.ai.prompts import (
     TRANSCRIPT_PROMPT_CHARS,
     data,
 )
-from recommender.ai.text import clip, extractive_summary, keyword_profile, presentable
+from recommender.ai.text import clip, extractive_summary, keyword_profile, presentable, refused, topic_label
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -36,9 +39,14 @@ def _normalize(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
 
 
-def _fallback(kind: str, text: str) -> str:
-    log.warning("generated %s failed the content check; the offline text is used", kind)
+def _fallback(kind: str, generated: str, text: str) -> str:
+    """`text`, the offline one, in place of `generated`; the log names why (never the text)."""
+    log.warning("generated %s failed the content check (%s); the offline text is used", kind, _why(generated))
     return text
+
+
+def _why(generated: str) -> str:
+    return refused(generated) or "length"
 
 
 class OpenAIProvider:
@@ -88,9 +96,9 @@ class OpenAIProvider:
                 )
                 rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
         except openai.OpenAIError as exc:
-            status.failed(f"embedding request failed: {type(exc).__name__}")
+            status.failed("embeddings", f"embedding request failed: {type(exc).__name__}")
             raise AIProviderError(f"embedding request failed: {type(exc).__name__}") from exc
-        status.succeeded()
+        status.succeeded("embeddings")
         return _normalize(np.asarray(rows, dtype=np.float32))
 
     def _chat(self, system: str, user: str, *, json_mode: bool = False) -> str:
@@ -105,9 +113,9 @@ class OpenAIProvider:
                 )
             )
         except openai.OpenAIError as exc:
-            status.failed(f"chat request failed: {type(exc).__name__}")
+            status.failed("chat", f"chat request failed: {type(exc).__name__}")
             raise AIProviderError(f"chat request failed: {type(exc).__name__}") from exc
-        status.succeeded()
+        status.succeeded("chat")
         content = response.choices[0].message.content if response.choices else None
         if not content or not content.strip():
             raise AIProviderError("chat request returned no content")
@@ -131,7 +139,7 @@ class OpenAIProvider:
             summary = clip(written[n], SUMMARY_MAX_CHARS) if n in written else None
             if summary is not None and not presentable(summary, SUMMARY_MAX_CHARS):
                 text = episode.transcript or episode.description or episode.title
-                summary = _fallback("summary", extractive_summary(text))
+                summary = _fallback("summary", summary, extractive_summary(text))
             summaries.append(summary)
         return summaries
 
@@ -153,7 +161,12 @@ class OpenAIProvider:
         clipped = {pid: clip(r, REASON_MAX_CHARS) for pid, r in reasons.items() if pid in wanted}
         fit = {pid: r for pid, r in clipped.items() if presentable(r, REASON_MAX_CHARS)}
         if len(fit) < len(clipped):  # the caller falls back to the evidence sentence
-            log.warning("%d generated reason(s) failed the content check", len(clipped) - len(fit))
+            unfit = sorted({_why(r) for pid, r in clipped.items() if pid not in fit})
+            log.warning(
+                "%d generated reason(s) failed the content check (%s)",
+                len(clipped) - len(fit),
+                ", ".join(unfit),
+            )
         return fit
 
     def write_interest_profile(self, history: str, liked: list[str], disliked: list[str]) -> str:
@@ -161,14 +174,27 @@ class OpenAIProvider:
         profile = clip(self._chat(PROFILE_PROMPT, data(payload)), PROFILE_MAX_CHARS)
         if presentable(profile, PROFILE_MAX_CHARS):
             return profile
-        return _fallback("interest profile", keyword_profile(history, liked))
+        return _fallback("interest profile", profile, keyword_profile(history, liked))
 
     def label_topics(self, groups: list[list[str]]) -> list[str]:
         answer = self._chat(LABELS_PROMPT, data({"groups": groups}), json_mode=True)
         try:
-            labels = [clip(str(label), 60) for label in json.loads(answer)["labels"]]
+            labels = [clip(str(label), LABEL_MAX_CHARS) for label in json.loads(answer)["labels"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise AIProviderError("labels answer was not the JSON asked for") from exc
         if len(labels) != len(groups):
             raise AIProviderError("labels answer has the wrong number of labels")
-        return labels
+        return [
+            label
+            if presentable(label, LABEL_MAX_CHARS, LABEL_MIN_CHARS)
+            else _fallback("topic label", label, topic_label(group))
+            for label, group in zip(labels, groups, strict=True)
+        ]
+
+    def probe(self, capability: str) -> None:
+        """One tiny call of `capability` (`embeddings` or `chat`), for health: its outcome is
+        recorded like any call's."""
+        if capability == "chat":
+            self._chat(PROBE_PROMPT, data({"probe": "health"}))
+        else:
+            self.embed(["health probe"])

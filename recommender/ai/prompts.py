@@ -11,6 +11,7 @@ import json
 SUMMARY_MAX_CHARS = 400
 REASON_MAX_CHARS = 240
 PROFILE_MAX_CHARS = 600
+LABEL_MIN_CHARS, LABEL_MAX_CHARS = 2, 60
 TRANSCRIPT_PROMPT_CHARS = 12_000
 # Every prompt's user message is JSON data (untrusted: publishers' and listeners' text); this
 # ends every system prompt.
@@ -42,6 +43,8 @@ LABELS_PROMPT = (
     "Give each group of podcast episode titles a short topic label of two to four words. Answer "
     'only with JSON: {"labels": ["<label>", ...]} with one label per group, in the same order.' + DATA_RULE
 )
+
+PROBE_PROMPT = "Health check of the service: answer with the single word ok." + DATA_RULE
 
 
 def data(payload: dict) -> str:

@@ -18,23 +18,28 @@ log = logging.getLogger(__name__)
 
 
 def ai_state(provider: AIProvider) -> dict[str, Any]:
-    """The AI service as this process last saw it. When nothing was heard from it for
-    AI_PROBE_SECONDS, one tiny embedding probes it in the background: never an AI call per request."""
+    """The AI service as this process saw it lately (`ai.status`: the window of recent calls of
+    each capability, `embeddings` and `chat`). When nothing was heard from a capability for
+    AI_PROBE_SECONDS (embeddings), or while its last call failed (either), one tiny call probes it
+    in the background: never an AI call on the request path."""
     if provider.name == "local":
         return {"status": "ok"}  # offline: no service that could fail
-    if status.probe_due(get_settings().ai_probe_seconds):
-        threading.Thread(target=probe_ai, args=(provider,), name="ai-probe", daemon=True).start()
+    interval = get_settings().ai_probe_seconds
+    due = [capability for capability in status.CAPABILITIES if status.probe_due(capability, interval)]
+    if due:
+        threading.Thread(target=probe_ai, args=(provider, due), name="ai-probe", daemon=True).start()
     return status.snapshot()
 
 
-def probe_ai(provider: AIProvider) -> None:
-    with contextlib.suppress(AIProviderError):  # the provider records the outcome either way
-        provider.embed(["health probe"])
+def probe_ai(provider: AIProvider, capabilities: list[str]) -> None:
+    for capability in capabilities:
+        with contextlib.suppress(AIProviderError):  # the provider records the outcome either way
+            provider.probe(capability)
 
 
 def health() -> dict[str, Any]:
-    """Status `degraded` when migrations are missing or the AI service is failing (still HTTP 200:
-    the API keeps answering, with fallbacks, through an AI outage)."""
+    """Status `degraded` when migrations are missing or a capability of the AI service is failing
+    (still HTTP 200: the API keeps answering, with fallbacks, through an AI outage)."""
     provider = get_provider()
     applied = database.ensure_database() if not database.ready() else None
     with db_utils.connection() as conn:
