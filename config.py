@@ -106,8 +106,8 @@ class Settings(BaseSettings):
     )
     ai_probe_seconds: float = setting(
         300.0,
-        "Health probes the AI service (one tiny embedding, in the background) when no AI call was made "
-        "this long.",
+        "Health probes the AI service (one tiny call, in the background) when no embedding was made "
+        "this long; a failing capability is probed sooner (chat: every 10 s at most).",
     )
 
     # The worker

@@ -136,15 +136,15 @@ def _checked_out(pool: psycopg2.pool.ThreadedConnectionPool) -> psycopg2.extensi
 
 
 @contextmanager
-def connection() -> Iterator[psycopg2.extensions.connection]:
+def connection(wait_seconds: float = POOL_WAIT_SECONDS) -> Iterator[psycopg2.extensions.connection]:
     """A pooled connection inside one transaction: committed on success, rolled back on error;
     what `on_commit` registered runs once it committed.
 
-    Waits for a free connection when all are in use (up to POOL_WAIT_SECONDS)."""
+    Waits for a free connection when all are in use, up to `wait_seconds` (DatabaseBusyError)."""
     pool = get_pool()
     slots = _pool_slots
     assert slots is not None
-    if not slots.acquire(timeout=POOL_WAIT_SECONDS):
+    if not slots.acquire(timeout=wait_seconds):
         raise DatabaseBusyError("no database connection became free in time")
     broken = False
     try:

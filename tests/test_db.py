@@ -292,3 +292,54 @@ def test_a_transaction_postgres_aborts_for_a_deadlock_runs_again(dsn: str, monke
     finally:
         db_utils.get_pool().closeall()
         get_settings.cache_clear()
+
+
+def test_generated_text_stored_before_the_check_is_checked_again(create_database, monkeypatch):
+    """Rows written by an older check: what fails today's is replaced or forgotten, once."""
+    from recommender.worker import recheck
+
+    dsn = create_database("recheck")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        db_utils.migrate(conn, DIMS, "test-model")
+        vector = unit(np.ones(DIMS))
+        cur.execute(
+            "INSERT INTO podcasts (title, transcript, summary, embedding, status) VALUES"
+            " ('Bees', 'Bees dance to tell the hive where flowers are. Honey keeps for years.',"
+            "  'Win at bee-prizes.ru/win, send your card number.', %s, 'ready'),"
+            " ('Ants', 'Ants farm fungus.', 'Ants farm fungus in their nests.', %s, 'ready') RETURNING id",
+            (vector, vector),
+        )
+        bees, ants = (row[0] for row in cur.fetchall())
+        cur.execute(
+            "INSERT INTO users (id, interest_profile) VALUES ('bob', 'Call +1 900 555 0199 for your prize.'),"
+            " ('amy', 'Enjoys bees and ants.')"
+        )
+        cur.execute(
+            "INSERT INTO reasons (user_id, podcast_id, evidence, reason) VALUES"
+            " ('amy', %s, 'new', 'hxxp://bee-dance[.]top has more.'),"
+            " ('amy', %s, 'new', 'A fine ant story.')",
+            (bees, ants),
+        )
+        cur.execute("INSERT INTO topic_labels VALUES ('a', '<img src=x onerror=alert(1)>'), ('b', 'Insects')")
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    get_settings.cache_clear()
+    monkeypatch.setattr(db_utils, "_pool", None)
+    try:
+        assert recheck.recheck_stored(batch_size=1) > 0  # a row of each kind per pass
+        while recheck.recheck_stored(batch_size=1):
+            pass
+        assert recheck.recheck_stored() == 0  # all checked with this check: nothing more to do
+    finally:
+        db_utils.get_pool().closeall()
+        get_settings.cache_clear()
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, summary FROM podcasts ORDER BY id")
+        summaries = dict(cur.fetchall())
+        assert "bee-prizes" not in summaries[bees] and "hive" in summaries[bees]  # the transcript's
+        assert summaries[ants] == "Ants farm fungus in their nests."
+        cur.execute("SELECT id, interest_profile FROM users ORDER BY id")
+        assert cur.fetchall() == [("amy", "Enjoys bees and ants."), ("bob", None)]
+        cur.execute("SELECT reason FROM reasons")
+        assert cur.fetchall() == [("A fine ant story.",)]
+        cur.execute("SELECT label FROM topic_labels")
+        assert cur.fetchall() == [("Insects",)]

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pgserver
+import psycopg2
 import pytest
 
 from tests.conftest import Api, openai_env, query, run_api, wait_for
@@ -277,3 +278,29 @@ def test_after_postgres_restarts_while_idle_the_first_requests_succeed(
             api.get("/api/recommend_podcasts", params={"user_id": "idle"}).status_code for _ in range(8)
         ]
     assert statuses == [200] * 8
+
+
+def test_health_never_waits_on_a_busy_pool(create_database, tmp_path) -> None:
+    """The process's one pooled connection is held by a request waiting on a lock: health answers
+    at once, `degraded` with the figures it read last, then `ok` once the connection is free."""
+    dsn = create_database("resilience_busy_pool")
+    env = {"AI_PROVIDER": "local", "DB_POOL_MAX": "1", "PREPARE_PAGES": "false"}
+    with run_api(dsn, env, tmp_path / "busy.log") as api:
+        assert api.post(
+            "/api/update_user_history", {"user_id": "held", "listening_history": "salt"}
+        ).is_success
+        assert api.get("/api/health").json()["status"] == "ok"
+        with psycopg2.connect(dsn) as holder, holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM users WHERE id = 'held' FOR UPDATE")  # the next write waits on it
+            with ThreadPoolExecutor(1) as pool:
+                history = {"user_id": "held", "listening_history": "pepper"}
+                write = pool.submit(api.post, "/api/update_user_history", history)
+                time.sleep(1.0)  # the request now holds the pooled connection, waiting on the lock
+                answer, seconds = timed(lambda: api.get("/api/health"))
+                holder.rollback()
+                assert write.result().status_code == 200
+        body = answer.json()
+        assert answer.status_code == 200 and seconds < 1.0, seconds
+        assert body["status"] == "degraded" and body["database"]["busy"], body["database"]
+        assert body["podcasts"] is not None  # the figures read last
+        assert api.get("/api/health").json()["status"] == "ok"

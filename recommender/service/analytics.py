@@ -15,6 +15,8 @@ import db_utils
 from recommender import store
 from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError
+from recommender.ai.prompts import LABEL_MAX_CHARS
+from recommender.ai.text import presentable
 from recommender.model import topics
 from recommender.schemas import AnalyticsQuery
 from recommender.service.database import require_database
@@ -111,6 +113,7 @@ def trending_topics(engaged: list[dict[str, Any]], max_topics: int = 5) -> list[
 
     texts = [[described(engaged[i]) for i in group[:8]] for group in groups]
     categories = [Counter(engaged[i]["category"] or "other" for i in g).most_common(1)[0][0] for g in groups]
+    categories = [c if presentable(c, LABEL_MAX_CHARS, min_chars=1) else "other" for c in categories]
     labels = label_topics(texts, categories) if groups else []
     return [
         {

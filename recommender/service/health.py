@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
+import time
 from typing import Any
 
 import db_utils
@@ -37,22 +39,26 @@ def probe_ai(provider: AIProvider, capabilities: list[str]) -> None:
             provider.probe(capability)
 
 
+POOL_WAIT_SECONDS = 0.25  # health never waits longer for a pooled connection: it reports them busy
+
+_figures: tuple[float, dict[str, Any]] | None = None  # (time.monotonic(), what was read last)
+
+
 def health() -> dict[str, Any]:
-    """Status `degraded` when migrations are missing or a capability of the AI service is failing
-    (still HTTP 200: the API keeps answering, with fallbacks, through an AI outage)."""
+    """Status `degraded` when migrations are missing, every pooled connection is busy or a
+    capability of the AI service is failing (still HTTP 200: the API keeps answering, with
+    fallbacks, through an AI outage). Never waits on the AI (its state is from memory) or on a busy
+    pool (the figures read last are shown, with their age), so a load balancer's probe gets its
+    answer at once. Only an unreachable database raises (503)."""
     provider = get_provider()
-    applied = database.ensure_database() if not database.ready() else None
-    with db_utils.connection() as conn:
-        with conn.cursor() as cur:
-            applied = applied or db_utils.applied_migrations(cur)
-            version = db_utils.pgvector_version(cur)
-        counts = store.podcasts.counts(conn, get_settings().enrich_max_attempts)
-        model = store.collaborative.freshness(conn)
-    expected = [p.stem for p in db_utils.migration_files()]
+    busy, figures = database_figures()
     ai = ai_state(provider)
+    database_state = {"reachable": True, **figures["database"], **busy}
+    expected = [p.stem for p in db_utils.migration_files()]
+    healthy = database_state.get("migrations") == expected and not busy
     return {
-        "status": "ok" if applied == expected and ai["status"] != "failing" else "degraded",
-        "database": {"reachable": True, "pgvector": version, "migrations": applied},
+        "status": "ok" if healthy and ai["status"] != "failing" else "degraded",
+        "database": database_state,
         "ai": {
             "provider": provider.name,
             "embedding_model": provider.embedding_model,
@@ -60,14 +66,44 @@ def health() -> dict[str, Any]:
             "chat_model": provider.chat_model,
             **ai,
         },
+        "podcasts": figures["podcasts"],
+        "collaborative": figures["collaborative"],
+    }
+
+
+def database_figures() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`{}`, or `busy` when no pooled connection was free, with the age of the figures shown
+    instead; the figures: the database's pgvector and migrations, episode counts, the model)."""
+    global _figures
+    cached = _figures
+    try:
+        figures = read_figures()
+    except db_utils.DatabaseBusyError:
+        if cached is None:
+            return {"busy": True}, {"database": {}, "podcasts": None, "collaborative": None}
+        age = round(time.monotonic() - cached[0], 1)
+        return {"busy": True, "figures_age_seconds": age}, copy.deepcopy(cached[1])
+    _figures = time.monotonic(), figures
+    return {}, copy.deepcopy(figures)
+
+
+def read_figures() -> dict[str, Any]:
+    applied = database.ensure_database() if not database.ready() else None
+    with db_utils.connection(wait_seconds=POOL_WAIT_SECONDS) as conn:
+        with conn.cursor() as cur:
+            applied = applied or db_utils.applied_migrations(cur)
+            version = db_utils.pgvector_version(cur)
+        counts = store.podcasts.counts(conn, get_settings().enrich_max_attempts)
+        model = store.collaborative.freshness(conn)
+    refresh_seconds = model["refresh_seconds"]
+    return {
+        "database": {"pgvector": version, "migrations": applied},
         "podcasts": counts,
         "collaborative": {
             "refreshed_at": model["refreshed_at"],
             "age_seconds": None if model["age_seconds"] is None else round(model["age_seconds"], 1),
             "episodes_with_neighbours": model["episodes"],
-            "refresh_seconds": None
-            if model["refresh_seconds"] is None
-            else round(model["refresh_seconds"], 3),
+            "refresh_seconds": None if refresh_seconds is None else round(refresh_seconds, 3),
             "events_since_refresh": model["events_since_refresh"],
         },
     }

@@ -15,6 +15,7 @@ from recommender.service.catalogue import enrich
 from recommender.service.database import require_database
 from recommender.worker import collaborative
 from recommender.worker.interest_profiles import refresh_interest_profiles
+from recommender.worker.recheck import recheck_stored
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def enrich_pending(batch_size: int = 32) -> int:
         podcasts = store.podcasts.claim_pending(conn, batch_size)
     done = len(enrich(podcasts)) if podcasts else 0
     done += embed_pending_histories(batch_size)
-    return done + refresh_interest_profiles() + collaborative.refresh_if_due()
+    return done + refresh_interest_profiles() + recheck_stored() + collaborative.refresh_if_due()
 
 
 def embed_pending_histories(batch_size: int) -> int:
