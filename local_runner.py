@@ -29,6 +29,10 @@ from recommender.runner.background import timers
 
 BACKLOG = 2048  # connections the kernel queues before refusing more
 GRACEFUL_SHUTDOWN_SECONDS = 10  # on SIGTERM, requests in flight get this long to finish
+# An idle keep-alive connection stays open this long, as under the Functions host (Kestrel's 130 s).
+# uvicorn's 5 s equals httpx's own idle expiry: a client reusing a connection the instant the
+# server closed it got a reset and no answer (2 requests in a 10-minute soak).
+KEEP_ALIVE_SECONDS = 130
 
 
 def server_config(app: Adapter | str, workers: int = 1) -> uvicorn.Config:
@@ -43,6 +47,7 @@ def server_config(app: Adapter | str, workers: int = 1) -> uvicorn.Config:
         log_config=None,  # uvicorn logs through the root logger, in the format of setup_logging
         backlog=BACKLOG,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -75,26 +76,46 @@ def test_head_answers_as_get_without_a_body(local_api: Api):
     assert local_api.client.head("/api/update_user_history").status_code == 405
 
 
-def test_a_stalled_upload_is_answered_408_not_held_open(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(asgi, "BODY_SECONDS", 1)
+@pytest.fixture
+def sink() -> Iterator[int]:
+    """The port of a runner serving one route, without a database: POST /api/sink counts the bytes."""
     blueprint = Blueprint()
 
     @endpoint(blueprint, "POST", "sink", auth_level=AuthLevel.ANONYMOUS)
-    def sink(req: HttpRequest) -> HttpResponse:
+    def count(req: HttpRequest) -> HttpResponse:
         return json_response({"bytes": len(req.get_body())})
 
     app = FunctionApp()
     app.register_functions(blueprint)
     running = local_runner.serve(app.get_functions(), port=0)
     try:
-        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
-            sock.sendall(b'POST /api/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"half":')
-            started = time.monotonic()
-            answer = sock.recv(4096).decode()
-        assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer
-        assert time.monotonic() - started < 5
+        yield running.port
     finally:
         running.shutdown()
+
+
+def test_a_stalled_upload_is_answered_408_not_held_open(monkeypatch: pytest.MonkeyPatch, sink: int):
+    monkeypatch.setattr(asgi, "BODY_SECONDS", 1)
+    with socket.create_connection(("127.0.0.1", sink), timeout=10) as sock:
+        sock.sendall(b'POST /api/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"half":')
+        started = time.monotonic()
+        answer = sock.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer
+    assert time.monotonic() - started < 5
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_expiry(sink: int):
+    """httpx drops idle connections after 5 s; a server closing them at the same moment races its
+    reuse (a reset, no answer). The runner keeps them longer, so the client closes first."""
+    request = (
+        b"POST /api/sink HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    with socket.create_connection(("127.0.0.1", sink), timeout=10) as sock:
+        sock.sendall(request)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(httpx.Limits().keepalive_expiry + 1)
+        sock.sendall(request)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
 
 
 @pytest.mark.service
