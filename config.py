@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -202,9 +202,13 @@ class Settings(BaseSettings):
     def _lower_case(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    # Whether `ai_provider` was left to `auto` (the AI settings chose it) rather than named.
+    _provider_detected: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
     def _detect_provider(self) -> Settings:
         if self.ai_provider == "auto":
+            self._provider_detected = True
             self.ai_provider = (
                 "azure"
                 if self.azure_openai_endpoint
@@ -213,6 +217,11 @@ class Settings(BaseSettings):
                 else "local"
             )
         return self
+
+    @property
+    def offline_by_default(self) -> bool:
+        """No AI service is configured and none was named: the offline model was chosen for want of one."""
+        return self._provider_detected and self.ai_provider == "local"
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,14 @@ param openAiAccountName string
 
 param enrichSchedule string
 
+@description('Deployment names the app calls: created in a new account, or already in an existing one.')
+param embeddingDeployment string
+param chatDeployment string
+
+@description('SKU of the new embedding deployment: `Standard` (regional) is not offered in every region.')
+@allowed(['Standard', 'GlobalStandard'])
+param embeddingSku string
+
 @description('Embedding and chat models of a new Azure OpenAI account.')
 param embeddingModel string = 'text-embedding-3-small'
 param embeddingModelVersion string = '1'
@@ -159,14 +167,14 @@ resource openAi 'Microsoft.CognitiveServices/accounts@2024-10-01' = if (createOp
 
 resource embeddingDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = if (createOpenAi) {
   parent: openAi
-  name: embeddingModel
-  sku: { name: 'Standard', capacity: embeddingCapacity }
+  name: embeddingDeployment
+  sku: { name: embeddingSku, capacity: embeddingCapacity }
   properties: { model: { format: 'OpenAI', name: embeddingModel, version: embeddingModelVersion } }
 }
 
 resource chatDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = if (createOpenAi) {
   parent: openAi
-  name: chatModel
+  name: chatDeployment
   sku: { name: 'GlobalStandard', capacity: chatCapacity }
   properties: { model: { format: 'OpenAI', name: chatModel, version: chatModelVersion } }
   dependsOn: [embeddingDeployment] // one deployment at a time per account
@@ -235,8 +243,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       DATABASE_URL: '@Microsoft.KeyVault(SecretUri=${databaseSecret.properties.secretUri})'
       AI_PROVIDER: 'azure'
       AZURE_OPENAI_ENDPOINT: openAiEndpoint
-      AZURE_OPENAI_EMBEDDING_DEPLOYMENT: embeddingModel
-      AZURE_OPENAI_CHAT_DEPLOYMENT: chatModel
+      AZURE_OPENAI_EMBEDDING_DEPLOYMENT: embeddingDeployment
+      AZURE_OPENAI_CHAT_DEPLOYMENT: chatDeployment
       ENRICH_SCHEDULE: enrichSchedule
     }
   }

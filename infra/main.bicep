@@ -20,6 +20,16 @@ param openAiAccountName string = ''
 @description('Resource group of the existing Azure OpenAI account; empty means this one.')
 param openAiResourceGroup string = ''
 
+@description('The embedding deployment the app calls (in the existing account, or created under this name).')
+param openAiEmbeddingDeployment string = 'text-embedding-3-small'
+
+@description('The chat deployment the app calls (in the existing account, or created under this name).')
+param openAiChatDeployment string = 'gpt-4o-mini'
+
+@description('SKU of a new embedding deployment; `GlobalStandard` where the regional `Standard` is not offered.')
+@allowed(['Standard', 'GlobalStandard'])
+param openAiEmbeddingSku string = 'Standard'
+
 @description('When the enrichment worker runs (NCRONTAB). Hourly lets a Neon compute suspend.')
 param enrichSchedule string = '0 0 * * * *'
 
@@ -40,6 +50,9 @@ module app 'app.bicep' = {
     tags: tags
     databaseUrl: databaseUrl
     openAiAccountName: openAiAccountName
+    embeddingDeployment: openAiEmbeddingDeployment
+    chatDeployment: openAiChatDeployment
+    embeddingSku: openAiEmbeddingSku
     enrichSchedule: enrichSchedule
   }
 }
@@ -57,3 +70,4 @@ module existingOpenAiRole 'openai-role.bicep' = if (!empty(openAiAccountName)) {
 output AZURE_FUNCTION_APP_NAME string = app.outputs.functionAppName
 output AZURE_OPENAI_ENDPOINT string = app.outputs.openAiEndpoint
 output SERVICE_API_URL string = app.outputs.url
+output AZURE_RESOURCE_GROUP string = group.name

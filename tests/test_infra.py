@@ -5,7 +5,10 @@ the ones the app reads (and the ones it needs in Azure are there)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -93,3 +96,54 @@ def test_azure_yaml_deploys_this_folder_as_a_python_function_app():
     assert re.search(
         r"^services:\n  api:\n    project: \.\n    language: python\n    host: function$", text, re.M
     )
+
+
+def parameter_variables() -> set[str]:
+    """The environment variables `azd` reads into the templates' parameters."""
+    return set(re.findall(r"\$\{(\w+)", (INFRA / "main.parameters.json").read_text()))
+
+
+def test_the_deploy_path_never_migrates_from_the_operators_machine():
+    """The app creates its schema for its own embedding model: a migration run where the AI
+    settings are missing would make tables of the offline model's dimensions."""
+    assert "migrate" not in (ROOT / "azure.yaml").read_text().split("hooks:")[1]
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    azd = docs[docs.index("With the [Azure Developer CLI]") : docs.index("By hand, on an existing")]
+    for block in re.findall(r"```bash\n(.*?)```", azd, re.S):
+        assert "migrate" not in block
+
+
+def test_the_documented_azd_variables_are_the_ones_the_templates_read():
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    documented = set(re.findall(r"azd env set (\w+)", docs)) | set(
+        re.findall(r"\b(AZURE_OPENAI_(?:RESOURCE_GROUP|\w+_DEPLOYMENT))\b", docs.split("azd up")[0])
+    )
+    assert documented <= parameter_variables() | {"AZURE_OPENAI_ENDPOINT"}, documented - parameter_variables()
+    assert {"AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "AZURE_OPENAI_CHAT_DEPLOYMENT"} <= parameter_variables()
+
+
+def test_the_hooks_use_only_what_the_templates_output():
+    outputs = set(re.findall(r"^output (\w+) ", (INFRA / "main.bicep").read_text(), re.M))
+    used = set(re.findall(r"\$(\w+)", (ROOT / "azure.yaml").read_text()))
+    assert used <= outputs, used - outputs
+
+
+def test_the_app_is_told_the_deployment_names_that_are_created():
+    bicep = (INFRA / "app.bicep").read_text()
+    for setting, resource in [
+        ("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "embeddingDeployment"),
+        ("AZURE_OPENAI_CHAT_DEPLOYMENT", "chatDeployment"),
+    ]:
+        value = re.search(rf"{setting}: (\w+)", bicep).group(1)
+        created = bicep[bicep.index(f"resource {resource} ") :]
+        assert re.search(r"^  name: (\w+)$", created, re.M).group(1) == value, setting
+
+
+def test_the_cli_refuses_to_make_a_schema_for_the_offline_model_by_default():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_OPENAI", "OPENAI", "AI_PROVIDER"))}
+    env |= {"DATABASE_URL": "postgresql://127.0.0.1:9/none?connect_timeout=1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "cli.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2 and "384" in run.stderr and "AI_PROVIDER=local" in run.stderr
+    assert "Traceback" not in run.stderr
