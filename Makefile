@@ -1,9 +1,12 @@
 # Two commands matter: `make run` serves the API on :7071, `make test` runs the tests.
+# `make run PORT=8080 HOST=0.0.0.0` listens elsewhere (all interfaces: containers, WSL, a remote box).
 # Both set everything up on a fresh clone (virtualenv, packages, embedded Postgres).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKERS ?= 2  # processes serving HTTP in `make run` (one background worker among them)
+PORT ?= 7071
+HOST ?= 127.0.0.1
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -20,7 +23,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 run: install
 	$(PY) cli.py seed --if-empty
-	$(PY) local_runner.py --workers $(WORKERS)
+	$(PY) local_runner.py --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
 test: install browser
 	$(PY) -m ruff check .

@@ -9,6 +9,7 @@ import random
 import select
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +53,9 @@ def embedded_database_url(data_dir: Path) -> str:
     """Start (or join) the embedded Postgres under `data_dir` and return its URL."""
     global _embedded_server
     try:
-        import pgserver  # a local/dev dependency, never needed in Azure
+        with warnings.catch_warnings():  # without XDG_RUNTIME_DIR it keeps its lock file in /tmp: fine
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            import pgserver  # a local/dev dependency, never needed in Azure
     except ImportError as exc:
         raise RuntimeError(
             "DATABASE_URL is not set and the embedded database is not installed "
@@ -70,6 +73,15 @@ def embedded_database_url(data_dir: Path) -> str:
     pgdata.mkdir(parents=True, exist_ok=True)
     _embedded_server = pgserver.get_server(pgdata)
     return _embedded_server.get_uri()
+
+
+def release_embedded_database() -> None:
+    """This process no longer needs the embedded Postgres; the last to say so stops it (pgserver does
+    at exit, but `--workers` processes end without exit handlers: it outlived Ctrl+C)."""
+    global _embedded_server
+    if _embedded_server is not None:
+        _embedded_server.__exit__(None, None, None)  # its handle count: stops it if this is the last
+        _embedded_server = None
 
 
 def database_url(settings: Settings) -> str:
@@ -103,13 +115,9 @@ def get_pool() -> psycopg2.pool.ThreadedConnectionPool:
             settings = get_settings()
             _pool_slots = threading.BoundedSemaphore(settings.db_pool_max)
             _pool = psycopg2.pool.ThreadedConnectionPool(
-                settings.db_pool_min,
-                settings.db_pool_max,
-                database_url(settings),
-                connect_timeout=10,
-                keepalives=1,
-                application_name="podcast-recommender",
-            )
+                settings.db_pool_min, settings.db_pool_max, database_url(settings),
+                connect_timeout=10, keepalives=1, application_name="podcast-recommender",
+            )  # fmt: skip
             _pool.minconn = settings.db_pool_max
         return _pool
 

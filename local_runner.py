@@ -10,6 +10,7 @@ functions run in only one of them per database (`recommender/runner/background.p
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import re
 import socket
@@ -128,7 +129,7 @@ def create_app() -> Adapter:
     setup_logging()
     from function_app import app
 
-    return Adapter(app.get_functions(), get_settings().max_body_bytes)
+    return Adapter(app.get_functions(), get_settings().max_body_bytes, db_utils.release_embedded_database)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,10 +157,21 @@ def main(argv: list[str] | None = None) -> int:
         sock = bind(args.host, args.port)
     except OSError as exc:
         print(
-            f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); try --port", file=sys.stderr
+            f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another port:"
+            f" make run PORT={args.port + 1} (or local_runner.py --port {args.port + 1})",
+            file=sys.stderr,
         )
         return 2
     host, port = sock.getsockname()[:2]
+    settings = get_settings()
+    if not ipaddress.ip_address(host).is_loopback and not (
+        settings.local_function_key and settings.local_admin_key
+    ):
+        print(
+            f"warning: listening on {host} without LOCAL_FUNCTION_KEY and LOCAL_ADMIN_KEY: anyone who can"
+            " reach this port may call every route, the operator's included",
+            file=sys.stderr,
+        )
     for route in http_routes(functions):
         print(f"  {route.name}: http://{host}:{port}{route.path}")
     for timer in timers(functions):

@@ -19,6 +19,7 @@ import httpx
 import psycopg2
 import pytest
 
+import db_utils
 import local_runner
 from config import get_settings
 from recommender.runner import asgi, background
@@ -247,3 +248,16 @@ def test_with_two_workers_the_background_worker_runs_in_one_process(create_datab
         process.wait(timeout=20)
     assert time.monotonic() - started < 20
     assert "Stopping parent process" in api.log()
+
+
+@pytest.mark.service
+def test_ctrl_c_stops_the_embedded_postgres_it_started(tmp_path: Path):
+    """`make run` on a fresh clone: two worker processes on the embedded database. Their exit
+    handlers do not run, so without releasing it themselves the server outlived Ctrl+C."""
+    env = {"DATABASE_URL": "", "DATA_DIR": str(tmp_path / "data"), "AI_PROVIDER": "local"}
+    with run_api("", env, tmp_path / "runner.log", "--workers", "2") as api:
+        postmaster = tmp_path / "data" / db_utils.EMBEDDED_PGDATA / "postmaster.pid"
+        assert postmaster.exists()
+        api.process.send_signal(signal.SIGINT)
+        api.process.wait(timeout=30)
+    assert wait_for(lambda: not postmaster.exists(), timeout=20), "the embedded Postgres still runs"

@@ -132,8 +132,11 @@ def reply(response: func.HttpResponse) -> Reply:
 class Adapter:
     """An ASGI app serving the HTTP functions of `functions`; its lifespan runs their timers."""
 
-    def __init__(self, functions: list[Function], max_body_bytes: int) -> None:
+    def __init__(
+        self, functions: list[Function], max_body_bytes: int, on_shutdown: Callable[[], None] | None = None
+    ) -> None:
         self.routes = http_routes(functions)
+        self.on_shutdown = on_shutdown  # once the timers and requests are done
         self.timers = timers(functions)
         self.max_body_bytes = max_body_bytes
         # Keys as the Functions host checks them; unset, every route is open (like `func start`).
@@ -169,6 +172,8 @@ class Adapter:
         if self.timers:
             await asyncio.to_thread(self.background.join, JOIN_SECONDS + 2)
         self.executor.shutdown(wait=False)
+        if self.on_shutdown:
+            self.on_shutdown()
         await send({"type": "lifespan.shutdown.complete"})
 
     async def respond(self, scope: Scope, receive: Receive) -> Reply:
