@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 import db_utils
 from config import PROJECT_DIR, get_settings
 from recommender import store
+from recommender.api.endpoint import json_value
 from recommender.schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHistoryRequest, describe
 from recommender.service import catalogue, feedback, listeners
 from recommender.service.database import ensure_database
@@ -27,6 +28,14 @@ from recommender.service.errors import ServiceError
 
 SAMPLE_DIR = PROJECT_DIR / "sample_data"
 MAX_ERRORS_SHOWN = 5  # failed events listed by `import-events`
+OFFLINE_BY_DEFAULT = """\
+error: DATABASE_URL names a database, but no AI service is configured here, so this command would
+use the offline model (384-dimension vectors) while a deployed app embeds with Azure OpenAI or
+OpenAI (1536 for text-embedding-3-small): the schema would not fit the app. Either
+  - give this command the app's AI settings (AZURE_OPENAI_ENDPOINT and the deployment names, or
+    OPENAI_API_KEY), or
+  - let the deployed app create the schema itself on its first request (no command needed), or
+  - set AI_PROVIDER=local if this database is meant for the offline model."""
 
 
 def migrate(_: argparse.Namespace) -> int:
@@ -60,21 +69,38 @@ def seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_records(path: Path, model: type[BaseModel]) -> Iterator[tuple[int, Any]]:
-    """(line number, record) for each row of a CSV file (a header line of `model`'s field names;
-    empty cells left out, numbers parsed in the fields of `model` that take numbers) or each
-    object of a JSONL file."""
-    with path.open(newline="") as handle:
-        if path.suffix.lower() == ".csv":
+def read_records(path: Path, model: type[BaseModel]) -> Iterator[tuple[int, str]]:
+    """(line number, the record as JSON text) for each row of a CSV file (a header line of
+    `model`'s field names; empty cells left out, numbers parsed in the fields of `model` that take
+    numbers) or each line of a JSONL file. A line that is not JSON is reported by the validation."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise InputError(
+            f"{path}: give a .csv file (with a header line) or a .jsonl file (one object a line)"
+        )
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        if suffix == ".csv":
             numeric = {name: number_types(field.annotation) for name, field in model.model_fields.items()}
             reader = csv.DictReader(handle)
             for row in reader:
                 record = {k: v for k, v in row.items() if v not in (None, "")}
                 for name in record.keys() & numeric.keys():
                     record[name] = parse_number(record[name], numeric[name])
-                yield reader.line_num, record
+                yield reader.line_num, json.dumps(record)
         else:
-            yield from ((number, json.loads(line)) for number, line in enumerate(handle, 1) if line.strip())
+            yield from ((number, line) for number, line in enumerate(handle, 1) if line.strip())
+
+
+def record_problem(exc: ValidationError) -> str:
+    """What is wrong with one record: its line is not JSON, or a field is not valid."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"not valid JSON ({str(first['msg']).removeprefix('Invalid JSON: ')})"
+    return describe(exc)
+
+
+class InputError(Exception):
+    """A file a command cannot read as it was asked to."""
 
 
 def number_types(annotation: Any) -> set[type]:
@@ -99,6 +125,11 @@ def parse_number(text: str, types: set[type]) -> Any:
     return text
 
 
+def progress_off(args: argparse.Namespace) -> bool | None:
+    """`--quiet`, or None: tqdm then draws the bar only on a terminal (not twice into a log)."""
+    return True if args.quiet else None
+
+
 def import_podcasts(args: argparse.Namespace) -> int:
     """Bulk-load episodes from CSV or JSONL through the same path as `POST /api/add_podcasts`."""
     from tqdm import tqdm
@@ -107,15 +138,15 @@ def import_podcasts(args: argparse.Namespace) -> int:
     counts = {"ready": 0, "pending": 0, "invalid": 0}
     records = list(read_records(Path(args.file), AddPodcastRequest))
     index = store.podcasts.vector_index_built_after() if args.index_after else contextlib.nullcontext()
-    with index, tqdm(total=len(records), unit="episode", disable=args.quiet) as progress:
+    with index, tqdm(total=len(records), unit="episode", disable=progress_off(args)) as progress:
         for start in range(0, len(records), args.batch_size):
             batch = []
             for number, record in records[start : start + args.batch_size]:
                 try:
-                    batch.append(AddPodcastRequest.model_validate_json(json.dumps(record)))
+                    batch.append(AddPodcastRequest.model_validate_json(record))
                 except ValidationError as exc:
                     counts["invalid"] += 1
-                    progress.write(f"line {number}: {describe(exc)} (skipped)")
+                    progress.write(f"line {number}: {record_problem(exc)} (skipped)")
             for podcast, _ in catalogue.add_podcasts(batch) if batch else []:
                 counts[podcast["status"]] += 1
             progress.update(len(records[start : start + args.batch_size]))
@@ -133,15 +164,15 @@ def import_events(args: argparse.Namespace) -> int:
     created = repeated = 0
     errors: list[tuple[int, str]] = []  # (line, message)
     records = list(read_records(Path(args.file), FeedbackRequest))
-    with tqdm(total=len(records), unit="event", disable=args.quiet) as progress:
+    with tqdm(total=len(records), unit="event", disable=progress_off(args)) as progress:
         for start in range(0, len(records), args.batch_size):
             batch = records[start : start + args.batch_size]
             valid = []
             for line, record in batch:
                 try:
-                    valid.append((line, FeedbackRequest.model_validate_json(json.dumps(record))))
+                    valid.append((line, FeedbackRequest.model_validate_json(record)))
                 except ValidationError as exc:
-                    errors.append((line, f"invalid_request: {describe(exc)}"))
+                    errors.append((line, f"invalid_request: {record_problem(exc)}"))
             outcomes = feedback.record_feedback_bulk([request for _, request in valid])
             for (line, _), outcome in zip(valid, outcomes, strict=True):
                 if isinstance(outcome, ServiceError):
@@ -167,7 +198,7 @@ def export_suggestions(args: argparse.Namespace) -> int:
     count = 0
     with db_utils.connection() as conn:
         for row in store.analytics.suggestions_with_outcomes(conn, since):
-            output.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+            output.write(json.dumps(row, default=json_value, ensure_ascii=False) + "\n")
             count += 1
     if args.output:
         output.close()
@@ -215,10 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     retry_help = "requeue the episodes whose enrichment was given up on (after ENRICH_MAX_ATTEMPTS)"
     commands.add_parser("retry-failed", help=retry_help).set_defaults(run=retry_failed)
     args = parser.parse_args(argv)
+    settings = get_settings()
+    if settings.database_url and settings.offline_by_default:
+        print(OFFLINE_BY_DEFAULT, file=sys.stderr)
+        return 2
     try:
         return args.run(args)
-    except db_utils.SchemaMismatchError as exc:
+    except (db_utils.SchemaMismatchError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that is missing or cannot be read
+        if exc.filename is None:
+            raise
+        print(f"error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
 
 

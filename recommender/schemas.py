@@ -32,12 +32,15 @@ PATTERNS = {
 
 
 def _date_and_time(value: object) -> object:
-    """Times are ISO 8601 text (`2026-05-01T08:00:00Z`); pydantic alone would also take "0" as 1970."""
+    """Times are ISO 8601 text: a date and time (`2026-05-01T08:00:00Z`), or a plain date
+    (`2026-05-01`: its start, in UTC). pydantic alone would also take "0" as 1970."""
     if not isinstance(value, str):
         return value
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", value):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)  # its ValueError says what is wrong
     if not re.match(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d", value):
-        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-05-01T08:00:00Z")
-    return datetime.fromisoformat(value)  # its ValueError says what is wrong
+        raise ValueError("must be an ISO 8601 date (2026-05-01) or date and time (2026-05-01T08:00:00Z)")
+    return datetime.fromisoformat(value)
 
 
 def _storable_time(moment: datetime) -> datetime:
@@ -73,7 +76,10 @@ Moment = Annotated[
     datetime,
     BeforeValidator(_date_and_time),
     AfterValidator(_storable_time),
-    Field(description="ISO 8601, e.g. 2026-05-01T08:00:00Z; years 1900-9999, an offset within ±15:59"),
+    Field(
+        description="ISO 8601, e.g. 2026-05-01T08:00:00Z, or a date (2026-05-01: its start, UTC); "
+        "years 1900-9999, an offset within ±15:59"
+    ),
 ]
 
 

@@ -170,6 +170,32 @@ def test_cli_import_reads_csv_and_jsonl(openai_api: Api, fake_openai: FakeOpenAI
     assert openai_api.query("SELECT duration_seconds FROM podcasts WHERE title = 'Bebop nights'") == [(1500,)]
 
 
+def test_cli_import_says_what_is_wrong_with_a_file_without_a_traceback(
+    openai_api: Api, fake_openai: FakeOpenAIServer, tmp_path
+):
+    env = {
+        **os.environ, "DATABASE_URL": openai_api.dsn, "AI_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake_openai.openai_base_url, "OPENAI_EMBEDDING_MODEL": "fake-embedding",
+        "EMBEDDING_DIMENSIONS": "384",
+    }  # fmt: skip
+    good = json.dumps(episode("jazz"))
+    (tmp_path / "broken.jsonl").write_text(f"{good}\n{{not json\n")
+    (tmp_path / "episodes.txt").write_text(good)
+    expected = {
+        "missing.csv": (2, "error: cannot read", "No such file"),
+        "episodes.txt": (2, "error:", "give a .csv file"),
+        "broken.jsonl": (1, "line 2: not valid JSON", "imported 1 ready, 0 pending, 1 invalid"),
+    }
+    for name, (code, *said) in expected.items():
+        done = subprocess.run(
+            [sys.executable, "cli.py", "import", str(tmp_path / name)],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        output = done.stdout + done.stderr
+        assert done.returncode == code and all(part in output for part in said), output
+        assert "Traceback" not in output and "%|" not in output  # no progress bar outside a terminal
+
+
 def test_cli_import_can_build_the_vector_index_after_loading(
     openai_api: Api, fake_openai: FakeOpenAIServer, tmp_path
 ):

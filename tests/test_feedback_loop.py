@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -298,6 +299,10 @@ def test_export_writes_suggestions_with_outcomes_as_jsonl(
         check=True,
     )
     rows = {r["suggestion_id"]: r for r in map(json.loads, output.read_text().splitlines())}
+    times = [row["suggested_at"] for row in rows.values()] + [
+        e["at"] for r in rows.values() for e in r["events"]
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+[+-]\d\d:\d\d", t) for t in times), times  # one format
     assert rows[liked["suggestion_id"]]["outcome"] == "positive"
     assert rows[liked["suggestion_id"]]["events"][0]["event"] == "like"
     assert rows[other["suggestion_id"]] | {"events": None} == rows[other["suggestion_id"]] | {

@@ -177,8 +177,44 @@ def test_route_user_ids_with_control_characters_are_refused(local_api: Api, user
     assert written(local_api) == before
 
 
-@pytest.mark.parametrize("since", ["0", "1700000000", "2026-01-01"])
-def test_times_are_iso_8601_date_and_time_not_unix_seconds(local_api: Api, since: str):
+@pytest.mark.parametrize("since", ["0", "1700000000", "2026-1-1", "2026-01-01T"])
+def test_times_are_iso_8601_not_unix_seconds(local_api: Api, since: str):
     response = local_api.get("/api/analytics", params={"since": since})
     refused(local_api, response)
     assert "ISO 8601" in response.json()["error"]["message"]
+
+
+def test_a_plain_date_is_a_time_its_start_in_utc(local_api: Api):
+    """What people type: `?since=2026-11-01`, `published_after=2026-06-01`, a publication date."""
+    assert local_api.get("/api/analytics", params={"since": "2026-11-01"}).status_code == 200
+    episode = {"title": "Dated", "transcript": "A dated episode about tides.", "published_at": "2026-06-02"}
+    added = local_api.post("/api/add_podcast", episode).json()
+    assert added["published_at"] == "2026-06-02T00:00:00+00:00"
+    after = {"q": "a dated episode about tides", "published_after": "2026-06-01"}
+    assert added["id"] in [
+        r["podcast_id"] for r in local_api.get("/api/search", params=after).json()["results"]
+    ]
+    later = {**after, "published_after": "2026-06-02"}  # after its start: not that day's midnight
+    assert added["id"] not in [
+        r["podcast_id"] for r in local_api.get("/api/search", params=later).json()["results"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("route", "params"),
+    [
+        ("/api/search", {"q": "egypt", "categroy": "history"}),
+        ("/api/recommend_podcasts", {"user_id": "someone", "categroy": "history"}),
+        ("/api/analytics", {"sinse": "2026-11-01"}),
+    ],
+)
+def test_an_unknown_query_parameter_is_refused_with_the_likely_one(local_api: Api, route: str, params: dict):
+    response = local_api.get(route, params=params)
+    refused(local_api, response)
+    message = response.json()["error"]["message"]
+    assert "unknown parameter" in message and "did you mean" in message
+
+
+def test_a_function_key_in_the_query_string_is_not_an_unknown_parameter(local_api: Api):
+    response = local_api.get("/api/search", params={"q": "egypt", "code": "a-function-key"})
+    assert response.status_code == 200, response.text

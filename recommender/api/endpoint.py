@@ -3,6 +3,7 @@ validate the request, answer JSON, turn errors into JSON without internals."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import logging
@@ -111,6 +112,13 @@ def error_item(error: ServiceError) -> dict:
 
 
 def parse_query(req: func.HttpRequest, model: type[T]) -> T:
+    """The query string as `model`. A parameter it does not have is refused, not ignored: a
+    misspelled filter (`categroy=`) would otherwise answer as if it had not been given."""
+    for name in req.params.keys() - model.model_fields.keys() - KEY_PARAMETERS:
+        close = difflib.get_close_matches(name, model.model_fields, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        known = ", ".join(model.model_fields)
+        raise ApiError(400, "invalid_request", f"{name}: unknown parameter ({hint}this route takes {known})")
     try:
         parsed = model.model_validate({k: v for k, v in req.params.items() if v != ""})  # `?category=` = none
     except ValidationError as exc:
@@ -148,6 +156,7 @@ PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service Authenticati
 RETRY_AFTER_SECONDS = 2  # with every 503: the database or the AI service is unavailable or busy
 REQUEST_START_HEADER = "x-request-start"
 UTF8_BOM = b"\xef\xbb\xbf"
+KEY_PARAMETERS = {"code"}  # a function key sent in the query string, as the Functions host takes it
 
 
 def budget_left(req: func.HttpRequest) -> float:
