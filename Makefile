@@ -17,6 +17,7 @@ install: $(VENV)/.installed
 # Rebuilt from scratch when the requirements change, so nothing they dropped lingers.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	rm -rf $(VENV)
+	@echo "Setting up .venv: the packages (about a minute, 157 MB of downloads) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@

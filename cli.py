@@ -22,7 +22,7 @@ from config import PROJECT_DIR, get_settings
 from recommender import store
 from recommender.api.endpoint import json_value
 from recommender.schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHistoryRequest, describe
-from recommender.service import catalogue, feedback, listeners
+from recommender.service import catalogue, feedback, listeners, page_writer
 from recommender.service.database import ensure_database
 from recommender.service.errors import ServiceError
 
@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     retry_help = "requeue the episodes whose enrichment was given up on (after ENRICH_MAX_ATTEMPTS)"
     commands.add_parser("retry-failed", help=retry_help).set_defaults(run=retry_failed)
     args = parser.parse_args(argv)
+    page_writer.writes_here = False
     settings = get_settings()
     if settings.database_url and settings.offline_by_default:
         print(OFFLINE_BY_DEFAULT, file=sys.stderr)

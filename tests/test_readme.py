@@ -37,7 +37,14 @@ def fresh_run(create_database, tmp_path_factory) -> Iterator[Api]:
     dsn = create_database("readme_examples")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))}
     seed = [sys.executable, "cli.py", "seed", "--if-empty"]
-    subprocess.run(seed, cwd=ROOT, env={**env, "DATABASE_URL": dsn, "AI_PROVIDER": "local"}, check=True)
+    done = subprocess.run(
+        seed,
+        cwd=ROOT,
+        env={**env, "DATABASE_URL": dsn, "AI_PROVIDER": "local"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "warning" not in done.stderr.lower(), done.stderr  # set-up says no more
     with run_api(dsn, {"AI_PROVIDER": "local"}, tmp_path_factory.mktemp("logs") / "readme.log") as api:
         yield api
 

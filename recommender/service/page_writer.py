@@ -104,6 +104,9 @@ _wake = threading.Event()
 _writer: threading.Thread | None = None
 _writer_lock = threading.Lock()
 _next_look = math.inf  # when the writer looks at the queue next (time.monotonic); inf while it looks
+# False in a command-line process: it queues pages but leaves writing them to the service (it would
+# exit, and stop the embedded database, while its writer was still at work).
+writes_here = True
 
 
 def wake() -> None:
@@ -112,7 +115,7 @@ def wake() -> None:
     look at the queue by then, so requests do not each cost the writer a look."""
     global _writer
     settings = get_settings()
-    if not settings.prepare_pages:
+    if not (settings.prepare_pages and writes_here):
         return
     with _writer_lock:
         if _writer is None or not _writer.is_alive():
