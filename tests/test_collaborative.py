@@ -4,12 +4,13 @@ behind every reason. Over HTTP on the real database, with the offline provider."
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 import pytest
 
 from recommender.ai.text import content_words
 from recommender.model import reasons
-from tests.conftest import Api, run_api, user_in, wait_for_model
+from tests.conftest import Api, run_api, user_in, wait_for, wait_for_model
 
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
 
@@ -125,7 +126,7 @@ def test_offline_reasons_name_true_evidence(local_api: Api, user_id: str):
     assert items
     for item in items:
         evidence, reason = item["evidence"], item["reason"]
-        assert reason == reasons.sentence(evidence)
+        assert reason == reasons.sentence(evidence, item["podcast_id"])
         if evidence["kind"] in {"co_engagement", "close_to"}:
             assert evidence["podcast_id"] in listened | liked
             [(title,)] = local_api.query(
@@ -143,6 +144,27 @@ def test_offline_reasons_name_true_evidence(local_api: Api, user_id: str):
             [(listeners,)] = local_api.query(
                 "SELECT listeners FROM podcast_engagement WHERE podcast_id = %s", (item["podcast_id"],)
             )
-            assert listeners == evidence["listeners"] > 0 and str(listeners) in reason
+            said = (
+                str(listeners)
+                if listeners > 1
+                else "nother listener"
+                if "nother" in reason
+                else "one listener"
+            )
+            assert listeners == evidence["listeners"] > 0 and said in reason
         else:
             assert evidence["kind"] == "your_history" and history
+
+
+def test_offline_reasons_say_no_llm_wrote_them_and_vary_down_a_page(local_api: Api):
+    """A prepared page too: offline, nobody writes reasons, so none is labelled as written."""
+    user_id = "sample-margaret"
+    first = recommend(local_api, user_id, limit=8)
+    assert wait_for(lambda: local_api.query("SELECT 1 FROM prepared_pages WHERE user_id = %s", (user_id,)))
+    answer = local_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 8}).json()
+    assert answer["prepared"]
+    for page in (first, answer["recommendations"]):
+        assert {item["reason_source"] for item in page} == {"fallback"}
+        [(kind, count)] = Counter(item["evidence"]["kind"] for item in page).most_common(1)
+        wordings = {item["reason"] for item in page if item["evidence"]["kind"] == kind}
+        assert count < 3 or len(wordings) >= 2, page  # not one template down the page

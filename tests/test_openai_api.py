@@ -79,7 +79,7 @@ def test_recommend_answers_with_evidence_when_the_llm_fails(openai_api: Api, cat
     assert response.status_code == 200, response.text
     items = response.json()["recommendations"]
     assert len(items) == 3
-    assert all(i["reason"] == reasons.sentence(i["evidence"]) for i in items)
+    assert all(i["reason"] == reasons.sentence(i["evidence"], i["podcast_id"]) for i in items)
     assert {i["reason_source"] for i in items} == {"fallback"}
     assert ai.failed_requests == 3  # one call and its two retries, never one call per item
     assert openai_api.query("SELECT count(*) FROM suggested_podcasts WHERE user_id = %s", (user_id,)) == [

@@ -103,7 +103,7 @@ def served_with_reasons(
     assert response.status_code == 200, response.text
     items = response.json()["recommendations"]
     assert items and {i["reason_source"] for i in items} == {"fallback"}
-    assert all(i["reason"] == reasons.sentence(i["evidence"]) for i in items)
+    assert all(i["reason"] == reasons.sentence(i["evidence"], i["podcast_id"]) for i in items)
     stored = api.query("SELECT reason FROM suggested_podcasts WHERE user_id = %s", (user_id,))
     assert stored and not any(marker in r for (r,) in stored)
     assert marker not in response.text

@@ -46,7 +46,8 @@ class LocalProvider:
         return [extractive_summary(e.transcript or e.description or e.title) for e in episodes]
 
     def write_reasons(self, profile: str, items: list[ReasonItem]) -> dict[int, str]:
-        return {item.podcast_id: item.evidence for item in items}
+        """None written: offline, the evidence sentence is served as the reason, and says so."""
+        return {}
 
     def write_interest_profile(self, history: str, liked: list[str], disliked: list[str]) -> str:
         return keyword_profile(history, liked)

@@ -26,6 +26,7 @@ class Evidence(TypedDict, total=False):
     title: str  # ... and its title
     words: list[str]  # your_interests: words their history shares with the suggestion
     listeners: int  # popular: how many enjoyed it lately
+    category: str  # your_history, new: the suggestion's category, when it has one
 
 
 def evidence(candidate: Candidate, positives: list[Engagement], history_words: set[str]) -> Evidence:
@@ -50,26 +51,56 @@ def evidence(candidate: Candidate, positives: list[Engagement], history_words: s
         return {"kind": "your_interests", "words": shared[:2]}
     if candidate.listeners:
         return {"kind": "popular", "listeners": int(candidate.listeners)}
+    category = {"category": candidate.category} if candidate.category else {}
     if candidate.similarity is not None and history_words:
-        return {"kind": "your_history"}
-    return {"kind": "new"}
+        return {"kind": "your_history", **category}
+    return {"kind": "new", **category}
 
 
-def sentence(evidence: Evidence) -> str:
-    """The evidence as one plain sentence: the offline reason, and the LLM's ground."""
+# Each kind of evidence said a few ways, so that a page of one kind does not read as one template
+# repeated: {title}, {words}, {category} and {listeners} are the evidence's own.
+SENTENCES: dict[str, tuple[str, ...]] = {
+    "co_engagement": (
+        "Listeners who enjoyed “{title}”, as you did, also enjoyed this.",
+        "People who liked “{title}” went on to this one.",
+        "A favourite among listeners of “{title}”, which you enjoyed.",
+    ),
+    "close_to": (
+        "Close in subject to “{title}”, one of your episodes.",
+        "If you enjoyed “{title}”, this covers similar ground.",
+        "Along the same lines as “{title}”.",
+    ),
+    "your_interests": (
+        "Your listening history mentions {words}, and so does this.",
+        "About {words}, which your history mentions.",
+        "You listen for {words}: this episode is about them too.",
+    ),
+    "popular_one": ("Another listener enjoyed this lately.", "Enjoyed lately by one listener."),
+    "popular": (
+        "Popular lately: {listeners} listeners enjoyed it.",
+        "{listeners} listeners enjoyed this lately.",
+    ),
+    "your_history_category": (
+        "A {category} episode close to what your history describes.",
+        "From {category}, near the interests your history describes.",
+    ),
+    "your_history": ("Close to the interests your listening history describes.",),
+    "new_category": ("New in {category}.", "Just added to {category}."),
+    "new": ("New in the catalogue.",),
+}
+
+
+def sentence(evidence: Evidence, podcast_id: int) -> str:
+    """The evidence as one plain sentence: the offline reason, and the LLM's ground. The wording
+    varies with the episode (`podcast_id`), the same episode always getting the same one."""
     kind = evidence["kind"]
-    if kind == "co_engagement":
-        return f"Listeners who enjoyed “{evidence['title']}”, as you did, also enjoyed this."
-    if kind == "close_to":
-        return f"Close in subject to “{evidence['title']}”, one of your episodes."
-    if kind == "your_interests":
-        return f"Your listening history mentions {' and '.join(evidence['words'])}, and so does this."
-    if kind == "popular":
-        count = evidence["listeners"]
-        return f"Popular lately: {count} listener{'s' if count != 1 else ''} enjoyed it."
-    if kind == "your_history":
-        return "Close to the interests your listening history describes."
-    return "New in the catalogue."
+    if kind == "popular" and evidence["listeners"] == 1:
+        kind = "popular_one"
+    elif kind in ("your_history", "new") and evidence.get("category"):
+        kind = f"{kind}_category"
+    wordings = SENTENCES[kind]
+    fields = {**evidence, "words": " and ".join(evidence.get("words", []))}
+    return wordings[podcast_id % len(wordings)].format(**fields)
 
 
 def evidence_key(evidence: Evidence) -> str:

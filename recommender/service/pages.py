@@ -41,6 +41,10 @@ class Page:
     prepared: bool = False  # computed ahead and served as stored: its reasons are all it has
 
     def unwritten(self) -> list[Item]:
+        """The items an LLM could still write a reason for. Offline there is none: the evidence
+        sentences are the reasons, served as such (`fallback`), never as if written."""
+        if get_provider().name == "local":
+            return []
         return [item for item in self.items if item.reason is None]
 
 
@@ -138,7 +142,8 @@ def write_reasons(page: Page) -> dict[int, str]:
         page.user.interest_profile, page.user.listening_history, page.positives
     )
     batch = [
-        ReasonItem(i.podcast_id, i.title, i.summary or "", reasons.sentence(i.evidence)) for i in unwritten
+        ReasonItem(i.podcast_id, i.title, i.summary or "", reasons.sentence(i.evidence, i.podcast_id))
+        for i in unwritten
     ]
     try:
         written = get_provider().write_reasons(profile, batch)

@@ -101,4 +101,4 @@ def reason_of(item: Item, written: dict[int, str]) -> tuple[str, str]:
         return item.reason, "cached"
     if item.podcast_id in written:
         return written[item.podcast_id], "generated"
-    return reasons.sentence(item.evidence), "fallback"
+    return reasons.sentence(item.evidence, item.podcast_id), "fallback"
