@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         200,  # recall@10 at 1M episodes 0.965 where 100 gave 0.938, for ~2 ms more per probe
         "HNSW candidate list size per query (raised automatically when many episodes are excluded).",
     )
+    search_min_score: float = setting(
+        0.2,
+        "Search shows no match less similar than this (cosine, 0-1; a request's `min_score` overrides it). "
+        "Unrelated texts score about 0-0.15 with all-MiniLM-L6-v2 and text-embedding-3-small alike; "
+        "another embedding model may need another floor.",
+    )
     resuggest_window_hours: float = setting(
         24.0, "An episode suggested within this window is not suggested again while others remain."
     )

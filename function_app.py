@@ -4,8 +4,8 @@ and Azure's indexer find them all."""
 
 import azure.functions as func
 
-from recommender.api import catalogue, console, listeners, operator, timers
+from recommender.api import browse, catalogue, console, listeners, operator, timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for area in (catalogue, listeners, operator, console, timers):
+for area in (catalogue, browse, listeners, operator, console, timers):
     app.register_functions(area.bp)

@@ -25,6 +25,7 @@ from uvicorn.supervisors import Multiprocess
 
 import db_utils
 from config import get_settings
+from recommender.api.endpoint import CREDENTIAL_PARAMETER
 from recommender.runner.asgi import Adapter, http_routes
 from recommender.runner.background import timers
 
@@ -94,11 +95,9 @@ def serve(
     return Running(server, thread, sock.getsockname()[1])
 
 
-# A query parameter that carries a key (`?code=`, as the Functions host takes it, or any *key*,
-# *token*, *secret*, *password*, *sig*), whose value the access log must not show.
-SECRET_PARAMETER = re.compile(
-    r"([?&](?:code|[\w.-]*(?:key|token|secret|password|sig)[\w.-]*)=)[^&\s\"]*", re.IGNORECASE
-)
+# The value of a query parameter that carries a credential (`?code=`, *key*, *token*, ...), which
+# the access log must not show.
+SECRET_PARAMETER = re.compile(rf"([?&](?:{CREDENTIAL_PARAMETER})=)[^&\s\"]*", re.IGNORECASE)
 
 
 class RedactSecrets(logging.Filter):

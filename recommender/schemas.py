@@ -207,13 +207,41 @@ class AnalyticsQuery(BaseModel):
     since: Moment | None = None
 
 
-class SearchQuery(BaseModel):
+Language = Annotated[Text, StringConstraints(max_length=35)]
+MaxDuration = Annotated[int, Field(ge=0, le=MAX_INTEGER)]
+
+
+class CatalogueFilters(BaseModel):
+    """The filters of the catalogue's shelves: search and the episode list."""
+
     model_config = ConfigDict(extra="ignore")
 
+    category: Category | None = None
+    language: Language | None = None
+    max_duration_seconds: MaxDuration | None = None
+    published_after: Moment | None = None
+
+
+class SearchQuery(CatalogueFilters):
     q: Annotated[Text, StringConstraints(max_length=1_000)]
     limit: Annotated[int, Field(ge=1, le=50)] = 10
-    category: Category | None = None
-    language: Annotated[Text, StringConstraints(max_length=35)] | None = None
-    max_duration_seconds: Annotated[int, Field(ge=0, le=MAX_INTEGER)] | None = None
-    published_after: Moment | None = None
+    # Below this cosine similarity a match is not shown (0 shows every match up to `limit`).
+    min_score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     user_id: UserId | None = None
+
+
+class EpisodesQuery(CatalogueFilters):
+    """A page of the catalogue, most recently added first; `before_id` is the last page's `next`."""
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    before_id: Id | None = None
+
+
+class NoQuery(BaseModel):
+    """A route that takes no query parameters (any is refused as unknown)."""
+
+
+class SimilarQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: Annotated[int, Field(ge=1, le=50)] = DEFAULT_PAGE_SIZE

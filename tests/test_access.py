@@ -69,6 +69,14 @@ FOR_ANOTHER = {
     "recommend_podcasts": ("GET", "/api/recommend_podcasts", {"params": {"user_id": "{user}"}}),
     "feedback": ("POST", "/api/feedback", {"json": {"user_id": "{user}", "podcast_id": 1, "event": "like"}}),
     "search": ("GET", "/api/search", {"params": {"q": "jazz", "user_id": "{user}"}}),
+    "read_user": ("GET", "/api/users/{user}", {}),
+}
+# Listener routes that read the catalogue and take no user_id at all (one given is refused).
+NO_USER = {
+    "list_podcasts": "/api/podcasts",
+    "read_podcast": "/api/podcasts/1",
+    "similar_podcasts": "/api/podcasts/1/similar",
+    "list_categories": "/api/categories",
 }
 
 
@@ -76,7 +84,10 @@ def test_every_listener_route_acts_only_for_the_caller_and_tells_nothing_of_othe
     """The routes come from the app's own metadata: a new listener route fails this test until it
     has a case above (and it is bound: `endpoint.bound` checks every user_id a route parses)."""
     listener_routes = {name for name, f in app_functions().items() if f["auth"] == "FUNCTION"}
-    assert listener_routes == set(FOR_ANOTHER)
+    assert listener_routes == set(FOR_ANOTHER) | set(NO_USER)
+    for path in NO_USER.values():
+        response = easyauth_api.get(path, params={"user_id": "existing"}, headers={PRINCIPAL: "ann"})
+        assert response.status_code == 400 and "user_id: unknown parameter" in response.text, path
     assert history(easyauth_api, "existing", "existing") == 200
     for name, (method, path, request) in FOR_ANOTHER.items():
         for user in ("existing", "nobody-has-this-id"):

@@ -43,12 +43,23 @@ def test_the_document_lists_every_http_function(contract_api: Api):
     document = response.json()
     assert document["openapi"].startswith("3.1")
     triggers = [f.get_trigger() for f in function_app.app.get_functions() if f.is_http_function()]
-    auth = {f"/api/{t.route}": str(getattr(t.auth_level, "value", t.auth_level)) for t in triggers}
-    assert set(document["paths"]) == set(auth)
+    auth = {
+        (f"/api/{t.route}", str(getattr(m, "value", m)).lower()): str(
+            getattr(t.auth_level, "value", t.auth_level)
+        )
+        for t in triggers
+        for m in t.methods
+    }
+    assert set(document["paths"]) == {path for path, _ in auth}
     for path, item in document["paths"].items():
-        for operation in item.values():
-            assert (operation["security"] == []) == (auth[path] == "anonymous"), path
-    assert set(document["paths"]["/api/podcasts/{podcast_id}"]) == {"patch", "delete"}
+        for method, operation in item.items():
+            assert (operation["security"] == []) == (auth[path, method] == "anonymous"), path
+    # A listener reads an episode with a function key; the operator changes it with the admin key.
+    assert set(document["paths"]["/api/podcasts/{podcast_id}"]) == {"get", "patch", "delete"}
+    assert (auth["/api/podcasts/{podcast_id}", "get"], auth["/api/podcasts/{podcast_id}", "patch"]) == (
+        "function",
+        "admin",
+    )
     assert set(document["paths"]["/api/feedback"]["post"]["responses"]) >= {"200", "201", "400", "404", "500"}
     error = document["components"]["schemas"]["Error"]
     assert error["properties"]["error"]["required"] == ["code", "message"]

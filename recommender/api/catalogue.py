@@ -29,7 +29,7 @@ def add_podcasts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"results": results})
 
 
-@endpoint(bp, ["PATCH", "DELETE"], "podcasts/{podcast_id}", auth_level=OPERATOR)
+@endpoint(bp, ["PATCH", "DELETE"], "podcasts/{podcast_id}", auth_level=OPERATOR, shares_route=True)
 def podcast_by_id(req: func.HttpRequest) -> func.HttpResponse:
     podcast_id = route_id(req, "podcast_id")
     if req.method.upper() == "DELETE":

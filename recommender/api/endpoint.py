@@ -7,6 +7,7 @@ import difflib
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -114,7 +115,9 @@ def error_item(error: ServiceError) -> dict:
 def parse_query(req: func.HttpRequest, model: type[T]) -> T:
     """The query string as `model`. A parameter it does not have is refused, not ignored: a
     misspelled filter (`categroy=`) would otherwise answer as if it had not been given."""
-    for name in req.params.keys() - model.model_fields.keys() - KEY_PARAMETERS:
+    for name in req.params.keys() - model.model_fields.keys():
+        if re.fullmatch(CREDENTIAL_PARAMETER, name, re.IGNORECASE):
+            continue
         close = difflib.get_close_matches(name, model.model_fields, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         known = ", ".join(model.model_fields)
@@ -156,7 +159,9 @@ PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service Authenticati
 RETRY_AFTER_SECONDS = 2  # with every 503: the database or the AI service is unavailable or busy
 REQUEST_START_HEADER = "x-request-start"
 UTF8_BOM = b"\xef\xbb\xbf"
-KEY_PARAMETERS = {"code"}  # a function key sent in the query string, as the Functions host takes it
+# A credential in the query string for what stands in front (the Functions host's `code`, an API
+# gateway's `subscription-key`, ...): not a parameter of the route, and never logged.
+CREDENTIAL_PARAMETER = r"code|[\w.-]*(?:key|token|secret|password|sig)[\w.-]*"
 
 
 def budget_left(req: func.HttpRequest) -> float:
@@ -192,11 +197,19 @@ def conflict_message(exc: psycopg2.errors.UniqueViolation) -> str:
 
 
 def endpoint(
-    blueprint: func.Blueprint, methods: str | list[str], route: str, auth_level: func.AuthLevel | None = None
+    blueprint: func.Blueprint,
+    methods: str | list[str],
+    route: str,
+    auth_level: func.AuthLevel | None = None,
+    *,
+    shares_route: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register a handler on `blueprint` for its methods. Every method reaches it, so others get a
     JSON 405 (the same locally and in Azure), and errors become JSON without internals. AI calls end within
-    REQUEST_BUDGET_SECONDS; a POST with an Idempotency-Key is answered once (`idempotency`)."""
+    REQUEST_BUDGET_SECONDS; a POST with an Idempotency-Key is answered once (`idempotency`).
+
+    `shares_route`: another handler serves other methods of this route, at another key level (a
+    listener reads an episode, the operator changes it): each registers only its own methods."""
     allowed = [methods] if isinstance(methods, str) else methods
 
     def decorate(handler: Handler) -> Handler:
@@ -236,6 +249,8 @@ def endpoint(
         level = (auth_level or func.AuthLevel.FUNCTION).value
         ROUTES.append(openapi.Route(handler.__name__, route, tuple(allowed), level))
         methods = [m.value for m in func.HttpMethod]
+        if shares_route:
+            methods = [*allowed, *(["HEAD"] if "GET" in allowed else [])]
         return blueprint.route(route=route, methods=methods, auth_level=auth_level)(wrapper)
 
     return decorate

@@ -7,6 +7,7 @@ import azure.functions as func
 
 from config import get_settings
 from recommender.api.endpoint import (
+    act_as,
     endpoint,
     error_item,
     is_array,
@@ -14,6 +15,7 @@ from recommender.api.endpoint import (
     parse_body,
     parse_items,
     parse_query,
+    route_user_id,
 )
 from recommender.schemas import FeedbackRequest, RecommendQuery, SearchQuery, UpdateUserHistoryRequest
 from recommender.service import feedback as feedback_service
@@ -53,6 +55,14 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
             event, created = outcome
             results[index] = {"id": event["id"], "created": created, "event_id": event["event_id"]}
     return json_response({"results": results})
+
+
+@endpoint(bp, "GET", "users/{user_id}", shares_route=True)
+def read_user(req: func.HttpRequest) -> func.HttpResponse:
+    """The listener's own data (under USER_AUTH=easyauth, only their own)."""
+    user_id = route_user_id(req)
+    act_as(req, user_id)
+    return json_response(listeners.own_view(user_id))
 
 
 @endpoint(bp, "GET", "search")

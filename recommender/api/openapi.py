@@ -101,6 +101,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {200: "the figures"},
         query=schemas.AnalyticsQuery,
     ),
+    ("list_podcasts", "GET"): Operation(
+        "A page of the catalogue's ready episodes, most recently added first, with filters",
+        {200: "the episodes, and `next`: the `before_id` of the next page (null on the last)"},
+        (404,),
+        query=schemas.EpisodesQuery,
+    ),
+    ("read_podcast", "GET"): Operation("An episode (without its transcript)", {200: "the episode"}, (404,)),
+    ("similar_podcasts", "GET"): Operation(
+        "More like this: the episodes its listeners also enjoyed and those close in subject, with reasons",
+        {200: "the similar episodes"},
+        (404,),
+        query=schemas.SimilarQuery,
+    ),
+    ("list_categories", "GET"): Operation(
+        "The categories, with their ready episodes", {200: "the categories"}
+    ),
+    ("read_user", "GET"): Operation(
+        "A listener's own data: history, interest profile, listens", {200: "the listener"}, (403, 404)
+    ),
     ("podcast_status", "GET"): Operation(
         "An episode as stored, with its enrichment status", {200: "the episode"}, (404,)
     ),
@@ -110,7 +129,8 @@ ERRORS = {
     400: "bad input (invalid_json, invalid_request); nothing was written",
     401: "no or wrong key, or not signed in (unauthenticated)",
     403: "a listener acting for another user (forbidden)",
-    404: "no such podcast, user or file (podcast_not_found, user_not_found, not_found)",
+    404: "no such podcast, user, category or file (podcast_not_found, user_not_found, category_not_found, "
+    "not_found)",
     405: "another method (method_not_allowed)",
     409: "a unique value another row has, e.g. an external_id (conflict); the first request with this "
     "Idempotency-Key still runs (idempotency_in_progress)",

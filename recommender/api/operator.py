@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
-@endpoint(bp, "DELETE", "users/{user_id}", auth_level=OPERATOR)
+@endpoint(bp, "DELETE", "users/{user_id}", auth_level=OPERATOR, shares_route=True)
 def delete_user(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(listeners.delete_user(route_user_id(req)))
 

@@ -21,7 +21,10 @@ CLOSE_ENOUGH = 0.3  # cosine above which "close to an episode of yours" is worth
 
 
 class Evidence(TypedDict, total=False):
-    kind: Literal["co_engagement", "close_to", "your_interests", "popular", "your_history", "new"]
+    kind: Literal[
+        "co_engagement", "close_to", "your_interests", "popular", "your_history", "new",
+        "also_enjoyed", "same_subject",  # "more like this": the episode it was asked for is `title`
+    ]  # fmt: skip
     podcast_id: int  # co_engagement, close_to: the listener's episode ...
     title: str  # ... and its title
     words: list[str]  # your_interests: words their history shares with the suggestion
@@ -87,6 +90,11 @@ SENTENCES: dict[str, tuple[str, ...]] = {
     "your_history": ("Close to the interests your listening history describes.",),
     "new_category": ("New in {category}.", "Just added to {category}."),
     "new": ("New in the catalogue.",),
+    "also_enjoyed": (
+        "Listeners who enjoyed “{title}” also enjoyed this.",
+        "Often enjoyed by the listeners of “{title}”.",
+    ),
+    "same_subject": ("Close in subject to “{title}”.", "Covers ground similar to “{title}”."),
 }
 
 

@@ -13,6 +13,7 @@ from recommender.schemas import UpdateUserHistoryRequest
 from recommender.service import page_writer, profiles
 from recommender.service.database import require_database
 from recommender.service.errors import NotFound
+from recommender.store.users import OwnView
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
             page_writer.queue_next_page(conn, request.user_id)  # they are about to ask for a page
             return {**store.users.history_summary(conn, request.user_id), "created": created}
     raise AssertionError("unreachable: the last attempt raises")
+
+
+def own_view(user_id: str) -> OwnView:
+    """What the listener may read of themselves: their history, interest profile, listens."""
+    require_database()
+    with db_utils.connection() as conn:
+        view = store.users.own_view(conn, user_id)
+    if view is None:
+        raise NotFound("user_not_found", f"no user {user_id!r}")
+    return view
 
 
 def delete_user(user_id: str) -> dict[str, Any]:

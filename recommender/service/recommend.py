@@ -18,7 +18,7 @@ from recommender import store
 from recommender.model import reasons
 from recommender.model.pages import Item
 from recommender.schemas import RecommendQuery
-from recommender.service import page_writer, pages
+from recommender.service import browse, page_writer, pages
 from recommender.service.database import require_database
 from recommender.service.errors import NotFound
 from recommender.store.suggestions import Suggestion
@@ -35,6 +35,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
                 if user is None:
                     message = f"no user {query.user_id!r}; create it with update_user_history"
                     raise NotFound("user_not_found", message)
+                browse.check_category(conn, query.category)
                 page = pages.compute(conn, user, query.limit, query.category)
             if not (query.wait_seconds and page.unwritten()):
                 return serve(conn, page, {}, query)

@@ -15,6 +15,7 @@ from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError
 from recommender.model import profiles
 from recommender.schemas import SearchQuery
+from recommender.service import browse
 from recommender.service.database import require_database
 from recommender.service.errors import NotFound, Unavailable
 
@@ -25,7 +26,8 @@ SEARCH_PROFILE_WEIGHT = 0.3  # how much a user's profile bends a search toward t
 
 
 def search(query: SearchQuery) -> dict[str, Any]:
-    """Plain-language search with filters; with `user_id`, the user's profile is blended in."""
+    """Plain-language search with filters; with `user_id`, the user's profile is blended in. Only
+    matches at least `min_score` similar are shown: a page is not filled with unrelated episodes."""
     require_database()
     settings = get_settings()
     try:
@@ -40,6 +42,7 @@ def search(query: SearchQuery) -> dict[str, Any]:
         if user.embedding is not None:
             vector = profiles.unit(vector + SEARCH_PROFILE_WEIGHT * user.embedding)
     with db_utils.connection() as conn:
+        browse.check_category(conn, query.category)
         results = store.candidates.search(
             conn,
             vector,
@@ -50,7 +53,9 @@ def search(query: SearchQuery) -> dict[str, Any]:
             published_after=query.published_after,
             ef_search=settings.hnsw_ef_search,
         )
-    return {"query": query.q, "results": [{**row, "score": round(float(row["score"]), 4)} for row in results]}
+    floor = settings.search_min_score if query.min_score is None else query.min_score
+    shown = [{**row, "score": round(float(row["score"]), 4)} for row in results if row["score"] >= floor]
+    return {"query": query.q, "min_score": floor, "results": shown}
 
 
 @lru_cache(maxsize=2048)

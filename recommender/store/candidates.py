@@ -201,6 +201,22 @@ def search(
     return nearest(conn, sql, params, limit, ef_search, dicts=True)
 
 
+def similar_content(
+    conn, vector: np.ndarray, podcast_id: int, count: int, ef_search: int = 100
+) -> list[tuple[int, float]]:
+    """(episode, cosine similarity) of the `count` ready episodes nearest to `vector`, the vector of
+    `podcast_id` (left out)."""
+    sql = """
+        SELECT * FROM (
+            SELECT p.id, 1 - (p.embedding <=> %(q)s) AS similarity FROM podcasts p
+            WHERE p.status = 'ready' AND p.id <> %(id)s
+            ORDER BY {order} LIMIT %(k)s
+        ) c ORDER BY similarity DESC
+    """
+    rows = nearest(conn, sql, {"q": vector, "id": podcast_id, "k": count}, count, ef_search, filtered_out=1)
+    return [(pid, float(similarity)) for pid, similarity in rows]
+
+
 def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:
     """Vectors of the episodes this user most recently disliked, skipped or rated low."""
     with conn.cursor() as cur:

@@ -198,6 +198,24 @@ def neighbour_scores(
         return {pid: (float(score), because_of) for pid, score, because_of in cur}
 
 
+def co_engaged(conn, podcast_id: int, count: int) -> list[tuple[int, float]]:
+    """(episode, co-engagement score) of the ready episodes most engaged with by the listeners of
+    `podcast_id`, best first (the collaborative model's neighbours of it)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT n.neighbor_id, n.score
+            FROM podcast_engagement e
+            CROSS JOIN LATERAL unnest(e.neighbor_ids, e.neighbor_scores) AS n(neighbor_id, score)
+            JOIN podcasts p ON p.id = n.neighbor_id
+            WHERE e.podcast_id = %s AND p.status = 'ready' AND n.score > 0
+            ORDER BY n.score DESC LIMIT %s
+            """,
+            (podcast_id, count),
+        )
+        return [(pid, float(score)) for pid, score in cur]
+
+
 def popular(conn, count: int, *, excluded: list[int], category: str | None = None) -> list[Candidate]:
     """For listeners with nothing to go on: the most popular lately (net engagement, halving
     every POPULARITY_HALF_LIFE_DAYS), then the newest."""

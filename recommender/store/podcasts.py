@@ -97,6 +97,70 @@ def get(conn, podcast_id: int) -> PodcastRow | None:
         return cur.fetchone()
 
 
+class ListedPodcast(TypedDict):
+    """An episode as a listener's shelf shows it (no transcript, no enrichment error)."""
+
+    id: int
+    external_id: str | None
+    title: str
+    description: str | None
+    summary: str | None
+    category: str | None
+    language: str | None
+    duration_seconds: int | None
+    published_at: datetime | None
+    status: str
+
+
+LISTED_COLUMNS = (
+    "id, external_id, title, description, summary, category, language, duration_seconds, published_at, status"
+)
+# The filters of the catalogue's shelves (`schemas.CatalogueFilters`), on the alias `p`.
+FILTERS = """
+    (%(category)s::text IS NULL OR p.category = %(category)s)
+    AND (%(language)s::text IS NULL OR p.language = %(language)s)
+    AND (%(max_duration_seconds)s::int IS NULL OR p.duration_seconds <= %(max_duration_seconds)s)
+    AND (%(published_after)s::timestamptz IS NULL OR p.published_at > %(published_after)s)
+"""
+
+
+def listed(conn, podcast_ids: Sequence[int]) -> dict[int, ListedPodcast]:
+    """These episodes (whatever their status), by id."""
+    with dict_cursor(conn) as cur:
+        cur.execute(f"SELECT {LISTED_COLUMNS} FROM podcasts WHERE id = ANY(%s)", (list(podcast_ids),))
+        return {row["id"]: row for row in cur.fetchall()}
+
+
+def shelf(conn, filters: dict[str, Any], limit: int, before_id: int | None) -> list[ListedPodcast]:
+    """Up to `limit` ready episodes passing `filters`, most recently added first, below `before_id`."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            f"""
+            SELECT {LISTED_COLUMNS} FROM podcasts p
+            WHERE p.status = 'ready' AND (%(before_id)s::bigint IS NULL OR p.id < %(before_id)s) AND {FILTERS}
+            ORDER BY p.id DESC LIMIT %(limit)s
+            """,
+            {**filters, "before_id": before_id, "limit": limit},
+        )
+        return cur.fetchall()
+
+
+def categories(conn) -> list[tuple[str, int]]:
+    """(category, ready episodes) for every category, the largest first."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT category, count(*) FROM podcasts WHERE status = 'ready' AND category IS NOT NULL"
+            " GROUP BY category ORDER BY count(*) DESC, category"
+        )
+        return cur.fetchall()
+
+
+def has_category(conn, category: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM podcasts WHERE category = %s)", (category,))
+        return cur.fetchone()[0]
+
+
 def update(conn, podcast_id: int, fields: dict[str, Any]) -> StoredPodcast | None:
     """Change some fields of a podcast; the trigger decides whether it needs enriching again."""
     assignments = ", ".join(f"{name} = %({name})s" for name in fields if name in PODCAST_FIELDS)

@@ -104,6 +104,38 @@ def history_summary(conn, user_id: str) -> HistorySummary:
         return cur.fetchone()
 
 
+class OwnView(TypedDict):
+    """What a listener may read of themselves (`GET /api/users/{user_id}`)."""
+
+    user_id: str
+    name: str | None
+    listening_history: str | None
+    interest_profile: str | None  # written by the LLM from their history and feedback
+    profile_status: str
+    listened_podcast_ids: list[int]
+    feedback_events: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def own_view(conn, user_id: str) -> OwnView | None:
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            """
+            SELECT u.id AS user_id, u.name, u.listening_history, u.interest_profile,
+                   CASE WHEN u.listening_history IS NOT NULL AND u.history_embedding IS NULL
+                        THEN 'pending' ELSE 'ready' END AS profile_status,
+                   ARRAY(SELECT podcast_id FROM user_listens WHERE user_id = u.id ORDER BY podcast_id)
+                       AS listened_podcast_ids,
+                   (SELECT count(*) FROM feedback_events WHERE user_id = u.id) AS feedback_events,
+                   u.created_at, u.updated_at
+            FROM users u WHERE u.id = %s
+            """,
+            (user_id,),
+        )
+        return cur.fetchone()
+
+
 def profile_parts(conn, user_id: str) -> ProfileParts:
     """What the user's profile vectors are built from, with the user's row locked."""
     with conn.cursor() as cur:
