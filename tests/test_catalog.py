@@ -254,15 +254,33 @@ def test_patch_rejects_bad_requests(openai_api: Api, path: str, body: dict, stat
     assert openai_api.client.patch(path, json=body).status_code == status
 
 
-def test_delete_podcast_removes_it_and_its_suggestions(openai_api: Api):
-    created = openai_api.post("/api/add_podcast", episode("volcano")).json()
+def test_deleting_an_episode_keeps_its_history_and_adding_it_again_brings_it_back(openai_api: Api):
+    """Events and suggestions that name it stay (A/B figures and analytics do not change after the
+    fact); its text, summary and vector go; nothing serves it; the same external_id revives it."""
+    body = {**episode("volcano"), "external_id": f"tomb-{uuid.uuid4().hex[:8]}"}
+    created = openai_api.post("/api/add_podcast", body).json()
     user_id = f"user-{uuid.uuid4().hex[:8]}"
     openai_api.post("/api/update_user_history", {"user_id": user_id, "listened_podcast_ids": [created["id"]]})
+    like = {"user_id": user_id, "podcast_id": created["id"], "event": "like"}
+    assert openai_api.post("/api/feedback", like).status_code == 201
     response = openai_api.client.delete(f"/api/podcasts/{created['id']}")
     assert response.status_code == 200
-    assert response.json() == {"podcast_id": created["id"], "deleted": True}
-    assert status_of(openai_api, created["id"]) is None
+    assert response.json() == {
+        "podcast_id": created["id"], "deleted": True, "kept": {"feedback_events": 1, "suggestions": 0},
+    }  # fmt: skip
+    assert openai_api.query(
+        "SELECT count(*) FROM feedback_events WHERE podcast_id = %s", (created["id"],)
+    ) == [(1,)]
+    assert openai_api.query(
+        "SELECT status, transcript, summary, embedding IS NULL FROM podcasts WHERE id = %s", (created["id"],)
+    ) == [("deleted", "", None, True)]
+    for path in (f"/api/podcasts/{created['id']}", f"/api/podcasts/{created['id']}/status"):
+        assert openai_api.get(path).status_code == 404
+    assert openai_api.post("/api/feedback", like).status_code == 404  # nothing new about it
     assert openai_api.client.delete(f"/api/podcasts/{created['id']}").status_code == 404
+    again = openai_api.post("/api/add_podcast", body)
+    assert again.status_code in (200, 201) and again.json()["id"] == created["id"]
+    assert again.json()["status"] == "ready" and again.json()["summary"]
 
 
 def test_delete_user_removes_events_and_suggestions(openai_api: Api):
@@ -318,7 +336,7 @@ def test_search_ranks_the_matching_topic_first(openai_api: Api, searchable):
 def test_search_filters_return_only_matches_and_still_fill_the_page(openai_api: Api, searchable):
     results = search(
         openai_api, q="saxophone improvisation", limit=4, category="chess", language="de",
-        max_duration_seconds=3600, published_after="2026-02-01T00:00:00Z",
+        max_duration_seconds=3600, published_after="2026-02-01T00:00:00Z", min_score=0,
     )  # fmt: skip
     expected = [
         s for s in searchable

@@ -89,9 +89,10 @@ def update_podcast(podcast_id: int, request: UpdatePodcastRequest) -> PodcastRow
 def delete_podcast(podcast_id: int) -> dict[str, Any]:
     require_database()
     with db_utils.connection() as conn:
-        if not store.podcasts.delete(conn, podcast_id):
-            raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
-    return {"podcast_id": podcast_id, "deleted": True}
+        kept = store.podcasts.delete(conn, podcast_id)
+    if kept is None:
+        raise NotFound("podcast_not_found", f"no podcast {podcast_id}")
+    return {"podcast_id": podcast_id, "deleted": True, "kept": kept}
 
 
 def enrich(podcasts: list[ToEnrich]) -> dict[int, PodcastRow]:

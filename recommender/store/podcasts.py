@@ -55,6 +55,7 @@ PODCAST_FIELDS = (
 )  # fmt: skip
 
 
+LIVE = "status <> 'deleted'"  # a deleted episode is a tombstone: its history stays, nothing else sees it
 PODCAST_COLUMNS = (
     "id, external_id, title, description, category, language, duration_seconds, published_at,"
     " summary, status, last_error, created_at, updated_at"
@@ -81,7 +82,7 @@ def upsert(conn, fields: dict[str, Any], idempotency_key: str | None = None) -> 
             INSERT INTO podcasts ({", ".join(PODCAST_FIELDS)}, idempotency_key)
             VALUES ({", ".join(["%s"] * len(PODCAST_FIELDS))}, %s)
             ON CONFLICT ({target}) DO UPDATE SET
-                {", ".join(f"{n} = EXCLUDED.{n}" for n in PODCAST_FIELDS[1:])}
+                {", ".join(f"{n} = EXCLUDED.{n}" for n in PODCAST_FIELDS[1:])}, deleted_at = NULL
             RETURNING {PODCAST_COLUMNS}, transcript, content_hash,
                       coalesce(xmax = 0 OR idempotency_key = %s, false) AS created
             """,
@@ -93,7 +94,7 @@ def upsert(conn, fields: dict[str, Any], idempotency_key: str | None = None) -> 
 
 def get(conn, podcast_id: int) -> PodcastRow | None:
     with dict_cursor(conn) as cur:
-        cur.execute(f"SELECT {PODCAST_COLUMNS} FROM podcasts WHERE id = %s", (podcast_id,))
+        cur.execute(f"SELECT {PODCAST_COLUMNS} FROM podcasts WHERE id = %s AND {LIVE}", (podcast_id,))
         return cur.fetchone()
 
 
@@ -127,7 +128,9 @@ FILTERS = """
 def listed(conn, podcast_ids: Sequence[int]) -> dict[int, ListedPodcast]:
     """These episodes (whatever their status), by id."""
     with dict_cursor(conn) as cur:
-        cur.execute(f"SELECT {LISTED_COLUMNS} FROM podcasts WHERE id = ANY(%s)", (list(podcast_ids),))
+        cur.execute(
+            f"SELECT {LISTED_COLUMNS} FROM podcasts WHERE id = ANY(%s) AND {LIVE}", (list(podcast_ids),)
+        )
         return {row["id"]: row for row in cur.fetchall()}
 
 
@@ -157,7 +160,7 @@ def categories(conn) -> list[tuple[str, int]]:
 
 def has_category(conn, category: str) -> bool:
     with conn.cursor() as cur:
-        cur.execute("SELECT EXISTS (SELECT 1 FROM podcasts WHERE category = %s)", (category,))
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM podcasts WHERE category = %s AND {LIVE})", (category,))
         return cur.fetchone()[0]
 
 
@@ -166,17 +169,35 @@ def update(conn, podcast_id: int, fields: dict[str, Any]) -> StoredPodcast | Non
     assignments = ", ".join(f"{name} = %({name})s" for name in fields if name in PODCAST_FIELDS)
     with dict_cursor(conn) as cur:
         cur.execute(
-            f"UPDATE podcasts SET {assignments}, updated_at = now() WHERE id = %(podcast_id)s"
+            f"UPDATE podcasts SET {assignments}, updated_at = now() WHERE id = %(podcast_id)s AND {LIVE}"
             f" RETURNING {PODCAST_COLUMNS}, transcript, content_hash",
             {**fields, "podcast_id": podcast_id},
         )
         return cur.fetchone()
 
 
-def delete(conn, podcast_id: int) -> bool:
-    with conn.cursor() as cur:
-        cur.execute("DELETE FROM podcasts WHERE id = %s", (podcast_id,))
-        return cur.rowcount == 1
+class Kept(TypedDict):
+    """What a deleted episode's tombstone keeps pointing at."""
+
+    feedback_events: int
+    suggestions: int
+
+
+def delete(conn, podcast_id: int) -> Kept | None:
+    """Make the episode a tombstone (see sql/010_tombstones.sql): its text, summary and vector go,
+    its history stays. None if there is no such episode (or it is deleted already)."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            f"""
+            UPDATE podcasts SET status = 'deleted', deleted_at = now(), updated_at = now(), transcript = '',
+                   description = NULL, summary = NULL, embedding = NULL, enriched_hash = NULL
+            WHERE id = %(id)s AND {LIVE}
+            RETURNING (SELECT count(*) FROM feedback_events WHERE podcast_id = %(id)s) AS feedback_events,
+                      (SELECT count(*) FROM suggested_podcasts WHERE podcast_id = %(id)s) AS suggestions
+            """,
+            {"id": podcast_id},
+        )
+        return cur.fetchone()
 
 
 def save_enrichments(conn, done: Sequence[tuple[ToEnrich, str, np.ndarray]]) -> list[PodcastRow]:
@@ -266,7 +287,7 @@ def missing_ids(conn, ids: Sequence[int]) -> list[int]:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT i FROM unnest(%s::bigint[]) AS i"
-            " WHERE NOT EXISTS (SELECT 1 FROM podcasts WHERE id = i) ORDER BY i",
+            f" WHERE NOT EXISTS (SELECT 1 FROM podcasts WHERE id = i AND {LIVE}) ORDER BY i",
             (list(ids),),
         )
         return [row[0] for row in cur.fetchall()]
@@ -287,7 +308,10 @@ def counts(conn, max_attempts: int) -> dict[str, int]:
 def vectors(conn, podcast_ids: Sequence[int]) -> dict[int, np.ndarray | None]:
     """The vector of each of `podcast_ids` that exists (None while it is pending)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT id, embedding FROM podcasts WHERE id = ANY(%s::bigint[])", (list(podcast_ids),))
+        cur.execute(
+            f"SELECT id, embedding FROM podcasts WHERE id = ANY(%s::bigint[]) AND {LIVE}",
+            (list(podcast_ids),),
+        )
         return dict(cur.fetchall())
 
 
