@@ -206,7 +206,7 @@ class Prober:
             middle = time.perf_counter()
             excluded = [i.podcast_id for i in items]
             scores = store.collaborative.neighbour_scores(
-                self.conn, items, PROBE_CANDIDATES, include=include, excluded=excluded, category=None
+                self.conn, items, PROBE_CANDIDATES, include=include, excluded=excluded, filters=None
             )
         self.samples.append((wall, middle - started, time.perf_counter() - middle))
         self.items += len(items)

@@ -162,14 +162,29 @@ class UpdateUserHistoryRequest(Body):
         return self
 
 
-class RecommendQuery(BaseModel):
-    """Query-string parameters arrive as text, so numbers are parsed here (lax mode)."""
+Language = Annotated[Text, StringConstraints(max_length=35)]
+MaxDuration = Annotated[int, Field(ge=0, le=MAX_INTEGER)]
+
+
+class CatalogueFilters(BaseModel):
+    """The filters of what a listener is shown: pages, search and the episode list."""
 
     model_config = ConfigDict(extra="ignore")
 
+    category: Category | None = None
+    language: Language | None = None
+    max_duration_seconds: MaxDuration | None = None
+    published_after: Moment | None = None
+
+    def only_by_category(self) -> bool:
+        return self.language is None and self.max_duration_seconds is None and self.published_after is None
+
+
+class RecommendQuery(CatalogueFilters):
+    """Query-string parameters arrive as text, so numbers are parsed here (lax mode)."""
+
     user_id: UserId
     limit: Annotated[int, Field(ge=1, le=50)] = DEFAULT_PAGE_SIZE
-    category: Category | None = None
     # Up to this long for the LLM to write reasons the page has none for yet (written ahead,
     # most pages have them all); 0 serves at once with evidence sentences for the rest.
     wait_seconds: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0
@@ -205,21 +220,6 @@ class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     since: Moment | None = None
-
-
-Language = Annotated[Text, StringConstraints(max_length=35)]
-MaxDuration = Annotated[int, Field(ge=0, le=MAX_INTEGER)]
-
-
-class CatalogueFilters(BaseModel):
-    """The filters of the catalogue's shelves: search and the episode list."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    category: Category | None = None
-    language: Language | None = None
-    max_duration_seconds: MaxDuration | None = None
-    published_after: Moment | None = None
 
 
 class SearchQuery(CatalogueFilters):

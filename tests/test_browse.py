@@ -120,3 +120,22 @@ def test_a_listener_reads_their_own_data(local_api: Api):
     assert own["feedback_events"] == 0 and own["profile_status"] == "ready"
     missing = local_api.get("/api/users/nobody-reads-this")
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "user_not_found")
+
+
+def test_a_page_takes_the_filters_search_takes(local_api: Api):
+    """Language, maximum duration and publication date, as search has them, on a listener's page."""
+    user_id = "browse-filtered"
+    body = {"user_id": user_id, "listening_history": "History, science and the stories of cities."}
+    assert local_api.post("/api/update_user_history", body).status_code == 200
+    [(cutoff,)] = local_api.query(
+        "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_seconds) FROM podcasts"
+        " WHERE status = 'ready'"
+    )
+    params = {"user_id": user_id, "limit": 5, "max_duration_seconds": cutoff, "published_after": "2000-01-01"}
+    page = get(local_api, "/api/recommend_podcasts", **params)["recommendations"]
+    assert len(page) == 5
+    durations = dict(local_api.query("SELECT id, duration_seconds FROM podcasts WHERE id = ANY(%s)",
+                                     ([item["podcast_id"] for item in page],)))  # fmt: skip
+    assert all(durations[item["podcast_id"]] <= cutoff for item in page)
+    none = get(local_api, "/api/recommend_podcasts", user_id=user_id, language="xx")["recommendations"]
+    assert none == []  # no episode in that language: an empty page, not other languages

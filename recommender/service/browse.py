@@ -9,7 +9,7 @@ import db_utils
 from config import get_settings
 from recommender import store
 from recommender.model import reasons
-from recommender.schemas import CatalogueFilters, EpisodesQuery, SimilarQuery
+from recommender.schemas import EpisodesQuery, SimilarQuery
 from recommender.service.database import require_database
 from recommender.service.errors import NotFound
 from recommender.store.podcasts import ListedPodcast
@@ -33,8 +33,7 @@ def episodes(query: EpisodesQuery) -> dict[str, Any]:
     require_database()
     with db_utils.connection() as conn:
         check_category(conn, query.category)
-        filters = query.model_dump(include=set(CatalogueFilters.model_fields))
-        rows = store.podcasts.shelf(conn, filters, query.limit, query.before_id)
+        rows = store.podcasts.shelf(conn, query, query.limit, query.before_id)
     return {"podcasts": rows, "next": rows[-1]["id"] if len(rows) == query.limit else None}
 
 

@@ -24,6 +24,7 @@ from recommender.ai.text import content_words
 from recommender.model import pages, ranking, reasons
 from recommender.model.pages import Candidate, Chosen, Engagement, Item
 from recommender.model.variants import Variant, assign_variant, parse_split
+from recommender.schemas import CatalogueFilters
 from recommender.store.users import User
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def variant_of(user_id: str) -> Variant:
     return assign_variant(user_id, parse_split(settings.ab_split), settings.ab_salt)
 
 
-def compute(conn, user: User, limit: int, category: str | None) -> Page:
+def compute(conn, user: User, limit: int, filters: CatalogueFilters) -> Page:
     """Candidates by content and by co-engagement, blended with popularity, re-ranked for the
     user's variant, each with its evidence. Users with nothing to go on get popular, then new,
     episodes."""
@@ -63,9 +64,7 @@ def compute(conn, user: User, limit: int, category: str | None) -> Page:
     excluded, recent = store.candidates.exclusions(conn, user.id, settings.resuggest_window_hours)
     mine = store.collaborative.listener_items(conn, user.id)
     wanted = max(limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES) + len(recent)
-    candidates = gather(
-        conn, user, profile, mine if variant.use_behaviour else [], wanted, excluded, category
-    )
+    candidates = gather(conn, user, profile, mine if variant.use_behaviour else [], wanted, excluded, filters)
     chosen: list[Chosen]
     if candidates:
         negatives = store.candidates.negative_examples(conn, user.id) if variant.use_feedback else None
@@ -78,7 +77,7 @@ def compute(conn, user: User, limit: int, category: str | None) -> Page:
         weights = ranking.blend_weights(variant, configured)
         chosen = pages.choose(candidates, recent, limit, variant, weights, negatives, rng)
     else:
-        popular = store.collaborative.popular(conn, limit + len(recent), excluded=excluded, category=category)
+        popular = store.collaborative.popular(conn, limit + len(recent), excluded=excluded, filters=filters)
         chosen = with_written_reasons(conn, user, pages.popular(popular, recent, limit))
     positives = [m for m in mine if m.weight > 0]
     history_words = set(content_words(f"{user.listening_history or ''} {user.interest_profile or ''}"))
@@ -92,7 +91,7 @@ def gather(
     mine: list[Engagement],
     count: int,
     excluded: list[int],
-    category: str | None,
+    filters: CatalogueFilters,
 ) -> list[Candidate]:
     """Content neighbours of the profile and behaviour neighbours of the listener's episodes,
     each with its co-engagement score (0 when none) and the episode of theirs behind it."""
@@ -101,11 +100,11 @@ def gather(
     if profile is not None:
         ef_search = get_settings().hnsw_ef_search
         content = store.candidates.candidate_podcasts(
-            conn, profile, count, excluded=excluded, category=category, ef_search=ef_search, **scope
+            conn, profile, count, excluded=excluded, filters=filters, ef_search=ef_search, **scope
         )
     known = {c.podcast_id for c in content}
     scores = store.collaborative.neighbour_scores(
-        conn, mine, count, include=sorted(known), excluded=excluded, category=category
+        conn, mine, count, include=sorted(known), excluded=excluded, filters=filters
     )
     extra = store.candidates.candidates_by_id(
         conn, [pid for pid in scores if pid not in known], profile, **scope

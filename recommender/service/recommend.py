@@ -36,7 +36,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
                     message = f"no user {query.user_id!r}; create it with update_user_history"
                     raise NotFound("user_not_found", message)
                 browse.check_category(conn, query.category)
-                page = pages.compute(conn, user, query.limit, query.category)
+                page = pages.compute(conn, user, query.limit, query)
             if not (query.wait_seconds and page.unwritten()):
                 return serve(conn, page, {}, query)
     with deadline(query.wait_seconds):  # the LLM runs outside any transaction
@@ -60,6 +60,7 @@ def take_prepared(conn, query: RecommendQuery) -> pages.Page | None:
     variant = pages.variant_of(query.user_id)
     holds = (
         prepared["current"]
+        and query.only_by_category()  # pages are prepared for a size and a category only
         and (prepared["page_size"], prepared["category"], prepared["variant"])
         == (query.limit, query.category, variant.name)
         and prepared["age_seconds"] <= get_settings().prepare_max_age_seconds

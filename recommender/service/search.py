@@ -47,10 +47,7 @@ def search(query: SearchQuery) -> dict[str, Any]:
             conn,
             vector,
             query.limit,
-            category=query.category,
-            language=query.language,
-            max_duration_seconds=query.max_duration_seconds,
-            published_after=query.published_after,
+            filters=query,
             ef_search=settings.hnsw_ef_search,
         )
     floor = settings.search_min_score if query.min_score is None else query.min_score

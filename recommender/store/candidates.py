@@ -12,6 +12,8 @@ import numpy as np
 import db_utils
 from db_utils import dict_cursor
 from recommender.model.pages import Candidate
+from recommender.schemas import CatalogueFilters
+from recommender.store.podcasts import FILTERS, filter_params
 from recommender.store.vectors import binary, from_binary
 
 
@@ -95,17 +97,16 @@ def candidate_podcasts(
     user_id: str,
     excluded: list[int],
     reasons_valid_from: datetime,
-    category: str | None = None,
+    filters: CatalogueFilters | None = None,
     ef_search: int = 100,
 ) -> list[Candidate]:
-    """Up to `count` ready, not excluded podcasts nearest to `query` by cosine (HNSW)."""
-    source = """
+    """Up to `count` ready, not excluded podcasts passing `filters` nearest to `query` by cosine (HNSW)."""
+    source = f"""
         SELECT p.id AS podcast_id FROM podcasts p
-        WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
-          AND (%(category)s::text IS NULL OR p.category = %(category)s)
-        ORDER BY {order} LIMIT %(k)s
+        WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[]) AND {FILTERS}
+        ORDER BY {{order}} LIMIT %(k)s
     """
-    params = {"q": query, "category": category, "user_id": user_id, "k": count}
+    params = {"q": query, "user_id": user_id, "k": count, **filter_params(filters)}
     params |= {"valid_from": reasons_valid_from, "excluded": excluded}
     sql = CANDIDATE_SQL.replace("{source}", source)
     return [_candidate(row) for row in nearest(conn, sql, params, count, ef_search, len(excluded))]
@@ -176,26 +177,18 @@ def search(
     query: np.ndarray,
     limit: int,
     *,
-    category: str | None = None,
-    language: str | None = None,
-    max_duration_seconds: int | None = None,
-    published_after: Any = None,
+    filters: CatalogueFilters,
     ef_search: int = 100,
 ) -> list[SearchResult]:
     """The `limit` ready podcasts nearest to `query` that pass every given filter."""
-    params = {"q": query, "k": limit, "category": category, "language": language}
-    params |= {"max_duration": max_duration_seconds, "published_after": published_after}
-    sql = """
+    params = {"q": query, "k": limit, **filter_params(filters)}
+    sql = f"""
         SELECT * FROM (
             SELECT p.id AS podcast_id, p.title, p.summary, p.category, p.language, p.duration_seconds,
                    p.published_at, 1 - (p.embedding <=> %(q)s) AS score
             FROM podcasts p
-            WHERE p.status = 'ready'
-              AND (%(category)s::text IS NULL OR p.category = %(category)s)
-              AND (%(language)s::text IS NULL OR p.language = %(language)s)
-              AND (%(max_duration)s::int IS NULL OR p.duration_seconds <= %(max_duration)s)
-              AND (%(published_after)s::timestamptz IS NULL OR p.published_at > %(published_after)s)
-            ORDER BY {order} LIMIT %(k)s
+            WHERE p.status = 'ready' AND {FILTERS}
+            ORDER BY {{order}} LIMIT %(k)s
         ) c ORDER BY score DESC
     """
     return nearest(conn, sql, params, limit, ef_search, dicts=True)

@@ -13,6 +13,8 @@ import numpy as np
 from db_utils import dict_cursor
 from recommender.model.collaborative import Interactions, Model
 from recommender.model.pages import Candidate, Engagement
+from recommender.schemas import CatalogueFilters
+from recommender.store.podcasts import FILTERS, filter_params
 from recommender.store.vectors import binary, from_binary
 
 LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weighted first)
@@ -159,7 +161,7 @@ def neighbour_scores(
     *,
     include: list[int],
     excluded: list[int],
-    category: str | None,
+    filters: CatalogueFilters | None,
 ) -> dict[int, tuple[float, int]]:
     """(co-engagement score, the listener's episode that contributed most) of the `count`
     best-scored eligible episodes, and of those in `include` (the content candidates).
@@ -169,7 +171,7 @@ def neighbour_scores(
         return {}
     with conn.cursor() as cur:
         cur.execute(
-            """
+            f"""
             WITH scored AS (
                 SELECT n.neighbor_id AS podcast_id, sum(m.weight * n.score) AS score,
                        (array_agg(m.podcast_id ORDER BY m.weight * n.score DESC))[1] AS because_of
@@ -179,8 +181,7 @@ def neighbour_scores(
                 GROUP BY n.neighbor_id
             ), eligible AS (
                 SELECT s.* FROM scored s JOIN podcasts p ON p.id = s.podcast_id
-                WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
-                  AND (%(category)s::text IS NULL OR p.category = %(category)s)
+                WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[]) AND {FILTERS}
             )
             (SELECT * FROM eligible WHERE score > 0 ORDER BY score DESC LIMIT %(k)s)
             UNION
@@ -190,9 +191,9 @@ def neighbour_scores(
                 "ids": [i.podcast_id for i in items],
                 "weights": [i.weight for i in items],
                 "excluded": excluded,
-                "category": category,
                 "k": count,
                 "include": include,
+                **filter_params(filters),
             },
         )
         return {pid: (float(score), because_of) for pid, score, because_of in cur}
@@ -216,24 +217,25 @@ def co_engaged(conn, podcast_id: int, count: int) -> list[tuple[int, float]]:
         return [(pid, float(score)) for pid, score in cur]
 
 
-def popular(conn, count: int, *, excluded: list[int], category: str | None = None) -> list[Candidate]:
+def popular(
+    conn, count: int, *, excluded: list[int], filters: CatalogueFilters | None = None
+) -> list[Candidate]:
     """For listeners with nothing to go on: the most popular lately (net engagement, halving
     every POPULARITY_HALF_LIFE_DAYS), then the newest."""
     with conn.cursor() as cur:
         cur.execute(
-            """
+            f"""
             (SELECT p.id AS podcast_id, p.title, p.summary, p.category, e.popularity, e.listeners
              FROM podcast_engagement e JOIN podcasts p ON p.id = e.podcast_id
              WHERE e.popularity > 0 AND p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
-               AND (%(category)s::text IS NULL OR p.category = %(category)s)
+               AND {FILTERS}
              ORDER BY e.popularity DESC LIMIT %(k)s)
             UNION ALL
             (SELECT p.id, p.title, p.summary, p.category, 0, 0 FROM podcasts p
-             WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[])
-               AND (%(category)s::text IS NULL OR p.category = %(category)s)
+             WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[]) AND {FILTERS}
              ORDER BY p.published_at DESC NULLS LAST, p.id DESC LIMIT %(k)s)
             """,
-            {"excluded": excluded, "category": category, "k": count},
+            {"excluded": excluded, "k": count, **filter_params(filters)},
         )
         rows: dict[int, Candidate] = {}
         for pid, title, summary, category_, popularity, listeners in cur:

@@ -12,6 +12,7 @@ import psycopg2
 import psycopg2.extras
 
 from db_utils import connection, dict_cursor
+from recommender.schemas import CatalogueFilters
 
 CHANGES_CHANNEL = "podcasts_pending"  # NOTIFY channel of the podcasts_notify_* triggers (sql/)
 
@@ -116,13 +117,18 @@ class ListedPodcast(TypedDict):
 LISTED_COLUMNS = (
     "id, external_id, title, description, summary, category, language, duration_seconds, published_at, status"
 )
-# The filters of the catalogue's shelves (`schemas.CatalogueFilters`), on the alias `p`.
+# The filters of the catalogue's shelves, pages and search (`schemas.CatalogueFilters`), on the
+# alias `p`, with the parameters `filter_params` gives.
 FILTERS = """
     (%(category)s::text IS NULL OR p.category = %(category)s)
     AND (%(language)s::text IS NULL OR p.language = %(language)s)
     AND (%(max_duration_seconds)s::int IS NULL OR p.duration_seconds <= %(max_duration_seconds)s)
     AND (%(published_after)s::timestamptz IS NULL OR p.published_at > %(published_after)s)
 """
+
+
+def filter_params(filters: CatalogueFilters | None) -> dict[str, Any]:
+    return (filters or CatalogueFilters()).model_dump(include=set(CatalogueFilters.model_fields))
 
 
 def listed(conn, podcast_ids: Sequence[int]) -> dict[int, ListedPodcast]:
@@ -134,7 +140,7 @@ def listed(conn, podcast_ids: Sequence[int]) -> dict[int, ListedPodcast]:
         return {row["id"]: row for row in cur.fetchall()}
 
 
-def shelf(conn, filters: dict[str, Any], limit: int, before_id: int | None) -> list[ListedPodcast]:
+def shelf(conn, filters: CatalogueFilters, limit: int, before_id: int | None) -> list[ListedPodcast]:
     """Up to `limit` ready episodes passing `filters`, most recently added first, below `before_id`."""
     with dict_cursor(conn) as cur:
         cur.execute(
@@ -143,7 +149,7 @@ def shelf(conn, filters: dict[str, Any], limit: int, before_id: int | None) -> l
             WHERE p.status = 'ready' AND (%(before_id)s::bigint IS NULL OR p.id < %(before_id)s) AND {FILTERS}
             ORDER BY p.id DESC LIMIT %(limit)s
             """,
-            {**filters, "before_id": before_id, "limit": limit},
+            {**filter_params(filters), "before_id": before_id, "limit": limit},
         )
         return cur.fetchall()
 
