@@ -123,7 +123,7 @@ def test_a_listener_likes_an_item_and_the_page_and_dashboard_follow(
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#topics .topic"), "a trending topic")
 
     browser.find_element(By.ID, "user-id").send_keys(f"browser-{datetime.now(UTC):%H%M%S%f}")
-    browser.find_element(By.ID, "user-name").send_keys("Browser <b>listener</b>")
+    browser.find_element(By.ID, "user-name").send_keys("Ada")
     browser.find_element(By.ID, "history").send_keys("True crime, cold cases and forensic evidence.")
     browser.find_element(By.ID, "save-listener").click()
     wait(browser, lambda d: len(page_ids(d)) == 5, "the listener's first page")
@@ -132,13 +132,31 @@ def test_a_listener_likes_an_item_and_the_page_and_dashboard_follow(
     assert text(browser, "#variant").startswith("variant ")
     screenshot(browser, "1-first-page.png")
 
-    browser.find_element(By.CSS_SELECTOR, "#page li:first-child button[data-event=like]").click()
-    wait(browser, lambda d: "after like" in text(d, "#page-note"), "the next page")
+    # Two items of one page, then the next page: the page stays while the listener acts on it.
+    browser.find_element(By.CSS_SELECTOR, "#page li:nth-child(1) button[data-event=like]").click()
+    wait(browser, lambda d: "Recorded like" in text(d, "#message"), "the like to be recorded")
+    browser.find_element(By.CSS_SELECTOR, "#page li:nth-child(2) button[data-event=skip]").click()
+    wait(browser, lambda d: ", skip on" in text(d, "#message"), "the skip to be recorded")
+    assert page_ids(browser) == first
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#page li .done")][:2] == [
+        "✓ like",
+        "✓ skip",
+    ]
+    wait(browser, lambda d: int(text(d, "#total-events")) == events + 2, "the dashboard's events to grow")
+    browser.find_element(By.ID, "next-page").click()
+    wait(browser, lambda d: "after like and skip" in text(d, "#page-note"), "the next page")
     second = page_ids(browser)
     assert len(second) == 5 and set(second) != set(first)
-    assert browser.find_elements(By.CSS_SELECTOR, "#page li.new")
-    wait(browser, lambda d: int(text(d, "#total-events")) == events + 1, "the dashboard's events to grow")
-    assert int(text(browser, "#total-suggestions")) == suggestions + 10
+    assert text(browser, "#prepared") in ("prepared ahead", "computed for this request")
+    assert "reason:" in text(browser, "#page li .facts")
+    assert "because of what they did" in text(browser, "#page-note")
+    wait(browser, lambda d: int(text(d, "#total-suggestions")) == suggestions + 10, "the second page counted")
+
+    browser.find_element(By.ID, "q").send_keys("cold case solved by DNA")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#search-results li .facts"), "search results")
+    browser.execute_script("window.scrollTo(0, 0)")
+    screenshot(browser, "2-after-like.png")  # the README's picture: no test data in it
 
     browser.find_element(By.ID, "add-title").send_keys("<b>Tags</b> in a title: the Zodiac letters")
     browser.find_element(By.ID, "add-transcript").send_keys("Codebreakers and detectives on the cipher.")
@@ -147,15 +165,23 @@ def test_a_listener_likes_an_item_and_the_page_and_dashboard_follow(
     assert "<b>Tags</b>" in text(browser, "#add-status")  # shown as text, never as markup
     assert not browser.find_elements(By.CSS_SELECTOR, "#add-status b")
 
-    browser.find_element(By.ID, "q").send_keys("cold case solved by DNA")
-    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#search-results li .facts"), "search results")
-
     log = browser.get_log("browser")  # script errors, CSP refusals, failed requests (no favicon: fine)
     errors = [e for e in log if e["level"] == "SEVERE" and "/favicon.ico" not in e["message"]]
     assert not errors, errors
-    browser.execute_script("window.scrollTo(0, 0)")
-    screenshot(browser, "2-after-like.png")
+    # An unknown listener: the error, and no page of the listener shown before.
+    user_box = browser.find_element(By.ID, "user-id")
+    user_box.clear()
+    user_box.send_keys("nobody-has-this-id")
+    browser.find_element(By.ID, "show-page").click()
+    wait(browser, lambda d: "user_not_found" in text(d, "#message"), "the error")
+    assert page_ids(browser) == [] and text(browser, "#variant") == ""
+
+    # A phone's width: nothing scrolls sideways.
+    browser.set_window_size(420, 900)
+    width, inner = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, (width, inner)
+    browser.set_window_size(1400, 1000)
+
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(ARTIFACTS / "2-after-like.png", DOCS_SCREENSHOT)

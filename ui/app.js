@@ -9,9 +9,11 @@ const EVENTS = ["like", "dislike", "skip", "listen", "complete"];
 const COLORS = { loop: "#2563eb", history_only: "#f59e0b" };
 const POLL_MS = 2000;
 const POLLS = 60; // how long to watch an episode that is pending: two minutes
+const REASON_SOURCES = { cached: "LLM, written ahead", generated: "LLM, written now", fallback: "evidence" };
 
 const $ = (selector) => document.querySelector(selector);
-let shown = { userId: "", ids: new Set() }; // the listener's last page: what is new on the next
+// The listener's page on screen, and what they did with it since it was shown.
+let current = { userId: "", actions: [] };
 
 function say(text, isError = false) {
   $("#message").textContent = text;
@@ -71,45 +73,78 @@ async function saveListener() {
   await refreshDashboard();
 }
 
+function clearPage(note) {
+  current = { userId: "", actions: [] };
+  $("#page").replaceChildren();
+  $("#variant").textContent = "";
+  $("#prepared").textContent = "";
+  $("#next-page").hidden = true;
+  $("#page-note").textContent = note;
+}
+
 async function showPage(title) {
   const id = userId();
   const query = new URLSearchParams({ user_id: id, limit: PAGE_SIZE });
-  const page = await call("GET", `recommend_podcasts?${query}`);
+  let page;
+  try {
+    page = await call("GET", `recommend_podcasts?${query}`);
+  } catch (error) {
+    clearPage("No page: see the message above."); // never another listener's page under this id
+    throw error;
+  }
+  // What the listener did on the last page, by episode: the items of this page it explains.
+  const acted = new Map(current.userId === id ? current.actions.map((a) => [a.podcastId, a]) : []);
   const items = page.recommendations;
-  const before = shown.userId === id ? shown.ids : null;
-  const fresh = items.filter((item) => before && !before.has(item.podcast_id));
+  $("#page").replaceChildren(...items.map((item) => pageItem(id, item, acted)));
   $("#variant").textContent = `variant ${page.variant}`;
-  $("#page").replaceChildren(...items.map((item) => pageItem(id, item, fresh.includes(item))));
-  const change = before ? `, ${fresh.length} of them not on the last page` : "";
-  $("#page-note").textContent = `${title}: ${items.length} episodes${change}.`;
-  shown = { userId: id, ids: new Set(items.map((item) => item.podcast_id)) };
+  $("#prepared").textContent = page.prepared ? "prepared ahead" : "computed for this request";
+  const following = items.filter((item) => acted.has(item.evidence?.podcast_id)).length;
+  const why = acted.size ? `, ${following} of them because of what they did` : "";
+  $("#page-note").textContent = `${title}: ${items.length} episodes${why}.`;
+  $("#next-page").hidden = false;
+  current = { userId: id, actions: [] };
 }
 
-function pageItem(id, item, isNew) {
-  const entry = node("li", "", isNew ? "item new" : "item");
+function pageItem(id, item, acted) {
+  const entry = node("li", "", "item");
   entry.dataset.podcastId = item.podcast_id;
   entry.append(node("strong", item.title, "title"));
   const similarity = item.similarity === null ? "–" : item.similarity.toFixed(3);
   const facts = [item.category || "no category", `strategy ${item.strategy}`, `similarity ${similarity}`];
+  facts.push(`reason: ${REASON_SOURCES[item.reason_source] || item.reason_source}`);
   entry.append(node("div", facts.join(" · "), "facts"));
   entry.append(node("p", item.reason, "reason"));
+  const cause = acted.get(item.evidence?.podcast_id);
+  if (cause) entry.append(node("p", `Follows their ${cause.event} of “${cause.title}”.`, "follows"));
   const buttons = node("div", "", "buttons");
   for (const event of EVENTS) {
     const button = node("button", event, `feedback ${event}`);
     button.type = "button";
     button.dataset.event = event;
-    button.addEventListener("click", guarded(() => sendFeedback(id, item, event)));
+    button.addEventListener("click", guarded(() => sendFeedback(id, item, event, entry)));
     buttons.append(button);
   }
-  entry.append(buttons);
+  entry.append(buttons, node("span", "", "done"));
   return entry;
 }
 
-async function sendFeedback(id, item, event) {
+// Feedback is recorded on the item and the page stays: a listener may act on several items of
+// a page, then ask for the next one (which says which of its items follow from what they did).
+async function sendFeedback(id, item, event, entry) {
   const body = { user_id: id, podcast_id: item.podcast_id, suggestion_id: item.suggestion_id, event };
   await call("POST", "feedback", body);
-  say(`Recorded ${event} on “${item.title}”.`);
-  await showPage(`Next page, after ${event} on “${item.title}”`);
+  current.actions = current.actions.filter((action) => action.podcastId !== item.podcast_id);
+  current.actions.push({ podcastId: item.podcast_id, title: item.title, event });
+  entry.classList.add("acted");
+  entry.querySelector(".done").textContent = `✓ ${event}`;
+  const done = current.actions.map((action) => `${action.event} on “${action.title}”`).join(", ");
+  say(`Recorded ${done}. Act on more items, or get the next page.`);
+  await refreshDashboard();
+}
+
+async function nextPage() {
+  const done = current.actions.map((action) => action.event);
+  await showPage(done.length ? `Next page, after ${done.join(" and ")}` : "Next page");
   await refreshDashboard();
 }
 
@@ -247,6 +282,7 @@ async function refreshDashboard() {
 
 $("#listener-form").addEventListener("submit", guarded(saveListener));
 $("#show-page").addEventListener("click", guarded(() => showPage("Their page")));
+$("#next-page").addEventListener("click", guarded(nextPage));
 $("#search-form").addEventListener("submit", guarded(search));
 $("#add-form").addEventListener("submit", guarded(addEpisode));
 $("#refresh-dashboard").addEventListener("click", guarded(refreshDashboard));
