@@ -13,6 +13,7 @@ import pytest
 import db_utils
 from config import get_settings
 from recommender import store
+from recommender.store.podcasts import Filters
 
 DIMS = 384
 
@@ -99,7 +100,7 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
         user_id="filter-user",
         excluded=[],
         reasons_valid_from=datetime.now(UTC),
-        category="far",
+        filters=Filters(category="far"),
         ef_search=40,
     )
     exact = sorted(zip(far @ query, far_ids, strict=True), reverse=True)[:10]
@@ -184,7 +185,7 @@ def test_halfvec_storage_stores_indexes_and_ranks(halfvec_dsn: str):
         cur.execute("INSERT INTO users (id) VALUES ('halfvec-user')")
         items = store.candidates.candidate_podcasts(
             conn, query, 4, user_id="halfvec-user", excluded=[], reasons_valid_from=datetime.now(UTC),
-            category="halved",
+            filters=Filters(category="halved"),
         )  # fmt: skip
         assert [i.podcast_id for i in items] == ids  # nearest first, as stored
         for item, vector in zip(items, vectors, strict=True):

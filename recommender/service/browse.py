@@ -9,10 +9,10 @@ import db_utils
 from config import get_settings
 from recommender import store
 from recommender.model import reasons
-from recommender.schemas import EpisodesQuery, SimilarQuery
+from recommender.schemas import CatalogueFilters, EpisodesQuery, SimilarQuery
 from recommender.service.database import require_database
 from recommender.service.errors import NotFound
-from recommender.store.podcasts import ListedPodcast
+from recommender.store.podcasts import Filters, ListedPodcast
 
 # "More like this" blends the two signals equally: each scaled to [0, 1] (cosine; co-engagement
 # over the best of the list), so an episode both listened with and close in subject comes first.
@@ -33,8 +33,12 @@ def episodes(query: EpisodesQuery) -> dict[str, Any]:
     require_database()
     with db_utils.connection() as conn:
         check_category(conn, query.category)
-        rows = store.podcasts.shelf(conn, query, query.limit, query.before_id)
+        rows = store.podcasts.shelf(conn, filters_of(query), query.limit, query.before_id)
     return {"podcasts": rows, "next": rows[-1]["id"] if len(rows) == query.limit else None}
+
+
+def filters_of(query: CatalogueFilters) -> Filters:
+    return Filters(**query.model_dump(include=set(CatalogueFilters.model_fields)))
 
 
 def categories() -> dict[str, Any]:

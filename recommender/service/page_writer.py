@@ -24,10 +24,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import db_utils
 from config import get_settings
 from recommender import store
-from recommender.schemas import DEFAULT_PAGE_SIZE, CatalogueFilters
+from recommender.schemas import DEFAULT_PAGE_SIZE
 from recommender.service import pages
 from recommender.service.pages import Page
 from recommender.store.pages import DuePage
+from recommender.store.podcasts import Filters
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def prepare(user_id: str, page_size: int, category: str | None) -> tuple[Page, i
             user = store.users.get(conn, user_id)
             if user is None:
                 return None
-            page = pages.compute(conn, user, page_size, CatalogueFilters(category=category))
+            page = pages.compute(conn, user, page_size, Filters(category=category))
             if not page.unwritten():
                 pages.keep_prepared(conn, page, page_size, category, {})
                 return None

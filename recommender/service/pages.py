@@ -24,7 +24,7 @@ from recommender.ai.text import content_words
 from recommender.model import pages, ranking, reasons
 from recommender.model.pages import Candidate, Chosen, Engagement, Item
 from recommender.model.variants import Variant, assign_variant, parse_split
-from recommender.schemas import CatalogueFilters
+from recommender.store.podcasts import Filters
 from recommender.store.users import User
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def variant_of(user_id: str) -> Variant:
     return assign_variant(user_id, parse_split(settings.ab_split), settings.ab_salt)
 
 
-def compute(conn, user: User, limit: int, filters: CatalogueFilters) -> Page:
+def compute(conn, user: User, limit: int, filters: Filters) -> Page:
     """Candidates by content and by co-engagement, blended with popularity, re-ranked for the
     user's variant, each with its evidence. Users with nothing to go on get popular, then new,
     episodes."""
@@ -91,7 +91,7 @@ def gather(
     mine: list[Engagement],
     count: int,
     excluded: list[int],
-    filters: CatalogueFilters,
+    filters: Filters,
 ) -> list[Candidate]:
     """Content neighbours of the profile and behaviour neighbours of the listener's episodes,
     each with its co-engagement score (0 when none) and the episode of theirs behind it."""

@@ -36,7 +36,7 @@ def recommend(query: RecommendQuery) -> dict[str, Any]:
                     message = f"no user {query.user_id!r}; create it with update_user_history"
                     raise NotFound("user_not_found", message)
                 browse.check_category(conn, query.category)
-                page = pages.compute(conn, user, query.limit, query)
+                page = pages.compute(conn, user, query.limit, browse.filters_of(query))
             if not (query.wait_seconds and page.unwritten()):
                 return serve(conn, page, {}, query)
     with deadline(query.wait_seconds):  # the LLM runs outside any transaction

@@ -47,7 +47,7 @@ def search(query: SearchQuery) -> dict[str, Any]:
             conn,
             vector,
             query.limit,
-            filters=query,
+            filters=browse.filters_of(query),
             ef_search=settings.hnsw_ef_search,
         )
     floor = settings.search_min_score if query.min_score is None else query.min_score

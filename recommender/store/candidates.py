@@ -12,8 +12,7 @@ import numpy as np
 import db_utils
 from db_utils import dict_cursor
 from recommender.model.pages import Candidate
-from recommender.schemas import CatalogueFilters
-from recommender.store.podcasts import FILTERS, filter_params
+from recommender.store.podcasts import FILTERS, Filters, filter_params
 from recommender.store.vectors import binary, from_binary
 
 
@@ -97,7 +96,7 @@ def candidate_podcasts(
     user_id: str,
     excluded: list[int],
     reasons_valid_from: datetime,
-    filters: CatalogueFilters | None = None,
+    filters: Filters | None = None,
     ef_search: int = 100,
 ) -> list[Candidate]:
     """Up to `count` ready, not excluded podcasts passing `filters` nearest to `query` by cosine (HNSW)."""
@@ -177,7 +176,7 @@ def search(
     query: np.ndarray,
     limit: int,
     *,
-    filters: CatalogueFilters,
+    filters: Filters,
     ef_search: int = 100,
 ) -> list[SearchResult]:
     """The `limit` ready podcasts nearest to `query` that pass every given filter."""

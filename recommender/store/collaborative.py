@@ -13,8 +13,7 @@ import numpy as np
 from db_utils import dict_cursor
 from recommender.model.collaborative import Interactions, Model
 from recommender.model.pages import Candidate, Engagement
-from recommender.schemas import CatalogueFilters
-from recommender.store.podcasts import FILTERS, filter_params
+from recommender.store.podcasts import FILTERS, Filters, filter_params
 from recommender.store.vectors import binary, from_binary
 
 LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weighted first)
@@ -161,7 +160,7 @@ def neighbour_scores(
     *,
     include: list[int],
     excluded: list[int],
-    filters: CatalogueFilters | None,
+    filters: Filters | None,
 ) -> dict[int, tuple[float, int]]:
     """(co-engagement score, the listener's episode that contributed most) of the `count`
     best-scored eligible episodes, and of those in `include` (the content candidates).
@@ -217,9 +216,7 @@ def co_engaged(conn, podcast_id: int, count: int) -> list[tuple[int, float]]:
         return [(pid, float(score)) for pid, score in cur]
 
 
-def popular(
-    conn, count: int, *, excluded: list[int], filters: CatalogueFilters | None = None
-) -> list[Candidate]:
+def popular(conn, count: int, *, excluded: list[int], filters: Filters | None = None) -> list[Candidate]:
     """For listeners with nothing to go on: the most popular lately (net engagement, halving
     every POPULARITY_HALF_LIFE_DAYS), then the newest."""
     with conn.cursor() as cur:

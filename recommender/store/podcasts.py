@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -12,7 +13,6 @@ import psycopg2
 import psycopg2.extras
 
 from db_utils import connection, dict_cursor
-from recommender.schemas import CatalogueFilters
 
 CHANGES_CHANNEL = "podcasts_pending"  # NOTIFY channel of the podcasts_notify_* triggers (sql/)
 
@@ -127,8 +127,18 @@ FILTERS = """
 """
 
 
-def filter_params(filters: CatalogueFilters | None) -> dict[str, Any]:
-    return (filters or CatalogueFilters()).model_dump(include=set(CatalogueFilters.model_fields))
+@dataclass(frozen=True)
+class Filters:
+    """What a page, a search or a shelf may be narrowed to (the API's `schemas.CatalogueFilters`)."""
+
+    category: str | None = None
+    language: str | None = None
+    max_duration_seconds: int | None = None
+    published_after: datetime | None = None
+
+
+def filter_params(filters: Filters | None) -> dict[str, Any]:
+    return asdict(filters or Filters())
 
 
 def listed(conn, podcast_ids: Sequence[int]) -> dict[int, ListedPodcast]:
@@ -140,7 +150,7 @@ def listed(conn, podcast_ids: Sequence[int]) -> dict[int, ListedPodcast]:
         return {row["id"]: row for row in cur.fetchall()}
 
 
-def shelf(conn, filters: CatalogueFilters, limit: int, before_id: int | None) -> list[ListedPodcast]:
+def shelf(conn, filters: Filters, limit: int, before_id: int | None) -> list[ListedPodcast]:
     """Up to `limit` ready episodes passing `filters`, most recently added first, below `before_id`."""
     with dict_cursor(conn) as cur:
         cur.execute(
