@@ -104,17 +104,39 @@ Transcript = Annotated[Text, StringConstraints(max_length=200_000)]
 class PodcastFields(Body):
     """The optional fields of an episode, shared by adding and updating one."""
 
-    description: Annotated[Plain, StringConstraints(max_length=5_000)] | None = None
-    external_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
-    category: Category | None = None
-    language: Annotated[Text, StringConstraints(max_length=35)] | None = None
-    duration_seconds: Annotated[Integer, Field(ge=0, le=7 * 24 * 3600)] | None = None
-    published_at: Moment | None = None
+    description: Annotated[Plain, StringConstraints(max_length=5_000)] | None = Field(
+        None, description="What the episode is about, shown to listeners"
+    )
+    external_id: Annotated[Text, StringConstraints(max_length=200)] | None = Field(
+        None, description="Your own id of the episode: adding it again updates that episode"
+    )
+    category: Category | None = Field(None, description="A category, e.g. history (stored in lower case)")
+    language: Annotated[Text, StringConstraints(max_length=35)] | None = Field(
+        None, description="Its language, e.g. en"
+    )
+    duration_seconds: Annotated[Integer, Field(ge=0, le=7 * 24 * 3600)] | None = Field(
+        None, description="Its length in seconds"
+    )
+    published_at: Moment | None = Field(None, description="When it was published")
+
+
+EPISODE_EXAMPLE = {
+    "external_id": "ep-1001",
+    "title": "The Lost Library of Alexandria",
+    "transcript": "Today we follow the scrolls of the great library ...",
+    "description": "What the ancient library held and how it was lost.",
+    "category": "history",
+    "language": "en",
+    "duration_seconds": 2400,
+    "published_at": "2026-05-01T08:00:00Z",
+}
 
 
 class AddPodcastRequest(PodcastFields):
-    title: Title
-    transcript: Transcript
+    model_config = ConfigDict(json_schema_extra={"examples": [EPISODE_EXAMPLE]})
+
+    title: Title = Field(description="Its title")
+    transcript: Transcript = Field(description="Its full text: the summary and the vector are made from it")
 
 
 class BulkItems(RootModel[list[Any]]):
@@ -124,8 +146,10 @@ class BulkItems(RootModel[list[Any]]):
 class UpdatePodcastRequest(PodcastFields):
     """Any subset of the fields of `AddPodcastRequest`."""
 
-    title: Title | None = None
-    transcript: Transcript | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [{"category": "science"}]})
+
+    title: Title | None = Field(None, description="A new title (it cannot be removed)")
+    transcript: Transcript | None = Field(None, description="A new text, summarized and embedded again")
 
     @model_validator(mode="after")
     def _not_empty(self) -> UpdatePodcastRequest:
@@ -138,22 +162,39 @@ class UpdatePodcastRequest(PodcastFields):
 
 
 class UpdateUserHistoryRequest(Body):
-    model_config = ConfigDict(  # what `_has_history` checks, for the OpenAPI document
+    # What `_has_history` checks, for the OpenAPI document: no history text, then listens. An if/then,
+    # not an anyOf of the two, which a generated client takes for two other shapes of the body.
+    model_config = ConfigDict(
         json_schema_extra={
-            "anyOf": [
-                {"required": ["listening_history"], "properties": {"listening_history": {"type": "string"}}},
+            "if": {
+                "not": {
+                    "required": ["listening_history"],
+                    "properties": {"listening_history": {"type": "string"}},
+                }
+            },
+            "then": {
+                "required": ["listened_podcast_ids"],
+                "properties": {"listened_podcast_ids": {"minItems": 1}},
+            },
+            "examples": [
                 {
-                    "required": ["listened_podcast_ids"],
-                    "properties": {"listened_podcast_ids": {"minItems": 1}},
-                },
-            ]
+                    "user_id": "alice",
+                    "name": "Alice",
+                    "listening_history": "Ancient history, sieges and the Silk Road.",
+                    "listened_podcast_ids": [1, 3],
+                }
+            ],
         }
     )
 
-    user_id: UserId
-    name: Annotated[Text, StringConstraints(max_length=200)] | None = None
-    listening_history: Annotated[Text, StringConstraints(max_length=20_000)] | None = None
-    listened_podcast_ids: Annotated[list[Id], Field(max_length=1_000)] = []
+    user_id: UserId = Field(description="The listener's id; created if new")
+    name: Annotated[Text, StringConstraints(max_length=200)] | None = Field(None, description="Their name")
+    listening_history: Annotated[Text, StringConstraints(max_length=20_000)] | None = Field(
+        None, description="What they listen to, in their words; replaces the text stored before"
+    )
+    listened_podcast_ids: Annotated[list[Id], Field(max_length=1_000)] = Field(
+        [], description="Episodes they listened to; added to those stored before"
+    )
 
     @model_validator(mode="after")
     def _has_history(self) -> UpdateUserHistoryRequest:
@@ -171,10 +212,18 @@ class CatalogueFilters(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    category: Category | None = None
-    language: Language | None = None
-    max_duration_seconds: MaxDuration | None = None
-    published_after: Moment | None = None
+    category: Category | None = Field(
+        None,
+        description="Only episodes of this category (GET /api/categories lists them)",
+        examples=["history"],
+    )
+    language: Language | None = Field(None, description="Only episodes in this language", examples=["en"])
+    max_duration_seconds: MaxDuration | None = Field(
+        None, description="Only episodes at most this long, in seconds", examples=[3600]
+    )
+    published_after: Moment | None = Field(
+        None, description="Only episodes published after this time", examples=["2025-01-01T00:00:00Z"]
+    )
 
     def only_by_category(self) -> bool:
         return self.language is None and self.max_duration_seconds is None and self.published_after is None
@@ -183,24 +232,45 @@ class CatalogueFilters(BaseModel):
 class RecommendQuery(CatalogueFilters):
     """Query-string parameters arrive as text, so numbers are parsed here (lax mode)."""
 
-    user_id: UserId
-    limit: Annotated[int, Field(ge=1, le=50)] = DEFAULT_PAGE_SIZE
+    user_id: UserId = Field(description="The listener", examples=["alice"])
+    limit: Annotated[int, Field(ge=1, le=50)] = Field(
+        DEFAULT_PAGE_SIZE, description="Episodes on the page", examples=[5]
+    )
     # Up to this long for the LLM to write reasons the page has none for yet (written ahead,
     # most pages have them all); 0 serves at once with evidence sentences for the rest.
-    wait_seconds: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0
+    wait_seconds: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = Field(
+        0,
+        description="Seconds to wait for the AI to write reasons the page has none for yet; 0 answers at "
+        "once, with evidence sentences",
+        examples=[0],
+    )
 
 
 FeedbackEvent = Literal["click", "listen", "complete", "skip", "like", "dislike", "rate"]
 
 
 class FeedbackRequest(Body):
-    user_id: UserId
-    podcast_id: Id
-    event: FeedbackEvent
-    suggestion_id: Id | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"user_id": "alice", "podcast_id": 4, "event": "listen", "value": 0.8, "event_id": "evt-123"}
+            ]
+        }
+    )
+
+    user_id: UserId = Field(description="The listener")
+    podcast_id: Id = Field(description="The episode")
+    event: FeedbackEvent = Field(description="What the listener did")
+    suggestion_id: Id | None = Field(
+        None, description="The suggestion_id of the page item it is about (from recommend_podcasts)"
+    )
     # listen progress 0..1, or a rating 1..5 with "rate"; stored as `real`, to 6 decimal places
-    value: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
-    event_id: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    value: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = Field(
+        None, description="listen: the progress, 0 to 1; rate: the rating, 1 to 5 (needed)"
+    )
+    event_id: Annotated[Text, StringConstraints(max_length=200)] | None = Field(
+        None, description="Your id of the event: sent again, it is not stored again"
+    )
 
     @model_validator(mode="after")
     def _value_fits_event(self) -> FeedbackRequest:
@@ -219,22 +289,36 @@ UiFile = Literal["app.js", "charts.js", "style.css"]  # what GET /api/ui/{file} 
 class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    since: Moment | None = None
+    since: Moment | None = Field(
+        None,
+        description="The start of the figures (default: 30 days ago; the dashboard: 13 days before today)",
+        examples=["2026-11-01T00:00:00Z"],
+    )
 
 
 class SearchQuery(CatalogueFilters):
-    q: Annotated[Text, StringConstraints(max_length=1_000)]
-    limit: Annotated[int, Field(ge=1, le=50)] = 10
+    q: Annotated[Text, StringConstraints(max_length=1_000)] = Field(
+        description="What to look for, in plain words", examples=["daily life in ancient egypt"]
+    )
+    limit: Annotated[int, Field(ge=1, le=50)] = Field(10, description="The most results", examples=[5])
     # Below this cosine similarity a match is not shown (0 shows every match up to `limit`).
-    min_score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
-    user_id: UserId | None = None
+    min_score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = Field(
+        None,
+        description="The least score (cosine similarity) shown; default SEARCH_MIN_SCORE (0.2), 0 shows all",
+        examples=[0.2],
+    )
+    user_id: UserId | None = Field(
+        None, description="Bend the results toward this listener's taste", examples=["alice"]
+    )
 
 
 class EpisodesQuery(CatalogueFilters):
     """A page of the catalogue, most recently added first; `before_id` is the last page's `next`."""
 
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
-    before_id: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = Field(20, description="Episodes on the page", examples=[20])
+    before_id: Id | None = Field(
+        None, description="Episodes below this id: the `next` of the page before", examples=[120]
+    )
 
 
 class NoQuery(BaseModel):
@@ -244,4 +328,6 @@ class NoQuery(BaseModel):
 class SimilarQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    limit: Annotated[int, Field(ge=1, le=50)] = DEFAULT_PAGE_SIZE
+    limit: Annotated[int, Field(ge=1, le=50)] = Field(
+        DEFAULT_PAGE_SIZE, description="The most episodes", examples=[3]
+    )

@@ -61,8 +61,9 @@ def test_the_document_lists_every_http_function(contract_api: Api):
         "admin",
     )
     assert set(document["paths"]["/api/feedback"]["post"]["responses"]) >= {"200", "201", "400", "404", "500"}
-    error = document["components"]["schemas"]["Error"]
-    assert error["properties"]["error"]["required"] == ["code", "message"]
+    schemas = document["components"]["schemas"]
+    assert schemas["Error"]["properties"]["error"]["$ref"] == "#/components/schemas/ErrorDetail"
+    assert schemas["ErrorDetail"]["required"] == ["code", "message"]
 
 
 def test_generated_requests_conform_to_the_document(contract_api: Api):

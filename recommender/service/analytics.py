@@ -28,6 +28,7 @@ def analytics(query: AnalyticsQuery) -> dict[str, Any]:
     """The figures the loop is judged by, since `since` (default: the last 30 days)."""
     require_database()
     since = query.since or datetime.now(UTC) - timedelta(days=30)
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)  # as the dashboard reads it
     with db_utils.connection() as conn:
         suggestion_rows = store.analytics.suggestion_figures(conn, since)
         event_rows = store.analytics.event_figures(conn, since)
