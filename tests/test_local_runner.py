@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ import db_utils
 import local_runner
 from config import get_settings
 from recommender.runner import asgi, background
-from tests.conftest import Api, run_api, wait_for
+from tests.conftest import ROOT, Api, run_api, wait_for
 
 
 def test_route_templates_become_patterns():
@@ -261,3 +262,17 @@ def test_ctrl_c_stops_the_embedded_postgres_it_started(tmp_path: Path):
         api.process.send_signal(signal.SIGINT)
         api.process.wait(timeout=30)
     assert wait_for(lambda: not postmaster.exists(), timeout=20), "the embedded Postgres still runs"
+
+
+def test_make_run_takes_a_port_and_a_host_and_still_seeds():
+    """`make run PORT=8123 HOST=0.0.0.0`, as the README says (a dry run: nothing is started)."""
+    done = subprocess.run(
+        ["make", "-n", "run", "PORT=8123", "HOST=0.0.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert any("cli.py seed --if-empty" in line for line in lines)
+    assert any("local_runner.py" in line and "--host 0.0.0.0 --port 8123" in line for line in lines), lines
