@@ -158,12 +158,17 @@ def test_offline_reasons_name_true_evidence(local_api: Api, user_id: str):
 
 def test_offline_reasons_say_no_llm_wrote_them_and_vary_down_a_page(local_api: Api):
     """A prepared page too: offline, nobody writes reasons, so none is labelled as written."""
-    user_id = "sample-margaret"
-    first = recommend(local_api, user_id, limit=8)
+    user_id = user_in("loop")  # a listener of its own: the sample ones' pages belong to other tests
+    body = {
+        "user_id": user_id,
+        "listening_history": "Medieval trade, ancient empires and the science of volcanoes.",
+    }
+    assert local_api.post("/api/update_user_history", body).status_code == 200
+    pages = [recommend(local_api, user_id, limit=5) for _ in range(2)]  # now a returning listener
     assert wait_for(lambda: local_api.query("SELECT 1 FROM prepared_pages WHERE user_id = %s", (user_id,)))
-    answer = local_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 8}).json()
+    answer = local_api.get("/api/recommend_podcasts", params={"user_id": user_id, "limit": 5}).json()
     assert answer["prepared"]
-    for page in (first, answer["recommendations"]):
+    for page in [*pages, answer["recommendations"]]:
         assert {item["reason_source"] for item in page} == {"fallback"}
         [(kind, count)] = Counter(item["evidence"]["kind"] for item in page).most_common(1)
         wordings = {item["reason"] for item in page if item["evidence"]["kind"] == kind}

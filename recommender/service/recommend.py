@@ -15,6 +15,7 @@ import db_utils
 from config import get_settings
 from openai_client import deadline
 from recommender import store
+from recommender.ai import get_provider
 from recommender.model import reasons
 from recommender.model.pages import Item
 from recommender.schemas import RecommendQuery
@@ -98,8 +99,9 @@ def serve(conn, page: pages.Page, written: dict[int, str], query: RecommendQuery
 
 def reason_of(item: Item, written: dict[int, str]) -> tuple[str, str]:
     """(reason, who wrote it): the LLM ahead of this request (`cached`) or for it (`generated`),
-    else the evidence sentence (`fallback`)."""
-    if item.reason:
+    else the evidence sentence (`fallback`). Offline, no LLM wrote any (a database may still hold
+    the evidence sentences the offline provider once stored as if written)."""
+    if item.reason and get_provider().name != "local":
         return item.reason, "cached"
     if item.podcast_id in written:
         return written[item.podcast_id], "generated"
