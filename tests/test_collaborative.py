@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+import psycopg2
 import pytest
 
+from recommender import store
 from recommender.ai.text import content_words
 from recommender.model import reasons
 from tests.conftest import Api, run_api, user_in, wait_for, wait_for_model
@@ -173,3 +175,26 @@ def test_offline_reasons_say_no_llm_wrote_them_and_vary_down_a_page(local_api: A
         [(kind, count)] = Counter(item["evidence"]["kind"] for item in page).most_common(1)
         wordings = {item["reason"] for item in page if item["evidence"]["kind"] == kind}
         assert count < 3 or len(wordings) >= 2, page  # not one template down the page
+
+
+def test_a_low_rating_after_a_listen_counts_against_the_episode_in_every_model(local_api: Api):
+    """A stated listen (+1) and a played one (+0.6), then 2 stars: against the episode, for its
+    co-engagement (the request's own scoring and the model's input) and for the feedback vector.
+    They summed to +1 and +0.1 before: a listener who hated it pulled its neighbours closer."""
+    [(episode,)] = local_api.query(
+        "SELECT min(id) FROM podcasts WHERE status = 'ready' AND category = 'history'"
+    )
+    user_id = user_in("loop")
+    body = {"user_id": user_id, "listening_history": "Anything.", "listened_podcast_ids": [episode]}
+    assert local_api.post("/api/update_user_history", body).status_code == 200
+    for event, value in (("listen", 1.0), ("rate", 2)):
+        sent = {"user_id": user_id, "podcast_id": episode, "event": event, "value": value}
+        assert local_api.post("/api/feedback", sent).status_code == 201
+    with psycopg2.connect(local_api.dsn) as conn:  # the netting both read (store.collaborative.NET)
+        engagement = {i.podcast_id: i.weight for i in store.collaborative.listener_items(conn, user_id)}
+    assert engagement[episode] == pytest.approx(-0.5)
+    [(distance,)] = local_api.query(
+        "SELECT u.feedback_vector <=> p.embedding FROM users u, podcasts p WHERE u.id = %s AND p.id = %s",
+        (user_id, episode),
+    )
+    assert distance > 1  # the feedback vector points away from it

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from recommender.model import collaborative, pages, ranking, topics
 from recommender.model.collaborative import Interactions
+from recommender.model.events import JUDGEMENTS, event_weight, net_engagement
 from recommender.model.pages import Candidate, Engagement
 from recommender.model.variants import VARIANTS
 
@@ -126,3 +127,19 @@ def test_trending_topics_are_shared_by_several_episodes_the_most_engaged_first()
     assert topics.trending(vectors, engagement, max_topics=5) == [[1, 3], [0, 2]]  # [4] is one episode
     assert topics.trending(vectors, engagement, max_topics=1) == [[1, 3]]
     assert topics.trending(vectors[:1], engagement[:1], max_topics=5) == []
+
+
+@pytest.mark.parametrize(
+    ("events", "net"),
+    [
+        ([("listen", 1.0), ("rate", 1)], -1.0),  # a listen, then 1 star: against, not +0.6 - 1
+        ([("listen", 1.0), ("rate", 2)], -0.5),
+        ([("like", None), ("rate", 3)], 0.0),  # 3 stars: neutral, whatever came before
+        ([("dislike", None), ("like", None)], 1.0),  # the latest judgement decides
+        ([("rate", 5), ("skip", None), ("listen", 0.5)], 1.0),  # doings around a judgement do not
+        ([("click", None), ("listen", 0.5), ("skip", None)], 0.2 + 0.3 - 0.3),  # no judgement: the sum
+    ],
+)
+def test_a_listeners_events_on_an_episode_net_to_their_latest_judgement(events, net):
+    weights = [(event_weight(event, value), event in JUDGEMENTS) for event, value in events]
+    assert net_engagement(weights) == pytest.approx(net)

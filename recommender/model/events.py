@@ -1,8 +1,26 @@
-"""What each feedback event says: how far it moves a listener toward (+) or away from (-) an episode."""
+"""What each feedback event says: how far it moves a listener toward (+) or away from (-) an
+episode, and what a listener's events on one episode add up to. The one table of event weights:
+the feedback vector, the collaborative model, the popularity prior and a request's own scoring all
+read the weights stored with the events (`event_weight`) and net them by `net_engagement`'s rule.
+
+| event | weight |
+|---|---|
+| like, complete | +1 |
+| listen | +0.6 x progress (0 to 1; half when not given) |
+| click | +0.2 |
+| rate | (value - 3) / 2: 1 star -1, 2 stars -0.5, 3 neutral, 5 stars +1 |
+| skip | -0.3 |
+| dislike | -1 |
+| a listen in the stated history (`listened_podcast_ids`) | +1 (implicit) |
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
+# What the listener said of the episode, rather than did with it: the latest one decides.
+JUDGEMENTS = ("like", "dislike", "rate")
 
 
 def event_weight(event: str, value: float | None) -> float:
@@ -12,3 +30,12 @@ def event_weight(event: str, value: float | None) -> float:
     if event == "rate":
         return 0.0 if value is None else (value - 3) / 2  # 1 → -1, 3 → 0, 5 → +1
     return EVENT_WEIGHTS[event]
+
+
+def net_engagement(events: Iterable[tuple[float, bool]]) -> float:
+    """A listener's (weight, is a judgement) events on one episode, oldest first, netted: their
+    latest judgement if they gave one, whatever they did around it (a listen, then 1 star: -1, not
+    the listen's +0.6 less a little; 3 stars: neutral), else the sum of what they did."""
+    weights = list(events)
+    judged = [weight for weight, is_judgement in weights if is_judgement]
+    return judged[-1] if judged else sum(weight for weight, _ in weights)

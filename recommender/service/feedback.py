@@ -16,7 +16,7 @@ import numpy as np
 
 import db_utils
 from recommender import store
-from recommender.model.events import event_weight
+from recommender.model.events import JUDGEMENTS, event_weight, net_engagement
 from recommender.schemas import FeedbackRequest
 from recommender.service import idempotency, page_writer, profiles
 from recommender.service.database import require_database
@@ -65,17 +65,24 @@ def _store(conn, requests: Sequence[FeedbackRequest]) -> list[Outcome]:
         if outcomes[index] is None:
             valid.append(index)
     events = [_event(requests[i], i) for i in valid]
+    pairs = sorted({(event["user_id"], event["podcast_id"]) for event in events})
+    before = store.feedback.engagements(conn, pairs)
+    after = {pair: list(weights) for pair, weights in before.items()}
     new_events: Counter[str] = Counter()
-    deltas: dict[str, np.ndarray] = {}  # per user: the sum of weight * vector of their new events
     for index, event, (row, created) in zip(valid, events, store.feedback.insert(conn, events), strict=True):
         outcomes[index] = row, created
-        if not created:
-            continue
-        user_id, vector = event["user_id"], vectors[event["podcast_id"]]
-        new_events[user_id] += 1
-        if vector is not None:  # a pending episode counts, but has no direction yet
-            step = event["weight"] * vector
-            deltas[user_id] = deltas[user_id] + step if user_id in deltas else step
+        if created:
+            new_events[event["user_id"]] += 1
+            pair = (event["user_id"], event["podcast_id"])
+            after.setdefault(pair, []).append((event["weight"], event["event"] in JUDGEMENTS))
+    # What each episode's events add up to moved by this much: a 1-star rating after a listen
+    # takes the listen's pull back, rather than adding its own -1 to it.
+    deltas: dict[str, np.ndarray] = {}  # per user: the sum of the moves x the episodes' vectors
+    for (user_id, podcast_id), weights in after.items():
+        move = net_engagement(weights) - net_engagement(before.get((user_id, podcast_id), []))
+        vector = vectors[podcast_id]
+        if move and vector is not None:  # a pending episode counts, but has no direction yet
+            deltas[user_id] = deltas[user_id] + move * vector if user_id in deltas else move * vector
     for user_id in sorted(new_events):
         profiles.add_feedback(conn, user_id, deltas.get(user_id), new_events[user_id])
     page_writer.queue_next_pages(conn, sorted(new_events))

@@ -12,6 +12,7 @@ import numpy as np
 
 from db_utils import dict_cursor
 from recommender.model.collaborative import Interactions, Model
+from recommender.model.events import JUDGEMENTS
 from recommender.model.pages import Candidate, Engagement
 from recommender.store.podcasts import FILTERS, Filters, filter_params
 from recommender.store.vectors import binary, from_binary
@@ -19,20 +20,29 @@ from recommender.store.vectors import binary, from_binary
 LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weighted first)
 
 
-INTERACTIONS_SQL = """
+# Every listen and event as (user_id, podcast_id, w, at, seq, judged): a stated listen is +1 and
+# judges nothing; an event weighs its stored weight, and likes, dislikes and ratings judge.
+ENGAGEMENTS = f"""
+    SELECT user_id, podcast_id, 1.0 AS w, listened_at AS at, 0::bigint AS seq, false AS judged
+    FROM user_listens
+    UNION ALL
+    SELECT user_id, podcast_id, weight, created_at, id, event IN {JUDGEMENTS} FROM feedback_events
+"""
+# A listener's events on one episode, netted (`model.events.net_engagement`, the same rule).
+NET = """CASE WHEN bool_or(judged) THEN (array_agg(w ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1]
+              ELSE sum(w) END"""
+INTERACTIONS_SQL = f"""
     COPY (
         SELECT dense_rank() OVER (ORDER BY user_id) - 1, podcast_id,
                greatest(-1, least(1, w)), age_days
         FROM (
-            SELECT user_id, podcast_id, sum(w) AS w,
+            SELECT user_id, podcast_id, {NET} AS w,
                    extract(epoch FROM now() - max(at)) / 86400 AS age_days,
                    row_number() OVER (PARTITION BY user_id ORDER BY max(at) DESC) AS recency
-            FROM (SELECT user_id, podcast_id, 1.0 AS w, listened_at AS at FROM user_listens
-                  UNION ALL
-                  SELECT user_id, podcast_id, weight, created_at FROM feedback_events) events
+            FROM ({ENGAGEMENTS}) events
             GROUP BY user_id, podcast_id
         ) net
-        WHERE w <> 0 AND recency <= {max_items}
+        WHERE w <> 0 AND recency <= {{max_items}}
     ) TO STDOUT
 """
 
@@ -127,9 +137,9 @@ def freshness(conn) -> Freshness:
 
 
 def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagement]:
-    """The listener's episodes with net engagement in [-1, 1] (a listen +1, events their
-    weight), strongest first; the first `with_vectors` positive ones carry their vector, so
-    a reason can name the one a suggestion is closest to."""
+    """The listener's episodes with net engagement in [-1, 1] (`NET`: a listen +1, events their
+    weight, the latest judgement deciding), strongest first; the first `with_vectors` positive
+    ones carry their vector, so a reason can name the one a suggestion is closest to."""
     with conn.cursor() as cur:
         cur.execute(
             f"""
@@ -137,14 +147,10 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagemen
                    CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s
                         THEN {binary("p.embedding")} END AS embedding
             FROM (
-                SELECT podcast_id, greatest(-1, least(1, sum(w)))::real AS weight,
-                       row_number() OVER (ORDER BY abs(sum(w)) DESC, max(at) DESC) AS position
-                FROM (SELECT podcast_id, 1.0 AS w, listened_at AS at FROM user_listens
-                      WHERE user_id = %(user_id)s
-                      UNION ALL
-                      SELECT podcast_id, weight, created_at FROM feedback_events
-                      WHERE user_id = %(user_id)s) events
-                GROUP BY podcast_id HAVING sum(w) <> 0
+                SELECT podcast_id, greatest(-1, least(1, {NET}))::real AS weight,
+                       row_number() OVER (ORDER BY abs({NET}) DESC, max(at) DESC) AS position
+                FROM ({ENGAGEMENTS}) events WHERE user_id = %(user_id)s
+                GROUP BY podcast_id HAVING {NET} <> 0
             ) n JOIN podcasts p ON p.id = n.podcast_id
             WHERE n.position <= %(limit)s ORDER BY n.position
             """,

@@ -10,6 +10,7 @@ import psycopg2
 import psycopg2.extras
 
 from db_utils import dict_cursor
+from recommender.model.events import JUDGEMENTS
 
 
 class NewEvent(TypedDict):
@@ -76,3 +77,24 @@ def insert(conn, events: Sequence[NewEvent]) -> list[tuple[EventRow, bool]]:
                 if index not in results:
                     results[index] = dict(stored[keys[index]]), False
     return [results[index] for index in range(len(events))]
+
+
+def engagements(conn, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[tuple[float, bool]]]:
+    """Per (user_id, podcast_id): the listener's stored events on it, oldest first, as (weight,
+    is a judgement) for `model.events.net_engagement`."""
+    if not pairs:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT f.user_id, f.podcast_id, f.weight, f.event = ANY(%s)
+            FROM feedback_events f JOIN unnest(%s::text[], %s::bigint[]) AS p(user_id, podcast_id)
+                 USING (user_id, podcast_id)
+            ORDER BY f.created_at, f.id
+            """,
+            (list(JUDGEMENTS), [u for u, _ in pairs], [p for _, p in pairs]),
+        )
+        found: dict[tuple[str, int], list[tuple[float, bool]]] = {}
+        for user_id, podcast_id, weight, judged in cur:
+            found.setdefault((user_id, podcast_id), []).append((float(weight), judged))
+        return found
