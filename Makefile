@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-WORKERS ?= 2  # processes serving HTTP in `make run` (one background worker among them)
+# Processes serving HTTP in `make run` (one background worker among them), and where they listen.
+WORKERS ?= 2
 PORT ?= 7071
 HOST ?= 127.0.0.1
 export HF_HUB_OFFLINE := 1
