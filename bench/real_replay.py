@@ -10,8 +10,11 @@ database, served by `local_runner.py` (offline `local` provider) over real HTTP.
 that database (`CREATE DATABASE ... TEMPLATE`) each get a runner: in `with_feedback` the
 evaluated listeners like the held-out artists they are shown and skip the rest, after each of
 6 pages of 5; in `without_feedback` they say nothing. Offline baselines (`bench/real_baselines.py`)
-replay the same protocol. The figures go to stdout, `bench/REAL_RESULTS.md` and the `"real"` key
-of `bench/results.json`; only aggregate figures, nothing of the data set, is written.
+replay the same protocol, with the field's strong simple ones (`bench/strong_baselines.py`: EASE,
+RP3beta, iALS, tuned item-kNN, each tuned on validation listeners drawn from the background); the
+offline baselines also run on the `--offline-seeds` splits. The figures go to stdout,
+`bench/REAL_RESULTS.md` and the `"real"` key of `bench/results.json`; only aggregate figures,
+nothing of the data set, is written.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 import psycopg2
 
 import db_utils
-from bench import charts, lastfm, real_md, services
+from bench import charts, lastfm, real_md, services, strong_baselines
 from bench.db import WORK_DIR, create_database, start_server
 from bench.real_baselines import FINAL_SIZE, PAGE_SIZE, PAGES, Trace, baselines, figures
 from bench.report import code_version, log, machine, update_results
@@ -211,7 +214,8 @@ def by_strategy(strategies: Counter[tuple[str, bool]]) -> dict[str, dict[str, fl
 def replay(args: Any) -> dict[str, Any]:
     """The whole replay; returns the figures as results.json keeps them under "real"."""
     artists = lastfm.load_artists(args.data)
-    split = lastfm.split(lastfm.load_listening(args.data), args.evaluated, args.seeds, args.seed)
+    listening = lastfm.load_listening(args.data)
+    split = lastfm.split(listening, args.evaluated, args.seeds, args.seed)
     log(f"{len(artists)} artists; {len(split.background)} background, {len(split.seeds)} evaluated listeners")
     server = start_server(WORK_DIR / "real-pg18")
     base = create_database(server, "real_base")
@@ -236,6 +240,18 @@ def replay(args: Any) -> dict[str, Any]:
         for name, arm in arms.items()
     }
     systems |= baselines(split, external_ids, vectors, args.seed)
+    strong, tuning = strong_baselines.strong_baselines(split, external_ids, args.seeds, args.seed, log)
+    systems |= strong
+    offline = {}  # the other split seeds: offline baselines only (the service replays seed --seed)
+    for other in args.offline_seeds:
+        other_split = lastfm.split(listening, args.evaluated, args.seeds, other)
+        other_systems, other_tuning = strong_baselines.strong_baselines(
+            other_split, external_ids, args.seeds, other, log
+        )
+        offline[str(other)] = {
+            "systems": baselines(other_split, external_ids, vectors, other) | other_systems,
+            "tuning": other_tuning,
+        }
     latency = {name: np.percentile(arm["latencies"], [50, 95]) for name, arm in arms.items()}
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -253,6 +269,11 @@ def replay(args: Any) -> dict[str, Any]:
         "final_size": FINAL_SIZE,
         "systems": systems,
         **real_md.ratios(systems),
+        "tuning": tuning,
+        "validation_users": strong_baselines.VALIDATION,
+        "ease_items": strong_baselines.EASE_ITEMS,
+        "like_weight": strong_baselines.LIKE_WEIGHT,
+        "offline_seeds": offline,
         "recommend_latency_ms": {
             name: {
                 "p50": round(float(p50), 1),
@@ -268,6 +289,10 @@ def replay(args: Any) -> dict[str, Any]:
     }
 
 
+def rounded(systems: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {k: np.round(v, 4).tolist() for k, v in f.items()} for name, f in systems.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -276,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluated", type=int, default=200, help="listeners evaluated")
     parser.add_argument("--seeds", type=int, default=8, help="artists each evaluated listener starts from")
     parser.add_argument("--seed", type=int, default=7, help="seed of the split")
+    parser.add_argument(
+        "--offline-seeds", type=int, nargs="*", default=[11], help="more split seeds, offline baselines only"
+    )
     parser.add_argument("--threads", type=int, default=4, help="listeners replayed at once")
     parser.add_argument("--collab-timeout", type=float, default=300, help="seconds to wait for the model")
     args = parser.parse_args(argv)
@@ -284,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     real = {**replay(args), "command": command, "seconds": round(time.monotonic() - started)}
     print("\n" + real_md.summary(real))
-    rounded = {
-        name: {k: np.round(v, 4).tolist() for k, v in f.items()} for name, f in real["systems"].items()
+    offline = {
+        seed: {**run, "systems": rounded(run["systems"])} for seed, run in real["offline_seeds"].items()
     }
-    results = update_results(lambda results: results.update(real={**real, "systems": rounded}))
+    stored = {**real, "systems": rounded(real["systems"]), "offline_seeds": offline}
+    results = update_results(lambda results: results.update(real=stored))
     real_md.RESULTS_MD.write_text(real_md.render(real))
     charts.precision_chart(results, charts.PRECISION_PNG)
     print(f"\n{real['seconds']} s; wrote bench/REAL_RESULTS.md and the 'real' key of bench/results.json")
