@@ -121,6 +121,24 @@ def popularity_scorer(matrix: sp.csr_matrix) -> Scorer:
     return lambda signals: counts
 
 
+def keep_top_k(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row's k largest entries."""
+    matrix = matrix.tocsr()
+    rows, cols, vals = [], [], []
+    for row in range(matrix.shape[0]):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        data, idx = matrix.data[start:end], matrix.indices[start:end]
+        if end - start > k:
+            best = np.argpartition(-data, k)[:k]
+            data, idx = data[best], idx[best]
+        rows.append(np.full(len(idx), row))
+        cols.append(idx)
+        vals.append(data)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape
+    )
+
+
 def item_knn_scorer(matrix: sp.csr_matrix, neighbours: int = NEIGHBOURS) -> Scorer:
     """Classic item-kNN: cosine between artists' binary listener columns, each artist's top
     `neighbours`; an artist's score is the sum of its similarities to the positives (ties go to
@@ -131,19 +149,7 @@ def item_knn_scorer(matrix: sp.csr_matrix, neighbours: int = NEIGHBOURS) -> Scor
     keep = cooc.row != cooc.col
     rows, cols = cooc.row[keep], cooc.col[keep]
     sims = sp.csr_matrix((cooc.data[keep] / (norms[rows] * norms[cols]), (rows, cols)), shape=cooc.shape)
-    kept_rows, kept_cols, kept_data = [], [], []
-    for row in range(sims.shape[0]):
-        start, end = sims.indptr[row], sims.indptr[row + 1]
-        data, cols = sims.data[start:end], sims.indices[start:end]
-        if end - start > neighbours:
-            best = np.argpartition(-data, neighbours)[:neighbours]
-            data, cols = data[best], cols[best]
-        kept_rows.append(np.full(len(cols), row))
-        kept_cols.append(cols)
-        kept_data.append(data)
-    top_k = sp.csr_matrix(
-        (np.concatenate(kept_data), (np.concatenate(kept_rows), np.concatenate(kept_cols))), shape=sims.shape
-    )
+    top_k = keep_top_k(sims, neighbours)
     tie_break = 1e-9 * counts
     return lambda signals: np.asarray(top_k[signals.positives].sum(axis=0)).ravel() + tie_break
 

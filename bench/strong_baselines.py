@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from bench import lastfm
-from bench.real_baselines import Scorer, Signals, figures, replay
+from bench.real_baselines import Scorer, Signals, figures, keep_top_k, replay
 
 BACKGROUND_LIKES = 10  # as bench/real_replay.py: each background listener likes their 10 most played
 LIKE_WEIGHT = 1.0  # a liked artist weighs 1 + LIKE_WEIGHT, a plain listen 1
@@ -66,24 +66,6 @@ def profile(signals: Signals, seeds: int) -> tuple[np.ndarray, np.ndarray]:
     weights = np.ones(len(items), dtype=np.float32)
     weights[seeds:] += LIKE_WEIGHT
     return items, weights
-
-
-def keep_top_k(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row's k largest entries."""
-    matrix = matrix.tocsr()
-    rows, cols, vals = [], [], []
-    for row in range(matrix.shape[0]):
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        data, idx = matrix.data[start:end], matrix.indices[start:end]
-        if end - start > k:
-            best = np.argpartition(-data, k)[:k]
-            data, idx = data[best], idx[best]
-        rows.append(np.full(len(idx), row))
-        cols.append(idx)
-        vals.append(data)
-    return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape
-    )
 
 
 def similarity_scorer(sims: sp.csr_matrix, counts: np.ndarray, seeds: int) -> Scorer:
