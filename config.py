@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     blend_collaborative: float = setting(
         1.0, "Weight of the co-engagement score (scaled by the page's best) in the ranking."
     )
+    blend_factors: float = setting(
+        1.0, "Weight of the factor affinity (iALS, scaled by the page's best) in the ranking."
+    )
     blend_content: float = setting(0.1, "Weight of the cosine similarity to the listener's profile.")
     blend_popularity: float = setting(
         0.02, "Weight of the popularity prior (in [0, 1): log engagement over log listeners)."
@@ -184,6 +187,17 @@ class Settings(BaseSettings):
     collab_max_items_per_listener: int = setting(
         500, "A listener's most recent episodes the model learns from (bounds heavy listeners' cost)."
     )
+    factor_min_listeners: int = setting(
+        100,
+        "Listeners with positive engagement needed before factors are trained: with fewer they fit noise,"
+        " and co-engagement and content rank alone.",
+    )
+    factor_regularization: float = setting(1.0, "iALS: the least squares' lambda (model/factors.py).")
+    factor_alpha: float = setting(
+        5.0, "iALS: confidence per unit of net engagement (a like or a listen: 1, a dislike: -1)."
+    )
+    factor_iterations: int = setting(15, "iALS: alternating passes per training.")
+    factor_threads: int = setting(1, "iALS: threads a training uses (a request-serving core stays free).")
     popularity_half_life_days: float = setting(
         14.0, "Engagement's weight in the popularity prior halves this often."
     )

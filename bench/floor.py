@@ -50,6 +50,7 @@ def _client(dsn: str, users: list[User], limit: int, until: float, latencies: li
                     user.embedding,
                     wanted,
                     user_id=user.id,
+                    taste=None,
                     excluded=[],
                     reasons_valid_from=user.reasons_valid_from,
                     ef_search=EF_SEARCH,

@@ -98,6 +98,7 @@ def test_filtered_search_returns_the_exact_top_k_even_when_the_index_filters_too
         query,
         10,
         user_id="filter-user",
+        taste=None,
         excluded=[],
         reasons_valid_from=datetime.now(UTC),
         filters=Filters(category="far"),
@@ -132,6 +133,7 @@ def test_the_probe_goes_through_the_index_whatever_the_planner_prefers(conn, ef_
         unit(rng.normal(size=DIMS)),
         10,
         user_id="probe-user",
+        taste=None,
         excluded=[],
         reasons_valid_from=datetime.now(UTC),
         ef_search=ef_search,
@@ -184,8 +186,8 @@ def test_halfvec_storage_stores_indexes_and_ranks(halfvec_dsn: str):
         ids = insert_podcasts(conn, vectors, "halved")
         cur.execute("INSERT INTO users (id) VALUES ('halfvec-user')")
         items = store.candidates.candidate_podcasts(
-            conn, query, 4, user_id="halfvec-user", excluded=[], reasons_valid_from=datetime.now(UTC),
-            filters=Filters(category="halved"),
+            conn, query, 4, user_id="halfvec-user", taste=None, excluded=[],
+            reasons_valid_from=datetime.now(UTC), filters=Filters(category="halved"),
         )  # fmt: skip
         assert [i.podcast_id for i in items] == ids  # nearest first, as stored
         for item, vector in zip(items, vectors, strict=True):

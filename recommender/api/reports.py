@@ -156,7 +156,9 @@ class Health(BaseModel):
             "dimensions": 384, "chat_model": "extractive", "status": "ok"},
         podcasts={"ready": 146, "pending": 0, "failed": 0},
         collaborative={"refreshed_at": "2026-12-03T00:36:52.737769+00:00", "age_seconds": 0.1,
-                       "episodes_with_neighbours": 12, "refresh_seconds": 0.009, "events_since_refresh": 3},
+                       "episodes_with_neighbours": 12, "refresh_seconds": 0.009, "events_since_refresh": 3,
+                       "factors": {"episodes": 12, "trained_at": "2026-12-03T00:36:52.737769+00:00",
+                                   "trained_by": "implicit 0.7.2 als", "train_seconds": 0.02}},
     )  # fmt: skip
 
     status: Literal["ok", "degraded"] = Field(
@@ -170,7 +172,8 @@ class Health(BaseModel):
     podcasts: EpisodeCounts | None = Field(description="Episodes by state; null when never read (busy)")
     collaborative: dict[str, Any] | None = Field(
         description="The collaborative model's freshness: refreshed_at, age_seconds,"
-        " episodes_with_neighbours, refresh_seconds, events_since_refresh; null when never read (busy)"
+        " episodes_with_neighbours, refresh_seconds, events_since_refresh, and its factors (episodes,"
+        " trained_at, trained_by, train_seconds); null when never read (busy)"
     )
 
 

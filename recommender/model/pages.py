@@ -27,6 +27,7 @@ class Candidate:
     popularity: float = 0.0  # the prior in [0, 1)
     listeners: int = 0  # who enjoyed it lately
     collaborative: float = 0.0  # co-engagement with the listener's episodes
+    affinity: float | None = None  # inner product of its factors with the listener's (None: no factors)
     because_of: int | None = None  # the listener's episode that contributed most to it
     written_reason: str | None = None  # written for this listener earlier ...
     written_for: str | None = None  # ... from evidence with this key
@@ -97,6 +98,7 @@ def choose(
     pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c.podcast_id in recent]
     relevance, behaviour_led = ranking.blend(
         np.array([c.collaborative for c in pool]),
+        np.array([c.affinity or 0.0 for c in pool]),
         np.array([c.similarity or 0.0 for c in pool]),
         np.array([c.popularity for c in pool]),
         weights,

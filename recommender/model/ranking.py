@@ -1,8 +1,8 @@
 """Blending, re-ranking and A/B variants, as plain numpy functions.
 
-Candidates come from the HNSW index (content) and from co-engagement (collaborative). Each
-gets one relevance: a weighted blend of its co-engagement score, its content similarity to
-the listener's profile and its popularity (`blend`). Re-ranking then
+Candidates come from the HNSW indexes (content; factors) and from co-engagement. Each gets one
+relevance: a weighted blend of its co-engagement score, its factor affinity, its content
+similarity to the listener's profile and its popularity (`blend`). Re-ranking then
 1. lowers episodes close to what the user disliked or skipped,
 2. picks by maximal marginal relevance (multiplicative), so near-identical episodes do not fill
    a page,
@@ -23,21 +23,32 @@ from recommender.model.variants import Variant
 @dataclass(frozen=True)
 class BlendWeights:
     collaborative: float
+    factors: float
     content: float
     popularity: float
 
 
 def blend(
-    collaborative: np.ndarray, similarity: np.ndarray, popularity: np.ndarray, weights: BlendWeights
+    collaborative: np.ndarray,
+    affinity: np.ndarray,
+    similarity: np.ndarray,
+    popularity: np.ndarray,
+    weights: BlendWeights,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One relevance per candidate and whether co-engagement (rather than content) carried it.
+    """One relevance per candidate and whether behaviour (co-engagement and factors, rather than
+    content) carried it.
 
-    Co-engagement is scaled by the best candidate's score, so its weight means the same for
-    every listener; `popularity` is already a prior in [0, 1]."""
-    top = collaborative.max(initial=0.0)
-    behaviour = weights.collaborative * (collaborative / top if top > 0 else np.zeros_like(collaborative))
+    Co-engagement and factor affinity are each scaled by the best candidate's, so their weights
+    mean the same for every listener; `popularity` is already a prior in [0, 1]."""
+    behaviour = weights.collaborative * _scaled(collaborative) + weights.factors * _scaled(affinity)
     content = weights.content * similarity
     return behaviour + content + weights.popularity * popularity, behaviour > content
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    """Scores over the best one (all zero when none is positive)."""
+    top = scores.max(initial=0.0)
+    return scores / top if top > 0 else np.zeros_like(scores)
 
 
 def rerank(
@@ -94,5 +105,7 @@ def maximal_marginal_relevance(
 def blend_weights(variant: Variant, configured: BlendWeights) -> BlendWeights:
     """The weights `variant` ranks with: the configured ones, or content alone for the holdout."""
     return (
-        configured if variant.use_behaviour else BlendWeights(collaborative=0.0, content=1.0, popularity=0.0)
+        configured
+        if variant.use_behaviour
+        else BlendWeights(collaborative=0.0, factors=0.0, content=1.0, popularity=0.0)
     )

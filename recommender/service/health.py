@@ -95,7 +95,7 @@ def read_figures() -> dict[str, Any]:
             version = db_utils.pgvector_version(cur)
         counts = store.podcasts.counts(conn, get_settings().enrich_max_attempts)
         model = store.collaborative.freshness(conn)
-    refresh_seconds = model["refresh_seconds"]
+    refresh_seconds, factor_seconds = model["refresh_seconds"], model["factor_seconds"]
     return {
         "database": {"pgvector": version, "migrations": applied},
         "podcasts": counts,
@@ -105,5 +105,11 @@ def read_figures() -> dict[str, Any]:
             "episodes_with_neighbours": model["episodes"],
             "refresh_seconds": None if refresh_seconds is None else round(refresh_seconds, 3),
             "events_since_refresh": model["events_since_refresh"],
+            "factors": {
+                "episodes": model["factor_episodes"],
+                "trained_at": model["factors_trained_at"],
+                "trained_by": model["factors_trained_by"],
+                "train_seconds": None if factor_seconds is None else round(factor_seconds, 3),
+            },
         },
     }

@@ -1,5 +1,6 @@
-"""A listener's page, computed: candidates by content (the HNSW index) and by co-engagement read
-from the store, chosen by the model (`model/pages.py`), each with its evidence; its missing
+"""A listener's page, computed: candidates by content (the HNSW index), by co-engagement and by
+the listener's factors (folded in now, one inner-product probe) read from the store, chosen by
+the model (`model/pages.py`), each with its evidence; its missing
 reasons written by the LLM; and the page kept, prepared, for the listener's next request.
 
 Computing reads only: the same state gives the same page, whether a request computes it or the
@@ -21,7 +22,7 @@ from recommender import store
 from recommender.ai import get_provider
 from recommender.ai.interface import AIProviderError, ReasonItem
 from recommender.ai.text import content_words
-from recommender.model import pages, ranking, reasons
+from recommender.model import factors, pages, ranking, reasons
 from recommender.model.pages import Candidate, Chosen, Engagement, Item
 from recommender.model.variants import Variant, assign_variant, parse_split
 from recommender.store.podcasts import Filters
@@ -64,7 +65,8 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
     excluded, recent = store.candidates.exclusions(conn, user.id, settings.resuggest_window_hours)
     mine = store.collaborative.listener_items(conn, user.id)
     wanted = max(limit * CANDIDATES_PER_SLOT, MIN_CANDIDATES) + len(recent)
-    candidates = gather(conn, user, profile, mine if variant.use_behaviour else [], wanted, excluded, filters)
+    behaviour = mine if variant.use_behaviour else []
+    candidates = gather(conn, user, profile, behaviour, taste(conn, behaviour), wanted, excluded, filters)
     chosen: list[Chosen]
     if candidates:
         negatives = store.candidates.negative_examples(conn, user.id) if variant.use_feedback else None
@@ -72,7 +74,10 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
         # and the page then requested make the same picks.
         rng = random.Random(f"{user.id}:{datetime.now(UTC).date()}")
         configured = ranking.BlendWeights(
-            settings.blend_collaborative, settings.blend_content, settings.blend_popularity
+            settings.blend_collaborative,
+            settings.blend_factors,
+            settings.blend_content,
+            settings.blend_popularity,
         )
         weights = ranking.blend_weights(variant, configured)
         chosen = pages.choose(candidates, recent, limit, variant, weights, negatives, rng)
@@ -84,21 +89,42 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
     return Page(variant, pages.explain(chosen, positives, history_words), user, positives)
 
 
+def taste(conn, mine: list[Engagement]) -> np.ndarray | None:
+    """The listener's factors, folded in from their engagement as it is now (`model/factors.py`);
+    None without a factor model or without a positive engagement it knows."""
+    constants = store.factors.fold_in_constants(conn) if mine else None
+    if constants is None:
+        return None
+    stored = store.factors.of_episodes(conn, [m.podcast_id for m in mine])
+    known = [m for m in mine if m.podcast_id in stored]
+    if not known:
+        return None
+    return factors.fold_in(
+        constants.gram,
+        constants.regularization,
+        constants.alpha,
+        np.vstack([stored[m.podcast_id] for m in known]),
+        np.array([m.weight for m in known]),
+    )
+
+
 def gather(
     conn,
     user: User,
     profile: np.ndarray | None,
     mine: list[Engagement],
+    taste: np.ndarray | None,
     count: int,
     excluded: list[int],
     filters: Filters,
 ) -> list[Candidate]:
-    """Content neighbours of the profile and behaviour neighbours of the listener's episodes,
-    each with its co-engagement score (0 when none) and the episode of theirs behind it."""
-    scope = {"user_id": user.id, "reasons_valid_from": user.reasons_valid_from}
+    """Content neighbours of the profile, behaviour neighbours of the listener's episodes and the
+    best matches of their factors (`taste`), each with its co-engagement score (0 when none) and
+    the episode of theirs behind it, and its factor affinity."""
+    scope = {"user_id": user.id, "taste": taste, "reasons_valid_from": user.reasons_valid_from}
+    ef_search = get_settings().hnsw_ef_search
     content = []
     if profile is not None:
-        ef_search = get_settings().hnsw_ef_search
         content = store.candidates.candidate_podcasts(
             conn, profile, count, excluded=excluded, filters=filters, ef_search=ef_search, **scope
         )
@@ -106,9 +132,13 @@ def gather(
     scores = store.collaborative.neighbour_scores(
         conn, mine, count, include=sorted(known), excluded=excluded, filters=filters
     )
-    extra = store.candidates.candidates_by_id(
-        conn, [pid for pid in scores if pid not in known], profile, **scope
-    )
+    matches = []
+    if taste is not None:
+        matches = store.factors.best_matches(
+            conn, taste, count, excluded=excluded, filters=filters, ef_search=ef_search
+        )
+    more = [pid for pid in dict.fromkeys([*scores, *matches]) if pid not in known]
+    extra = store.candidates.candidates_by_id(conn, more, profile, **scope)
     return [
         replace(c, collaborative=scores[c.podcast_id][0], because_of=scores[c.podcast_id][1])
         if c.podcast_id in scores

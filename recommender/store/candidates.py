@@ -51,20 +51,22 @@ def exclusions(conn, user_id: str, window_hours: float) -> tuple[list[int], set[
 
 # The shape of a recommendation candidate: `{source}` yields podcast ids. `popularity` is the
 # prior in [0, 1): log of the decayed engagement against log of the listeners the model knows,
-# so one like in a large audience counts for little. A reason written for this user since
-# `valid_from` comes along with the evidence it was written from (the caller checks that the
-# evidence still holds). The model's audience is a scalar subquery, not a join: joined, its
-# never-analyzed one-row table made Postgres 18 sort the whole catalog (58 ms instead of 7 at
-# 10k episodes).
+# so one like in a large audience counts for little. `affinity` is the inner product of the
+# episode's factors with the listener's (`taste`, model/factors.py; NULL without). A reason
+# written for this user since `valid_from` comes along with the evidence it was written from
+# (the caller checks that the evidence still holds). The model's audience is a scalar subquery,
+# not a join: joined, its never-analyzed one-row table made Postgres 18 sort the whole catalog
+# (58 ms instead of 7 at 10k episodes).
 CANDIDATE_SQL = """
     SELECT p.id AS podcast_id, p.title, p.summary, p.category, {embedding} AS embedding,
            p.embedding <=> %(q)s AS distance, coalesce(e.listeners, 0) AS listeners,
            coalesce(
                ln(1 + greatest(e.popularity, 0)) / ln(2 + (SELECT listeners FROM collaborative_model)), 0
            ) AS popularity,
-           r.reason, r.evidence
+           -(f.factors <#> %(taste)s::vector) AS affinity, r.reason, r.evidence
     FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
     LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
+    LEFT JOIN podcast_factors f ON f.podcast_id = p.id
     LEFT JOIN reasons r
         ON r.user_id = %(user_id)s AND r.podcast_id = p.id AND r.written_at >= %(valid_from)s
     ORDER BY distance
@@ -72,7 +74,8 @@ CANDIDATE_SQL = """
 
 
 def _candidate(row: tuple) -> Candidate:
-    podcast_id, title, summary, category, embedding, distance, listeners, popularity, reason, evidence = row
+    podcast_id, title, summary, category, embedding, distance, listeners, popularity = row[:8]
+    affinity, reason, evidence = row[8:]
     similarity = None if distance is None else 1.0 - float(distance)
     return Candidate(
         podcast_id,
@@ -83,6 +86,7 @@ def _candidate(row: tuple) -> Candidate:
         similarity,
         float(popularity),
         listeners,
+        affinity=None if affinity is None else float(affinity),
         written_reason=reason,
         written_for=evidence,
     )
@@ -94,6 +98,7 @@ def candidate_podcasts(
     count: int,
     *,
     user_id: str,
+    taste: np.ndarray | None,
     excluded: list[int],
     reasons_valid_from: datetime,
     filters: Filters | None = None,
@@ -105,19 +110,26 @@ def candidate_podcasts(
         WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[]) AND {FILTERS}
         ORDER BY {{order}} LIMIT %(k)s
     """
-    params = {"q": query, "user_id": user_id, "k": count, **filter_params(filters)}
+    params = {"q": query, "taste": taste, "user_id": user_id, "k": count, **filter_params(filters)}
     params |= {"valid_from": reasons_valid_from, "excluded": excluded}
     sql = CANDIDATE_SQL.replace("{source}", source)
     return [_candidate(row) for row in nearest(conn, sql, params, count, ef_search, len(excluded))]
 
 
 def candidates_by_id(
-    conn, ids: Sequence[int], query: np.ndarray | None, *, user_id: str, reasons_valid_from: datetime
+    conn,
+    ids: Sequence[int],
+    query: np.ndarray | None,
+    *,
+    user_id: str,
+    taste: np.ndarray | None,
+    reasons_valid_from: datetime,
 ) -> list[Candidate]:
-    """The candidates of the given podcasts (e.g. found by co-engagement)."""
+    """The candidates of the given podcasts (e.g. found by co-engagement or by factors)."""
     if not ids:
         return []
-    params = {"q": query, "ids": list(ids), "user_id": user_id, "valid_from": reasons_valid_from}
+    params = {"q": query, "taste": taste, "ids": list(ids), "user_id": user_id}
+    params["valid_from"] = reasons_valid_from
     with conn.cursor() as cur:
         source = "SELECT unnest(%(ids)s::bigint[]) AS podcast_id"
         cur.execute(CANDIDATE_SQL.replace("{source}", source), params)
@@ -148,10 +160,18 @@ def hnsw_probe(conn, candidates: int) -> Iterator[None]:
 
 
 def nearest(
-    conn, sql: str, params: dict[str, Any], wanted: int, ef_search: int, filtered_out: int = 0, *, dicts=False
+    conn,
+    sql: str,
+    params: dict[str, Any],
+    wanted: int,
+    ef_search: int,
+    filtered_out: int = 0,
+    *,
+    dicts: bool = False,
+    order: str = "p.embedding <=> %(q)s",
 ) -> list[Any]:
-    """The rows (tuples, or dicts) of a nearest-neighbour query whose ORDER BY is `{order}`,
-    through the HNSW index.
+    """The rows (tuples, or dicts) of a nearest-neighbour query whose ORDER BY is `{order}`, the
+    distance `order` (an HNSW-indexed expression), through the index.
 
     The index scan applies WHERE filters to the ef_search nearest it finds, so selective
     filters can leave fewer than `wanted` rows: ef_search grows with the rows known to be
@@ -162,11 +182,11 @@ def nearest(
         return dict_cursor(conn) if dicts else conn.cursor()
 
     with hnsw_probe(conn, max(ef_search, wanted + filtered_out)), cursor() as cur:
-        cur.execute(sql.format(order="p.embedding <=> %(q)s"), params)
+        cur.execute(sql.format(order=order), params)
         rows = cur.fetchall()
     if len(rows) < wanted:
         with cursor() as cur:
-            cur.execute(sql.format(order="(p.embedding <=> %(q)s) + 0"), params)  # not indexable: exact
+            cur.execute(sql.format(order=f"({order}) + 0"), params)  # not indexable: exact
             rows = cur.fetchall()
     return rows
 

@@ -63,6 +63,10 @@ class Freshness(TypedDict):
     episodes: int
     refresh_seconds: float | None
     events_since_refresh: int
+    factor_episodes: int
+    factors_trained_at: datetime | None
+    factors_trained_by: str | None
+    factor_seconds: float | None
 
 
 def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
@@ -121,12 +125,14 @@ def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: 
 
 
 def freshness(conn) -> Freshness:
-    """When the model was built and how many events and listens arrived since."""
+    """When the model was built and how many events and listens arrived since; when its factors
+    were trained, and by what."""
     with dict_cursor(conn) as cur:
         cur.execute(
             """
             SELECT m.refreshed_at, extract(epoch FROM now() - m.refreshed_at)::float8 AS age_seconds,
-                   m.episodes, m.refresh_seconds,
+                   m.episodes, m.refresh_seconds, m.factor_episodes, m.factors_trained_at,
+                   m.factors_trained_by, m.factor_seconds,
                    (SELECT count(*) FROM feedback_events WHERE id > m.event_mark)
                    + (SELECT count(*) FROM user_listens WHERE listened_at > m.listen_mark)
                    AS events_since_refresh

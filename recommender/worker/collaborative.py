@@ -1,4 +1,6 @@
-"""Rebuilding the co-engagement model (`model/collaborative.py`) when enough events arrived."""
+"""Rebuilding the collaborative model when enough events arrived: the co-engagement neighbours
+(`model/collaborative.py`) and the episode factors (`model/factors.py`), from one snapshot of the
+interactions, replaced together in one transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 import db_utils
 from config import get_settings
 from recommender import store
-from recommender.model import collaborative
+from recommender.model import collaborative, factors
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +35,27 @@ def refresh_if_due(force: bool = False) -> bool:
             settings.collab_alpha,
             settings.popularity_half_life_days,
         )
+        neighbours_done = time.perf_counter()
+        trained = factors.train(
+            snapshot.interactions,
+            min_listeners=settings.factor_min_listeners,
+            regularization=settings.factor_regularization,
+            alpha=settings.factor_alpha,
+            iterations=settings.factor_iterations,
+            threads=settings.factor_threads,
+        )
+        factors_done = time.perf_counter()
         with conn:
-            seconds = time.perf_counter() - started
-            store.collaborative.save(conn, model, snapshot.event_mark, snapshot.listen_mark, seconds)
+            store.collaborative.save(
+                conn, model, snapshot.event_mark, snapshot.listen_mark, neighbours_done - started
+            )
+            store.factors.save(conn, trained, factors_done - neighbours_done)
     log.info(
-        "collaborative model: %d episodes from %d interactions in %.2f s",
+        "collaborative model: %d episodes from %d interactions in %.2f s (factors %.2f s)",
         0 if model is None else len(model.episodes),
         len(snapshot.interactions.listener),
         time.perf_counter() - started,
+        factors_done - neighbours_done,
     )
     return True
 
