@@ -1,5 +1,5 @@
 """Command line: `python cli.py migrate | seed | import FILE | import-events FILE | export-suggestions
-| retry-failed`."""
+| retry-failed | train`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from recommender.schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHi
 from recommender.service import catalogue, feedback, listeners, page_writer
 from recommender.service.database import ensure_database
 from recommender.service.errors import ServiceError
+from recommender.worker import collaborative
 
 SAMPLE_DIR = PROJECT_DIR / "sample_data"
 MAX_ERRORS_SHOWN = 5  # failed events listed by `import-events`
@@ -215,6 +216,22 @@ def retry_failed(_: argparse.Namespace) -> int:
     return 0
 
 
+def train(_: argparse.Namespace) -> int:
+    """Rebuild the collaborative model now (co-engagement neighbours and factors), as the worker
+    does when enough events arrived; the tables it writes are documented in docs/loop.md."""
+    ensure_database()
+    if not collaborative.refresh_if_due(force=True):
+        print("another process is training the model; try again when it is done", file=sys.stderr)
+        return 1
+    with db_utils.connection() as conn:
+        state = store.collaborative.freshness(conn)
+    print(
+        f"trained: {state['episodes']} episodes with neighbours in {state['refresh_seconds']:.1f} s,"
+        f" {state['factor_episodes']} with factors in {state['factor_seconds']:.1f} s"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description="Podcast recommender administration")
@@ -245,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     export_parser.set_defaults(run=export_suggestions)
     retry_help = "requeue the episodes whose enrichment was given up on (after ENRICH_MAX_ATTEMPTS)"
     commands.add_parser("retry-failed", help=retry_help).set_defaults(run=retry_failed)
+    train_help = "rebuild the collaborative model (neighbours and factors) now, as the worker does"
+    commands.add_parser("train", help=train_help).set_defaults(run=train)
     args = parser.parse_args(argv)
     page_writer.writes_here = False
     settings = get_settings()

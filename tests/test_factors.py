@@ -3,6 +3,10 @@ contract: factors written by another implementation are served as they are."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import psycopg2
 import pytest
@@ -11,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from recommender.model import factors
 from recommender.model.collaborative import Interactions
-from tests.conftest import run_api, user_in, wait_for_model
+from tests.conftest import ROOT, run_api, user_in, wait_for_model
 
 
 def test_the_fold_in_is_implicits_own_least_squares_for_a_listener():
@@ -137,3 +141,11 @@ def test_the_worker_trains_factors_once_enough_listeners_enjoyed_something(creat
         trained = listener(2)
         assert trained["episodes"] == 4 and trained["trained_by"].startswith("implicit")
         assert api.query("SELECT count(*) FROM podcast_factors") == [(4,)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))}
+        env |= {"DATABASE_URL": api.dsn, "AI_PROVIDER": "local", "HF_HUB_OFFLINE": "1"}
+        env |= {"FACTOR_MIN_LISTENERS": "4"}
+        command = [sys.executable, "cli.py", "train"]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "0 with factors" in result.stdout  # trained again, with its own settings
+        assert api.get("/api/health").json()["collaborative"]["factors"]["episodes"] == 0
