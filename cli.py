@@ -25,7 +25,7 @@ from recommender.schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHi
 from recommender.service import catalogue, feedback, listeners, page_writer
 from recommender.service.database import ensure_database
 from recommender.service.errors import ServiceError
-from recommender.worker import collaborative
+from recommender.worker import collaborative, ranker
 
 SAMPLE_DIR = PROJECT_DIR / "sample_data"
 MAX_ERRORS_SHOWN = 5  # failed events listed by `import-events`
@@ -217,18 +217,28 @@ def retry_failed(_: argparse.Namespace) -> int:
 
 
 def train(_: argparse.Namespace) -> int:
-    """Rebuild the collaborative model now (co-engagement neighbours and factors), as the worker
-    does when enough events arrived; the tables it writes are documented in docs/loop.md."""
+    """Train every model now, as the worker does when enough events arrived: the collaborative
+    model (co-engagement neighbours and factors, the tables of docs/loop.md) and the ranker."""
     ensure_database()
     if not collaborative.refresh_if_due(force=True):
         print("another process is training the model; try again when it is done", file=sys.stderr)
         return 1
+    ranked = ranker.train_if_due(force=True)
     with db_utils.connection() as conn:
         state = store.collaborative.freshness(conn)
+        learned = store.ranker.state(conn)
     print(
         f"trained: {state['episodes']} episodes with neighbours in {state['refresh_seconds']:.1f} s,"
         f" {state['factor_episodes']} with factors in {state['factor_seconds']:.1f} s"
     )
+    if ranked and learned is not None:
+        verdict = "adopted" if learned["adopted"] else "not adopted, the blend ranks"
+        print(
+            f"ranker v{learned['version']} ({learned['kind']}, {learned['rows']} shown items): NDCG@5"
+            f" {learned['validation_ndcg']:.4f}, blend {learned['blend_ndcg']:.4f}: {verdict}"
+        )
+    else:
+        print("ranker: too few pages with reactions to learn from; the blend ranks")
     return 0
 
 

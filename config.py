@@ -151,7 +151,11 @@ class Settings(BaseSettings):
     blend_popularity: float = setting(
         0.02, "Weight of the popularity prior (in [0, 1): log engagement over log listeners)."
     )
-    ab_split: str = setting("loop:90,history_only:10", "A/B variants and their shares.")
+    ab_split: str = setting(
+        "loop:80,blend:10,history_only:10",
+        "A/B variants and their shares: `loop` ranks with the learned ranker once one is adopted, `blend`"
+        " with the hand-set blend, `history_only` by the history's text alone.",
+    )
     ab_salt: str = setting("v1", "Change it to reshuffle listeners between variants.")
 
     # Pages prepared ahead
@@ -198,6 +202,10 @@ class Settings(BaseSettings):
     )
     factor_iterations: int = setting(15, "iALS: alternating passes per training.")
     factor_threads: int = setting(1, "iALS: threads a training uses (a request-serving core stays free).")
+    ranker_retrain_events: int = setting(
+        200, "Reactions to suggestions (events naming one) before the ranker is trained again."
+    )
+    ranker_max_rows: int = setting(100_000, "The newest shown items the ranker learns from.")
     popularity_half_life_days: float = setting(
         14.0, "Engagement's weight in the popularity prior halves this often."
     )

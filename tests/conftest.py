@@ -24,6 +24,7 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
+import config
 from recommender.model import variants
 from tests.fake_openai_server import FakeOpenAIServer
 
@@ -234,7 +235,7 @@ def app_functions() -> dict[str, dict[str, Any]]:
 
 def user_in(variant: str) -> str:
     """A fresh user id that the default A/B split puts in `variant`."""
-    split = variants.parse_split("loop:90,history_only:10")
+    split = variants.parse_split(config.Settings.model_fields["ab_split"].default)
     while True:
         user_id = f"user-{uuid.uuid4().hex[:8]}"
         if variants.assign_variant(user_id, split, "v1").name == variant:

@@ -80,14 +80,14 @@ def test_a_page_is_chosen_by_the_blend_and_recent_suggestions_only_when_fresh_on
     weights = ranking.BlendWeights(collaborative=1.0, factors=0.0, content=0.1, popularity=0.0)
     no_exploring = VARIANTS["history_only"]
     chosen = pages.choose(candidates, {4}, 3, no_exploring, weights, None, random.Random(1))
-    assert [(c.podcast_id, strategy) for c, strategy, _ in chosen] == [
+    assert [(c.podcast_id, strategy) for c, strategy, *_ in chosen] == [
         (2, "collaborative"),
         (1, "similar"),
         (3, "similar"),
     ]
-    assert [score for _, _, score in chosen] == sorted((score for _, _, score in chosen), reverse=True)
+    assert [c.score for c in chosen] == sorted((c.score for c in chosen), reverse=True)
     fallback = pages.choose(candidates, {4}, 4, no_exploring, weights, None, random.Random(1))
-    assert {c.podcast_id for c, _, _ in fallback} == {1, 2, 3, 4}
+    assert {c.podcast_id for c, *_ in fallback} == {1, 2, 3, 4}
 
 
 def test_the_loop_variant_explores_and_steers_away_from_dislikes():
@@ -99,8 +99,8 @@ def test_the_loop_variant_explores_and_steers_away_from_dislikes():
     strategies = set()
     for seed in range(30):
         chosen = pages.choose(candidates, set(), 10, loop, weights, disliked, random.Random(seed))
-        assert candidates[0] not in [c for c, _, _ in chosen]  # close to the dislike: not shown
-        strategies |= {strategy for _, strategy, _ in chosen}
+        assert candidates[0] not in [c.candidate for c in chosen]  # close to the dislike: not shown
+        strategies |= {c.strategy for c in chosen}
     assert strategies == {"similar", "explore"}
 
 
@@ -108,11 +108,12 @@ def test_items_carry_evidence_and_only_reasons_that_still_hold():
     liked = Engagement(7, 1.0, "Liked Episode", None)
     written = candidate(2, [0, 1, 0], collaborative=1.0, because_of=7, written_reason="Because…")
     stale = candidate(3, [0, 0, 1], similarity=0.4, written_reason="Old", written_for="co_engagement:9")
-    items = pages.explain([(written, "collaborative", 1.0), (stale, "similar", 0.5)], [liked], set())
+    chosen = [pages.Chosen(written, "collaborative", 1.0), pages.Chosen(stale, "similar", 0.5)]
+    items = pages.explain(chosen, [liked], set())
     assert items[0].evidence == {"kind": "co_engagement", "podcast_id": 7, "title": "Liked Episode"}
     assert items[0].reason is None  # written for no evidence key: not this one
     items = pages.explain(
-        [(Candidate(**{**vars(written), "written_for": "co_engagement:7"}), "collaborative", 1.0)],
+        [pages.Chosen(Candidate(**{**vars(written), "written_for": "co_engagement:7"}), "collaborative", 1)],
         [liked],
         set(),
     )

@@ -175,6 +175,12 @@ class Health(BaseModel):
         " episodes_with_neighbours, refresh_seconds, events_since_refresh, and its factors (episodes,"
         " trained_at, trained_by, train_seconds); null when never read (busy)"
     )
+    ranker: dict[str, Any] | None = Field(
+        default=None,
+        description="What ranks pages of the `loop` variant: `ranks` (learned or blend) and the newest"
+        " training (version, trained_at, kind, rows, pages, validation_ndcg and blend_ndcg on held-out"
+        " listeners, candidates_ndcg, importances, adopted); null when never read (busy)",
+    )
 
 
 class DatabaseDown(BaseModel):

@@ -4,12 +4,15 @@ evidence that ranked it and the reason written for it earlier while that evidenc
 from __future__ import annotations
 
 import random
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from recommender.model import ranking, reasons
+from recommender.model import ranker, ranking, reasons
+from recommender.model.ranker import Ranker
 from recommender.model.reasons import Evidence
 from recommender.model.variants import Variant
 
@@ -28,6 +31,7 @@ class Candidate:
     listeners: int = 0  # who enjoyed it lately
     collaborative: float = 0.0  # co-engagement with the listener's episodes
     affinity: float | None = None  # inner product of its factors with the listener's (None: no factors)
+    age_days: float | None = None  # since it was published (None: unknown)
     because_of: int | None = None  # the listener's episode that contributed most to it
     written_reason: str | None = None  # written for this listener earlier ...
     written_for: str | None = None  # ... from evidence with this key
@@ -41,6 +45,7 @@ class Engagement:
     weight: float
     title: str
     embedding: np.ndarray | None = None  # for the strongest few only
+    category: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,10 +62,12 @@ class Item:
     score: float | None
     evidence: Evidence
     reason: str | None = None
+    features: list[float] | None = None  # what the ranker saw (`model/ranker.py`), logged when served
 
     def answer(self, rank: int, reason: str, source: str, suggestion_id: int) -> dict[str, Any]:
         """The item as the API answers it."""
         answer = asdict(self) | {"rank": rank, "reason": reason, "reason_source": source}
+        del answer["features"]
         return answer | {"suggestion_id": suggestion_id}
 
     def stored(self) -> dict[str, Any]:
@@ -72,6 +79,7 @@ class Item:
             "score": self.score,
             "evidence": self.evidence,
             "reason": self.reason,
+            "features": self.features,
         }
 
     @classmethod
@@ -80,7 +88,11 @@ class Item:
         return cls(**{name: stored.get(name) for name in cls.__dataclass_fields__})
 
 
-Chosen = tuple[Candidate, str, float | None]  # a candidate, its strategy and its blended score
+class Chosen(NamedTuple):
+    candidate: Candidate
+    strategy: str
+    score: float | None  # its relevance
+    features: list[float] | None = None  # what the ranker saw, exploration flagged
 
 
 def choose(
@@ -91,40 +103,72 @@ def choose(
     weights: ranking.BlendWeights,
     negatives: np.ndarray | None,
     rng: random.Random,
+    *,
+    learned: Ranker | None = None,
+    positives: Sequence[Engagement] = (),
 ) -> list[Chosen]:
-    """Blend and re-rank; episodes suggested within the window are used only when fresh ones
-    run out."""
+    """Score (by the `learned` ranker, else the blend) and re-rank; episodes suggested within the
+    window are used only when fresh ones run out."""
     fresh = [c for c in candidates if c.podcast_id not in recent]
     pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c.podcast_id in recent]
-    relevance, behaviour_led = ranking.blend(
+    vectors = np.vstack([c.embedding for c in pool])
+    blended, behaviour_led = ranking.blend(
         np.array([c.collaborative for c in pool]),
         np.array([c.affinity or 0.0 for c in pool]),
         np.array([c.similarity or 0.0 for c in pool]),
         np.array([c.popularity for c in pool]),
         weights,
     )
-    vectors = np.vstack([c.embedding for c in pool])
-    return [
-        (
-            pool[row],
-            "collaborative" if strategy == "similar" and behaviour_led[row] else strategy,
-            round(float(relevance[row]), 4),
+    x = ranker.features(signals(pool, vectors, negatives, positives))
+    relevance = blended if learned is None else learned.relevance(x)
+    chosen = []
+    for row, strategy in ranking.rerank(relevance, vectors, limit, variant, negatives, rng):
+        logged = x[row].copy()
+        logged[ranker.EXPLORATION] = strategy == "explore"
+        chosen.append(
+            Chosen(
+                pool[row],
+                "collaborative" if strategy == "similar" and behaviour_led[row] else strategy,
+                round(float(relevance[row]), 4),
+                [round(float(v), 5) for v in logged],
+            )
         )
-        for row, strategy in ranking.rerank(relevance, vectors, limit, variant, negatives, rng)
-    ]
+    return chosen
+
+
+def signals(
+    pool: list[Candidate], vectors: np.ndarray, negatives: np.ndarray | None, positives: Sequence[Engagement]
+) -> ranker.Signals:
+    """What the ranker's features of `pool` are made of."""
+    enjoyed = [p.category for p in positives if p.weight > 0]
+    shares = {category: count / len(enjoyed) for category, count in Counter(enjoyed).items() if category}
+    closeness = (
+        (vectors @ negatives.T).max(axis=1)
+        if negatives is not None and len(negatives)
+        else np.zeros(len(pool))
+    )
+    return ranker.Signals(
+        co_engagement=np.array([c.collaborative for c in pool]),
+        affinity=np.array([np.nan if c.affinity is None else c.affinity for c in pool]),
+        similarity=np.array([c.similarity or 0.0 for c in pool]),
+        popularity=np.array([c.popularity for c in pool]),
+        disliked_closeness=closeness,
+        category_share=np.array([shares.get(c.category or "", 0.0) for c in pool]),
+        age_days=np.array([np.nan if c.age_days is None else c.age_days for c in pool]),
+    )
 
 
 def popular(candidates: list[Candidate], recent: set[int], limit: int) -> list[Chosen]:
     """The popular page of a listener with nothing to go on: fresh episodes first, in order."""
     ordered = sorted(candidates, key=lambda c: c.podcast_id in recent)  # stable
-    return [(c, "popular", None) for c in ordered[:limit]]
+    return [Chosen(c, "popular", None) for c in ordered[:limit]]
 
 
 def explain(chosen: list[Chosen], positives: list[Engagement], history_words: set[str]) -> list[Item]:
     """The chosen candidates as items, each with its evidence and the reason written from that
     evidence earlier (none where the evidence changed since: it would no longer be true)."""
     items = []
-    for candidate, strategy, score in chosen:
+    for candidate, strategy, score, features in chosen:
         evidence = reasons.evidence(candidate, positives, history_words)
         still_true = candidate.written_for == reasons.evidence_key(evidence)
         similarity = None if candidate.similarity is None else round(candidate.similarity, 4)
@@ -139,6 +183,7 @@ def explain(chosen: list[Chosen], positives: list[Engagement], history_words: se
                 score,
                 evidence,
                 candidate.written_reason if still_true else None,
+                features,
             )
         )
     return items

@@ -16,6 +16,7 @@ class Variant:
     mmr_lambda: float  # 1.0 ranks by relevance alone; lower values favour diversity
     exploration: float  # expected share of the page given to exploration
     negative_penalty: float  # how much closeness to a disliked/skipped episode costs
+    use_ranker: bool = False  # rank with the learned ranker once one is adopted (else: the hand-set blend)
 
 
 VARIANTS = {
@@ -25,6 +26,17 @@ VARIANTS = {
             "loop",
             use_feedback=True,
             use_behaviour=True,
+            use_ranker=True,
+            mmr_lambda=0.9,
+            exploration=0.1,
+            negative_penalty=0.5,
+        ),
+        # The loop with the hand-set blend: what the learned ranker is measured against.
+        Variant(
+            "blend",
+            use_feedback=True,
+            use_behaviour=True,
+            use_ranker=False,
             mmr_lambda=0.9,
             exploration=0.1,
             negative_penalty=0.5,
@@ -34,6 +46,7 @@ VARIANTS = {
             "history_only",
             use_feedback=False,
             use_behaviour=False,
+            use_ranker=False,
             mmr_lambda=1.0,
             exploration=0.0,
             negative_penalty=0.0,

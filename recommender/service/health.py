@@ -68,6 +68,7 @@ def health() -> dict[str, Any]:
         },
         "podcasts": figures["podcasts"],
         "collaborative": figures["collaborative"],
+        "ranker": figures["ranker"],
     }
 
 
@@ -80,11 +81,18 @@ def database_figures() -> tuple[dict[str, Any], dict[str, Any]]:
         figures = read_figures()
     except db_utils.DatabaseBusyError:
         if cached is None:
-            return {"busy": True}, {"database": {}, "podcasts": None, "collaborative": None}
+            return {"busy": True}, {"database": {}, "podcasts": None, "collaborative": None, "ranker": None}
         age = round(time.monotonic() - cached[0], 1)
         return {"busy": True, "figures_age_seconds": age}, copy.deepcopy(cached[1])
     _figures = time.monotonic(), figures
     return {}, copy.deepcopy(figures)
+
+
+def ranker_state(learned: store.ranker.RankerState | None) -> dict[str, Any]:
+    """The newest ranker training, and whether it ranks (else the hand-set blend does)."""
+    if learned is None:
+        return {"ranks": "blend", "version": None}
+    return {"ranks": "learned" if learned["adopted"] else "blend", **learned}
 
 
 def read_figures() -> dict[str, Any]:
@@ -95,6 +103,7 @@ def read_figures() -> dict[str, Any]:
             version = db_utils.pgvector_version(cur)
         counts = store.podcasts.counts(conn, get_settings().enrich_max_attempts)
         model = store.collaborative.freshness(conn)
+        learned = store.ranker.state(conn)
     refresh_seconds, factor_seconds = model["refresh_seconds"], model["factor_seconds"]
     return {
         "database": {"pgvector": version, "migrations": applied},
@@ -112,4 +121,5 @@ def read_figures() -> dict[str, Any]:
                 "train_seconds": None if factor_seconds is None else round(factor_seconds, 3),
             },
         },
+        "ranker": ranker_state(learned),
     }

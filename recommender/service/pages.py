@@ -24,6 +24,7 @@ from recommender.ai.interface import AIProviderError, ReasonItem
 from recommender.ai.text import content_words
 from recommender.model import factors, pages, ranking, reasons
 from recommender.model.pages import Candidate, Chosen, Engagement, Item
+from recommender.model.ranker import Ranker
 from recommender.model.variants import Variant, assign_variant, parse_split
 from recommender.store.podcasts import Filters
 from recommender.store.users import User
@@ -50,6 +51,17 @@ class Page:
         return [item for item in self.items if item.reason is None]
 
 
+def blend_weights() -> ranking.BlendWeights:
+    """The hand-set blend, as configured (`BLEND_*`)."""
+    settings = get_settings()
+    return ranking.BlendWeights(
+        settings.blend_collaborative,
+        settings.blend_factors,
+        settings.blend_content,
+        settings.blend_popularity,
+    )
+
+
 def variant_of(user_id: str) -> Variant:
     settings = get_settings()
     return assign_variant(user_id, parse_split(settings.ab_split), settings.ab_salt)
@@ -73,20 +85,33 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
         # Exploration is random but stable for a user within a day, so the page prepared ahead
         # and the page then requested make the same picks.
         rng = random.Random(f"{user.id}:{datetime.now(UTC).date()}")
-        configured = ranking.BlendWeights(
-            settings.blend_collaborative,
-            settings.blend_factors,
-            settings.blend_content,
-            settings.blend_popularity,
-        )
+        configured = blend_weights()
         weights = ranking.blend_weights(variant, configured)
-        chosen = pages.choose(candidates, recent, limit, variant, weights, negatives, rng)
+        learned = current_ranker(conn) if variant.use_ranker else None
+        chosen = pages.choose(
+            candidates, recent, limit, variant, weights, negatives, rng, learned=learned, positives=mine
+        )
     else:
         popular = store.collaborative.popular(conn, limit + len(recent), excluded=excluded, filters=filters)
         chosen = with_written_reasons(conn, user, pages.popular(popular, recent, limit))
     positives = [m for m in mine if m.weight > 0]
     history_words = set(content_words(f"{user.listening_history or ''} {user.interest_profile or ''}"))
     return Page(variant, pages.explain(chosen, positives, history_words), user, positives)
+
+
+_rankers: dict[int, Ranker] = {}  # the newest adopted ranker, by version, loaded once per process
+
+
+def current_ranker(conn) -> Ranker | None:
+    """The newest trained ranker if it was adopted (it beat the blend on held-out listeners)."""
+    newest = store.ranker.newest(conn)
+    if newest is None or not newest[1]:
+        return None
+    version = newest[0]
+    if version not in _rankers:
+        _rankers.clear()
+        _rankers[version] = store.ranker.model(conn, version)
+    return _rankers[version]
 
 
 def taste(conn, mine: list[Engagement]) -> np.ndarray | None:
@@ -149,14 +174,15 @@ def gather(
 
 def with_written_reasons(conn, user: User, chosen: list[Chosen]) -> list[Chosen]:
     """The chosen candidates with the reasons written for this listener since their history."""
-    ids = [candidate.podcast_id for candidate, _, _ in chosen]
+    ids = [c.candidate.podcast_id for c in chosen]
     written = store.suggestions.written_reasons(conn, user.id, ids, user.reasons_valid_from)
     with_reasons: list[Chosen] = []
-    for candidate, strategy, score in chosen:
+    for chosen_one in chosen:
+        candidate = chosen_one.candidate
         if candidate.podcast_id in written:
             reason, evidence = written[candidate.podcast_id]
             candidate = replace(candidate, written_reason=reason, written_for=evidence)
-        with_reasons.append((candidate, strategy, score))
+        with_reasons.append(chosen_one._replace(candidate=candidate))
     return with_reasons
 
 

@@ -82,7 +82,9 @@ def serve(conn, page: pages.Page, written: dict[int, str], query: RecommendQuery
     suggestions = []
     for rank, item in enumerate(page.items, start=1):
         reason, source = reason_of(item, written)
-        suggestions.append(Suggestion(item.podcast_id, item.similarity, rank, reason, item.strategy, source))
+        suggestions.append(
+            Suggestion(item.podcast_id, item.similarity, rank, reason, item.strategy, source, item.features)
+        )
     ids = store.suggestions.insert_suggestions(conn, query.user_id, page.variant.name, suggestions)
     # Only a listener served before this page counts as returning (`store.pages.queue`).
     page_writer.queue_next_page(conn, query.user_id, query.limit, query.category, returning_only=True)

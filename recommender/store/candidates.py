@@ -63,7 +63,8 @@ CANDIDATE_SQL = """
            coalesce(
                ln(1 + greatest(e.popularity, 0)) / ln(2 + (SELECT listeners FROM collaborative_model)), 0
            ) AS popularity,
-           -(f.factors <#> %(taste)s::vector) AS affinity, r.reason, r.evidence
+           -(f.factors <#> %(taste)s::vector) AS affinity,
+           extract(epoch FROM now() - p.published_at) / 86400 AS age_days, r.reason, r.evidence
     FROM ({source}) c JOIN podcasts p ON p.id = c.podcast_id
     LEFT JOIN podcast_engagement e ON e.podcast_id = p.id
     LEFT JOIN podcast_factors f ON f.podcast_id = p.id
@@ -75,7 +76,7 @@ CANDIDATE_SQL = """
 
 def _candidate(row: tuple) -> Candidate:
     podcast_id, title, summary, category, embedding, distance, listeners, popularity = row[:8]
-    affinity, reason, evidence = row[8:]
+    affinity, age_days, reason, evidence = row[8:]
     similarity = None if distance is None else 1.0 - float(distance)
     return Candidate(
         podcast_id,
@@ -87,6 +88,7 @@ def _candidate(row: tuple) -> Candidate:
         float(popularity),
         listeners,
         affinity=None if affinity is None else float(affinity),
+        age_days=None if age_days is None else float(age_days),
         written_reason=reason,
         written_for=evidence,
     )

@@ -151,7 +151,7 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagemen
             f"""
             SELECT n.podcast_id, n.weight, p.title,
                    CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s
-                        THEN {binary("p.embedding")} END AS embedding
+                        THEN {binary("p.embedding")} END AS embedding, p.category
             FROM (
                 SELECT podcast_id, greatest(-1, least(1, {NET}))::real AS weight,
                        row_number() OVER (ORDER BY abs({NET}) DESC, max(at) DESC) AS position
@@ -162,7 +162,10 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagemen
             """,
             {"user_id": user_id, "with_vectors": with_vectors, "limit": LISTENER_ITEMS},
         )
-        return [Engagement(pid, weight, title, from_binary(vector)) for pid, weight, title, vector in cur]
+        return [
+            Engagement(pid, weight, title, from_binary(vector), category)
+            for pid, weight, title, vector, category in cur
+        ]
 
 
 def neighbour_scores(

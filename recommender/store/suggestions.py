@@ -17,6 +17,7 @@ class Suggestion(NamedTuple):
     reason: str
     strategy: str
     reason_source: str  # cached (written ahead) | generated (written for this request) | fallback
+    features: list[float] | None = None  # what the ranker saw (`model/ranker.py`)
 
 
 def insert_suggestions(conn, user_id: str, variant: str, suggestions: Sequence[Suggestion]) -> list[int]:
@@ -27,7 +28,7 @@ def insert_suggestions(conn, user_id: str, variant: str, suggestions: Sequence[S
         rows = psycopg2.extras.execute_values(
             cur,
             "INSERT INTO suggested_podcasts"
-            " (user_id, variant, podcast_id, similarity, rank, reason, strategy, reason_source)"
+            " (user_id, variant, podcast_id, similarity, rank, reason, strategy, reason_source, features)"
             " VALUES %s RETURNING id",
             [(user_id, variant, *suggestion) for suggestion in suggestions],
             fetch=True,

@@ -1,4 +1,5 @@
-"""The worker's pass: what the AI service could not do inline, retried, and the models refreshed."""
+"""The worker's pass: what the AI service could not do inline, retried. The models are trained
+by a timer of their own (`worker/training.py`), so enrichment never waits on a training."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from recommender.service import profiles
 from recommender.service.analytics import LABELS_KEPT_DAYS
 from recommender.service.catalogue import enrich
 from recommender.service.database import require_database
-from recommender.worker import collaborative
 from recommender.worker.interest_profiles import refresh_interest_profiles
 from recommender.worker.recheck import recheck_stored
 
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def enrich_pending(batch_size: int = 32) -> int:
-    """One worker pass: due pending podcasts, histories whose vector is missing, interest
-    profiles with enough new feedback, and the collaborative model when it is due. Returns how
+    """One worker pass: due pending podcasts, histories whose vector is missing and interest
+    profiles with enough new feedback. Returns how
     many things it did. Podcasts given up on are due again at once when the AI service answers
     again (any call of this process, or the health probe, succeeded after failures)."""
     require_database()
@@ -36,7 +36,7 @@ def enrich_pending(batch_size: int = 32) -> int:
         podcasts = store.podcasts.claim_pending(conn, batch_size)
     done = len(enrich(podcasts)) if podcasts else 0
     done += embed_pending_histories(batch_size)
-    return done + refresh_interest_profiles() + recheck_stored() + collaborative.refresh_if_due()
+    return done + refresh_interest_profiles() + recheck_stored()
 
 
 def embed_pending_histories(batch_size: int) -> int:

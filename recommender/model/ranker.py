@@ -1,0 +1,254 @@
+"""A ranker learned from the service's own log: what each listener was shown (with the features it
+was ranked by, logged at that moment) and what they did with it.
+
+Features describe a candidate against the other candidates of its page, so they mean the same
+for every listener and every catalogue (`features`). Training (`train`) fits two models on the
+pages listeners reacted to, a logistic regression and LightGBM's lambdarank, and scores each,
+and the hand-set blend, by NDCG@5 on the pages of listeners held out; the better model is adopted
+only when it beats the blend there (`Trained.adopted`), so a deployment with too little or too
+odd a log keeps the blend. Pure: arrays in, a model out; storage is `store/ranker.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.model.ranking import BlendWeights
+
+FEATURES = (
+    "co_engagement",  # co-engagement score over the page's best
+    "co_engagement_rank",  # 1 / (1 + rank) among candidates with co-engagement, else 0
+    "factors",  # factor affinity over the page's best
+    "factors_rank",  # 1 / (1 + rank) by factor affinity, else 0
+    "content",  # cosine similarity to the listener's profile
+    "popularity",  # the popularity prior in [0, 1)
+    "disliked_closeness",  # cosine to the closest episode the listener disliked or skipped
+    "category_share",  # share of the listener's enjoyed episodes in its category
+    "recency",  # 0.5 ** (days since published / 30); 0 when unknown
+    "exploration",  # 1 for a logged exploration pick (always 0 when ranking)
+)
+EXPLORATION = FEATURES.index("exploration")
+VALIDATION_SHARE = 0.2  # of listeners, by hash: their pages score the models
+NDCG_AT = 5
+
+
+@dataclass(frozen=True, eq=False)
+class Signals:
+    """What the features of a page's candidates are computed from, one entry per candidate."""
+
+    co_engagement: np.ndarray
+    affinity: np.ndarray  # NaN where a candidate has no factors
+    similarity: np.ndarray
+    popularity: np.ndarray
+    disliked_closeness: np.ndarray
+    category_share: np.ndarray
+    age_days: np.ndarray  # NaN where unknown
+
+
+def features(signals: Signals) -> np.ndarray:
+    """The (candidates x FEATURES) matrix of a page."""
+    affinity = np.nan_to_num(signals.affinity, nan=0.0)
+    known = ~np.isnan(signals.age_days)
+    recency = np.where(known, 0.5 ** (np.nan_to_num(signals.age_days, nan=0.0).clip(0) / 30.0), 0.0)
+    return np.column_stack(
+        [
+            _over_best(signals.co_engagement),
+            _inverse_rank(signals.co_engagement),
+            _over_best(affinity),
+            _inverse_rank(np.where(np.isnan(signals.affinity), 0.0, affinity - affinity.min() + 1e-9)),
+            signals.similarity,
+            signals.popularity,
+            signals.disliked_closeness.clip(0),
+            signals.category_share,
+            recency,
+            np.zeros(len(affinity)),
+        ]
+    ).astype(np.float32)
+
+
+def blend_scores(x: np.ndarray, weights: BlendWeights) -> np.ndarray:
+    """The hand-set blend (`ranking.blend`) from the features it is made of."""
+    column = {name: x[:, i] for i, name in enumerate(FEATURES)}
+    return (
+        weights.collaborative * column["co_engagement"]
+        + weights.factors * column["factors"]
+        + weights.content * column["content"]
+        + weights.popularity * column["popularity"]
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Ranker:
+    """A trained model that scores candidates from their features."""
+
+    kind: str  # "logistic" | "lambdarank"
+    model: str  # logistic: JSON of mean, scale and weights; lambdarank: LightGBM's model text
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "logistic":
+            fitted = json.loads(self.model)
+            z = (x - np.array(fitted["mean"])) / np.array(fitted["scale"])
+            return z @ np.array(fitted["weights"]) + fitted["bias"]
+        return _booster(self.model).predict(x)
+
+    def relevance(self, x: np.ndarray) -> np.ndarray:
+        """Scores as relevance in (0, 1], the best 1: each a likelihood ratio to the best."""
+        scores = self.scores(x)
+        return np.exp(scores - scores.max())
+
+
+@dataclass(frozen=True, eq=False)
+class Trained:
+    """The outcome of a training: the better model and how each did on the held-out listeners."""
+
+    ranker: Ranker
+    rows: int
+    pages: int
+    validation_ndcg: float  # of the chosen model
+    blend_ndcg: float  # of the hand-set blend on the same pages
+    candidates_ndcg: dict[str, float]  # of every model fitted
+    importances: dict[str, float]  # share of each feature in the chosen model
+
+    @property
+    def adopted(self) -> bool:
+        return self.validation_ndcg > self.blend_ndcg
+
+
+def train(
+    x: np.ndarray, labels: np.ndarray, pages: np.ndarray, listeners: Sequence[str], weights: BlendWeights
+) -> Trained | None:
+    """Fit on the pages of most listeners, score on the rest (by hash of the listener). Rows are
+    shown items; `pages` numbers each row's page (rows of a page together); `labels` 1 where the
+    listener enjoyed the item. None when either side has no page with both outcomes."""
+    held_out = np.array([_held_out(listener) for listener in listeners], dtype=bool)
+    informative = _informative_pages(labels, pages)
+    fit_rows, check_rows = informative & ~held_out, informative & held_out
+    if not fit_rows.any() or not check_rows.any():
+        return None
+    check = (x[check_rows], labels[check_rows], pages[check_rows])
+    fitted = [_logistic(x[fit_rows], labels[fit_rows])]
+    lambdarank = _lambdarank(x[fit_rows], labels[fit_rows], pages[fit_rows])
+    if lambdarank is not None:
+        fitted.append(lambdarank)
+    ndcg = {ranker.kind: ndcg_at(ranker.scores(check[0]), check[1], check[2]) for ranker in fitted}
+    best = max(fitted, key=lambda ranker: ndcg[ranker.kind])
+    return Trained(
+        best,
+        int(fit_rows.sum()),
+        len(np.unique(pages[fit_rows])),
+        ndcg[best.kind],
+        ndcg_at(blend_scores(check[0], weights), check[1], check[2]),
+        ndcg,
+        _importances(best),
+    )
+
+
+def ndcg_at(scores: np.ndarray, labels: np.ndarray, pages: np.ndarray, k: int = NDCG_AT) -> float:
+    """Mean NDCG@k over the pages with at least one enjoyed item, ties broken against the score."""
+    values = []
+    for page in np.unique(pages):
+        rows = pages == page
+        gains = labels[rows]
+        if not gains.any():
+            continue
+        order = np.lexsort((gains, -scores[rows]))  # a tie counts the miss first: no credit for ties
+        discounts = 1.0 / np.log2(np.arange(2, min(k, len(gains)) + 2))
+        dcg = (gains[order][:k] * discounts).sum()
+        ideal = (np.sort(gains)[::-1][:k] * discounts).sum()
+        values.append(dcg / ideal)
+    return round(float(np.mean(values)), 4) if values else 0.0
+
+
+def _logistic(x: np.ndarray, labels: np.ndarray, l2: float = 1.0) -> Ranker:
+    """L2-regularised logistic regression on standardised features, by Newton's method."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = np.column_stack([(x - mean) / scale, np.ones(len(x))])
+    w = np.zeros(z.shape[1])
+    penalty = np.diag([l2] * (z.shape[1] - 1) + [0.0])
+    for _ in range(25):
+        p = 1.0 / (1.0 + np.exp(-(z @ w)))
+        gradient = z.T @ (p - labels) + penalty @ w
+        hessian = (z.T * (p * (1 - p))) @ z + penalty + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    model = {"mean": mean.tolist(), "scale": scale.tolist(), "weights": w[:-1].tolist(), "bias": float(w[-1])}
+    return Ranker("logistic", json.dumps(model))
+
+
+def _lambdarank(x: np.ndarray, labels: np.ndarray, pages: np.ndarray) -> Ranker | None:
+    """LightGBM's lambdarank on the pages; None where LightGBM cannot load (no OpenMP runtime)."""
+    try:
+        import lightgbm
+    except (ImportError, OSError):
+        return None
+    _, sizes = np.unique(pages, return_counts=True)  # rows of a page are together, pages in order
+    params = {
+        "objective": "lambdarank",
+        "num_leaves": 7,
+        "min_data_in_leaf": 20,
+        "learning_rate": 0.05,
+        "num_threads": 1,
+        "verbose": -1,
+        "seed": 0,
+    }
+    data = lightgbm.Dataset(x, labels, group=sizes, feature_name=list(FEATURES))
+    booster = lightgbm.train(params, data, num_boost_round=100)
+    return Ranker("lambdarank", booster.model_to_string())
+
+
+_boosters: dict[str, object] = {}
+
+
+def _booster(model: str):
+    """A LightGBM booster from its model text, kept per process (a model is loaded once)."""
+    key = hashlib.sha256(model.encode()).hexdigest()
+    if key not in _boosters:
+        import lightgbm
+
+        _boosters.clear()  # only the newest model is served
+        _boosters[key] = lightgbm.Booster(model_str=model)
+    return _boosters[key]
+
+
+def _importances(ranker: Ranker) -> dict[str, float]:
+    """Each feature's share: |standardised weight| (logistic) or total gain (lambdarank)."""
+    if ranker.kind == "logistic":
+        raw = np.abs(np.array(json.loads(ranker.model)["weights"]))
+    else:
+        raw = np.asarray(_booster(ranker.model).feature_importance("gain"), dtype=float)
+    total = raw.sum() or 1.0
+    return {name: round(float(v / total), 4) for name, v in zip(FEATURES, raw, strict=True)}
+
+
+def _informative_pages(labels: np.ndarray, pages: np.ndarray) -> np.ndarray:
+    """Rows of pages with both an enjoyed and a not enjoyed item: the only ones a ranking learns from."""
+    _, inverse = np.unique(pages, return_inverse=True)
+    positives = np.bincount(inverse, labels > 0)
+    sizes = np.bincount(inverse)
+    return ((positives > 0) & (positives < sizes))[inverse]
+
+
+def _held_out(listener: str) -> bool:
+    digest = hashlib.sha256(f"ranker-validation:{listener}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < VALIDATION_SHARE
+
+
+def _over_best(scores: np.ndarray) -> np.ndarray:
+    top = scores.max(initial=0.0)
+    return scores / top if top > 0 else np.zeros_like(scores, dtype=float)
+
+
+def _inverse_rank(scores: np.ndarray) -> np.ndarray:
+    """1 / (1 + rank) by score for the candidates with a positive score, 0 for the others."""
+    order = np.argsort(-scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(len(scores))
+    return np.where(scores > 0, 1.0 / (1.0 + ranks), 0.0)

@@ -1,0 +1,50 @@
+"""Training the ranker (`model/ranker.py`) from the log when enough new reactions arrived."""
+
+from __future__ import annotations
+
+import logging
+
+import db_utils
+from config import get_settings
+from recommender import store
+from recommender.model import ranker
+from recommender.service import pages
+
+log = logging.getLogger(__name__)
+
+TRAIN_LOCK_ID = 4_711_004  # pg_advisory_lock key: one training at a time per database
+KEPT_VERSIONS = 20
+_tried_at = 0  # the attributed-event mark of this process's last training that fitted nothing
+
+
+def train_if_due(force: bool = False) -> bool:
+    """Train when `RANKER_RETRAIN_EVENTS` reactions to suggestions arrived since the last training
+    (or attempt). Returns whether a model was stored."""
+    global _tried_at
+    settings = get_settings()
+    with db_utils.dedicated_connection("podcast-ranker") as conn:
+        if not db_utils.try_advisory_lock(conn, TRAIN_LOCK_ID):
+            return False
+        with conn:
+            newest = store.ranker.state(conn)
+            mark = max(_tried_at, newest["label_mark"] if newest else 0)
+            if not force and store.ranker.events_since(conn, mark) < settings.ranker_retrain_events:
+                return False
+            logged = store.ranker.read_log(conn, settings.ranker_max_rows)
+        weights = pages.blend_weights()
+        trained = ranker.train(logged.features, logged.enjoyed, logged.pages, logged.listeners, weights)
+        if trained is None:
+            _tried_at = logged.label_mark
+            return False
+        with conn:
+            version = store.ranker.save(conn, trained, logged.label_mark)
+            store.ranker.purge(conn, KEPT_VERSIONS)
+    log.info(
+        "ranker v%d (%s): NDCG@5 %.4f against the blend's %.4f on held-out listeners, %s",
+        version,
+        trained.ranker.kind,
+        trained.validation_ndcg,
+        trained.blend_ndcg,
+        "adopted" if trained.adopted else "not adopted: the blend ranks",
+    )
+    return True
