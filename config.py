@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         "A/B variants and their shares: `loop` ranks with the learned ranker once one is adopted, `blend`"
         " with the hand-set blend, `history_only` by the history's text alone.",
     )
+    exploration_share: float = setting(
+        0.1,
+        "Expected share of a `loop` or `blend` page given to exploration: random picks among the better half"
+        " of the other candidates (0: none). `make bench-real` measures what it costs and buys.",
+    )
     ab_salt: str = setting("v1", "Change it to reshuffle listeners between variants.")
 
     # Pages prepared ahead
@@ -206,6 +211,11 @@ class Settings(BaseSettings):
         200, "Reactions to suggestions (events naming one) before the ranker is trained again."
     )
     ranker_max_rows: int = setting(100_000, "The newest shown items the ranker learns from.")
+    ranker_bootstrap_listeners: int = setting(
+        300,
+        "Listeners whose pages are recomputed with some of their episodes hidden, for the ranker to learn"
+        " from besides the log (0: the log alone).",
+    )
     popularity_half_life_days: float = setting(
         14.0, "Engagement's weight in the popularity prior halves this often."
     )

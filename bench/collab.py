@@ -78,7 +78,7 @@ def child() -> None:
     """Run one forced refresh with timers around its steps; print the figures as JSON."""
     import scipy.sparse as sp
 
-    from recommender.model import collaborative
+    from recommender.model import collaborative, factors
     from recommender.worker import collaborative as worker
 
     baseline = maxrss_mb()
@@ -89,12 +89,12 @@ def child() -> None:
         """Wrap `module.name` (what the worker calls) as the step `step`, with `fields(result, s)`."""
         original = getattr(module, name)
 
-        def wrapper(*args: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if isinstance(args[0], psycopg2.extensions.connection):
                 args[0].cursor_factory = TimedCursor
             SQL_SECONDS.clear()
             started, wall = time.perf_counter(), time.time()
-            result = original(*args)
+            result = original(*args, **kwargs)
             seconds = time.perf_counter() - started
             steps.append({"step": step, "start": wall, "end": time.time(), "seconds": seconds})
             steps[-1].update(fields(result, seconds))
@@ -148,6 +148,8 @@ def child() -> None:
     timed(store.collaborative, "read_snapshot", "read", read)
     timed(collaborative, "model_of", "build", built)
     timed(store.collaborative, "save", "save", saved)
+    timed(factors, "train", "factors", lambda trained, _: {"episodes_with_factors": len(trained.episodes)})
+    timed(store.factors, "save", "save_factors", saved)
     collaborative.top_neighbors = timed_top
     started = time.perf_counter()
     ran = worker.refresh_if_due(force=True)

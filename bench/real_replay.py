@@ -3,18 +3,19 @@
     python -m bench.real_replay                    # make bench-real
     python -m bench.real_replay --data DIR --evaluated 200 --seeds 8 --seed 7
 
-Every artist is an episode; a fixed-seed split (`bench/lastfm.py`) keeps `--evaluated` listeners
-aside, each starting from `--seeds` of their artists and meant to find the rest. The others are
-the background: their listens and a `like` of their 10 most played artists are loaded into one
-database, served by `local_runner.py` (offline `local` provider) over real HTTP. Two copies of
+Every artist is an episode, posted once into one catalogue database. For each split seed
+(`--seed`, then `--more-seeds`; `bench/lastfm.py`) `--evaluated` listeners are kept aside, each
+starting from `--seeds` of their artists and meant to find the rest. The others are the
+background: their listens and a `like` of their 10 most played artists are loaded into a copy of
+the catalogue, served by `local_runner.py` (offline `local` provider) over real HTTP. Copies of
 that database (`CREATE DATABASE ... TEMPLATE`) each get a runner: in `with_feedback` the
 evaluated listeners like the held-out artists they are shown and skip the rest, after each of
-6 pages of 5; in `without_feedback` they say nothing. Offline baselines (`bench/real_baselines.py`)
-replay the same protocol, with the field's strong simple ones (`bench/strong_baselines.py`: EASE,
-RP3beta, iALS, tuned item-kNN, each tuned on validation listeners drawn from the background); the
-offline baselines also run on the `--offline-seeds` splits. The figures go to stdout,
-`bench/REAL_RESULTS.md` and the `"real"` key of `bench/results.json`; only aggregate figures,
-nothing of the data set, is written.
+6 pages of 5; `with_feedback_no_exploration` is the same with `EXPLORATION_SHARE=0` (what
+exploration costs and buys); in `without_feedback` they say nothing. Offline baselines
+(`bench/real_baselines.py`) replay the same protocol, with the field's strong simple ones
+(`bench/strong_baselines.py`: EASE, RP3beta, iALS, tuned item-kNN, each tuned on validation
+listeners drawn from the background). The figures go to stdout, `bench/REAL_RESULTS.md` and the
+`"real"` key of `bench/results.json`; only aggregate figures, nothing of the data set, is written.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ from bench.report import code_version, log, machine, update_results
 from recommender import store
 
 ENV = {"AB_SPLIT": "loop:100", "COLLAB_REFRESH_SECONDS": "0"}  # on the `local` provider
-ARMS = {"with_feedback": True, "without_feedback": False}  # arm -> whether listeners give feedback
+# arm -> (whether listeners give feedback, the runner's settings beyond ENV)
+ARMS: dict[str, tuple[bool, dict[str, str]]] = {
+    "with_feedback": (True, {}),
+    "without_feedback": (False, {}),
+    "with_feedback_no_exploration": (True, {"EXPLORATION_SHARE": "0"}),
+}
 CATALOGUE_BATCH = 500  # the service's MAX_BULK_ITEMS
 EVENTS_BATCH = 1000  # the most events one POST /api/feedback takes
 BACKGROUND_LIKES = 10  # likes per background listener: their most played artists
@@ -60,8 +66,8 @@ def checked(response: httpx.Response, *ok: int) -> Any:
 
 
 @contextmanager
-def service(dsn: str, name: str) -> Iterator[httpx.Client]:
-    with services.local(dsn, name, **ENV) as url, httpx.Client(base_url=url, timeout=60) as api:
+def service(dsn: str, name: str, **env: str) -> Iterator[httpx.Client]:
+    with services.local(dsn, name, **ENV, **env) as url, httpx.Client(base_url=url, timeout=60) as api:
         yield api
 
 
@@ -192,7 +198,7 @@ def run_arm(api: httpx.Client, name: str, split: lastfm.Split, ids: dict[str, in
     users, artist = list(split.seeds), {podcast_id: a for a, podcast_id in ids.items()}
     arm: dict[str, Any] = {"traces": {}, "latencies": [], "strategies": Counter()}
     with ThreadPoolExecutor(args.threads) as pool:
-        plays = pool.map(lambda user: play(api, user, split, ids, artist, ARMS[name]), users)
+        plays = pool.map(lambda user: play(api, user, split, ids, artist, ARMS[name][0]), users)
         for done, (user, played) in enumerate(zip(users, plays, strict=True), start=1):
             arm["traces"][user] = played["trace"]
             arm["latencies"] += played["latencies"]
@@ -212,53 +218,33 @@ def by_strategy(strategies: Counter[tuple[str, bool]]) -> dict[str, dict[str, fl
 
 
 def replay(args: Any) -> dict[str, Any]:
-    """The whole replay; returns the figures as results.json keeps them under "real"."""
+    """The whole replay; returns the figures as results.json keeps them under "real": those of the
+    first split seed at the top, each other seed's under "other_seeds"."""
     artists = lastfm.load_artists(args.data)
     listening = lastfm.load_listening(args.data)
-    split = lastfm.split(listening, args.evaluated, args.seeds, args.seed)
-    log(f"{len(artists)} artists; {len(split.background)} background, {len(split.seeds)} evaluated listeners")
     server = start_server(WORK_DIR / "real-pg18")
-    base = create_database(server, "real_base")
-    with service(base, "real-base") as api:
+    catalogue = create_database(server, "real_catalogue")
+    with service(catalogue, "real-catalogue") as api:
         ids = load_catalogue(api, artists)
-        imported = load_background(api, split.background, ids, args.threads)
-        collaborative = wait_for_collaborative(api, args.collab_timeout)
     external_ids = [a.external_id for a in artists]
-    conn = psycopg2.connect(base)
+    conn = psycopg2.connect(catalogue)
     db_utils.register_vector_types(conn)
     with conn:
         stored = store.podcasts.vectors(conn, [ids[e] for e in external_ids])
     conn.close()
     vectors = np.vstack([stored[ids[e]] for e in external_ids]).astype(np.float32)
-    arms = {}
-    for name in ARMS:
-        with service(create_database(server, f"real_{name}", template="real_base"), f"real-{name}") as api:
-            arms[name] = run_arm(api, name, split, ids, args)
-    log("offline baselines")
-    systems = {
-        f"service, {name.replace('_', ' ')}": figures(arm["traces"], split.held_out, len(artists))
-        for name, arm in arms.items()
-    }
-    systems |= baselines(split, external_ids, vectors, args.seed)
-    strong, tuning = strong_baselines.strong_baselines(split, external_ids, args.seeds, args.seed, log)
-    systems |= strong
-    offline = {}  # the other split seeds: offline baselines only (the service replays seed --seed)
-    for other in args.offline_seeds:
-        other_split = lastfm.split(listening, args.evaluated, args.seeds, other)
-        other_systems, other_tuning = strong_baselines.strong_baselines(
-            other_split, external_ids, args.seeds, other, log
-        )
-        offline[str(other)] = {
-            "systems": baselines(other_split, external_ids, vectors, other) | other_systems,
-            "tuning": other_tuning,
-        }
-    latency = {name: np.percentile(arm["latencies"], [50, 95]) for name, arm in arms.items()}
+    runs = {}
+    for seed in [args.seed, *args.more_seeds]:
+        split = lastfm.split(listening, args.evaluated, args.seeds, seed)
+        log(f"split seed {seed}: {len(split.background)} background, {len(split.seeds)} evaluated listeners")
+        runs[seed] = replay_seed(server, split, ids, external_ids, vectors, seed, args)
+    first = runs.pop(args.seed)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "code": code_version(),
         "data_set": "HetRec 2011 Last.fm (hetrec2011-lastfm-2k)",
         "catalogue_size": len(artists),
-        "background_users": len(split.background),
+        "background_users": len(first["split"].background),
         "evaluated_users": args.evaluated,
         "seeds_per_user": args.seeds,
         "seed": args.seed,
@@ -267,13 +253,54 @@ def replay(args: Any) -> dict[str, Any]:
         "pages": PAGES,
         "page_size": PAGE_SIZE,
         "final_size": FINAL_SIZE,
-        "systems": systems,
-        **real_md.ratios(systems),
-        "tuning": tuning,
+        **{k: v for k, v in first.items() if k != "split"},
         "validation_users": strong_baselines.VALIDATION,
         "ease_items": strong_baselines.EASE_ITEMS,
         "like_weight": strong_baselines.LIKE_WEIGHT,
-        "offline_seeds": offline,
+        "other_seeds": {
+            str(seed): {k: v for k, v in run.items() if k != "split"} for seed, run in runs.items()
+        },
+        "machine": machine(server),
+    }
+
+
+def replay_seed(
+    server: Any,
+    split: lastfm.Split,
+    ids: dict[str, int],
+    external_ids: list[str],
+    vectors: np.ndarray,
+    seed: int,
+    args: Any,
+) -> dict[str, Any]:
+    """One split seed: its background loaded into a copy of the catalogue, the service's arms each
+    on a copy of that, and the offline baselines, tuned on this split's validation listeners."""
+    base = create_database(server, f"real_base_{seed}", template="real_catalogue")
+    with service(base, f"real-base-{seed}") as api:
+        imported = load_background(api, split.background, ids, args.threads)
+        collaborative = wait_for_collaborative(api, args.collab_timeout)
+    arms = {}
+    for name, (_, env) in ARMS.items():
+        copy = create_database(server, f"real_{name}", template=f"real_base_{seed}")
+        with service(copy, f"real-{name}", **env) as api:
+            arms[name] = run_arm(api, name, split, ids, args)
+            arms[name]["ranker"] = checked(api.get("/api/health"), 200).get("ranker")
+    log(f"offline baselines, split seed {seed}")
+    systems = {
+        f"service, {name.replace('_', ' ')}": figures(arm["traces"], split.held_out, len(external_ids))
+        for name, arm in arms.items()
+    }
+    systems |= baselines(split, external_ids, vectors, seed)
+    strong, tuning = strong_baselines.strong_baselines(split, external_ids, args.seeds, seed, log)
+    systems |= strong
+    latency = {name: np.percentile(arm["latencies"], [50, 95]) for name, arm in arms.items()}
+    return {
+        "split": split,
+        "systems": systems,
+        **real_md.ratios(systems),
+        "exploration": real_md.exploration(systems),
+        "tuning": tuning,
+        "ranker": {name: arm["ranker"] for name, arm in arms.items()},
         "recommend_latency_ms": {
             name: {
                 "p50": round(float(p50), 1),
@@ -285,7 +312,6 @@ def replay(args: Any) -> dict[str, Any]:
         "page_items_by_strategy": {name: by_strategy(arm["strategies"]) for name, arm in arms.items()},
         "feedback_import": imported,
         "collaborative_after_import": collaborative,
-        "machine": machine(server),
     }
 
 
@@ -301,9 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluated", type=int, default=200, help="listeners evaluated")
     parser.add_argument("--seeds", type=int, default=8, help="artists each evaluated listener starts from")
     parser.add_argument("--seed", type=int, default=7, help="seed of the split")
-    parser.add_argument(
-        "--offline-seeds", type=int, nargs="*", default=[11], help="more split seeds, offline baselines only"
-    )
+    parser.add_argument("--more-seeds", type=int, nargs="*", default=[11], help="more split seeds")
     parser.add_argument("--threads", type=int, default=4, help="listeners replayed at once")
     parser.add_argument("--collab-timeout", type=float, default=300, help="seconds to wait for the model")
     args = parser.parse_args(argv)
@@ -312,10 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     real = {**replay(args), "command": command, "seconds": round(time.monotonic() - started)}
     print("\n" + real_md.summary(real))
-    offline = {
-        seed: {**run, "systems": rounded(run["systems"])} for seed, run in real["offline_seeds"].items()
-    }
-    stored = {**real, "systems": rounded(real["systems"]), "offline_seeds": offline}
+    others = {seed: {**run, "systems": rounded(run["systems"])} for seed, run in real["other_seeds"].items()}
+    stored = {**real, "systems": rounded(real["systems"]), "other_seeds": others}
     results = update_results(lambda results: results.update(real=stored))
     real_md.RESULTS_MD.write_text(real_md.render(real))
     charts.precision_chart(results, charts.PRECISION_PNG)

@@ -84,6 +84,7 @@ def test_series_have_every_day_and_each_variants_rate(dsn: str):
         liked = suggest(cur, "ann", one, "loop", 1, two_days_ago)
         skipped = suggest(cur, "ann", two, "loop", 2, two_days_ago)
         suggest(cur, "bob", one, "history_only", 1, today)
+        suggest(cur, "bob", two, "blend", 1, today)
         event(cur, "ann", one, liked, "like", 1.0, two_days_ago)
         event(cur, "ann", one, liked, "complete", 1.0, today)
         event(cur, "ann", two, skipped, "skip", -0.3, today)
@@ -93,8 +94,8 @@ def test_series_have_every_day_and_each_variants_rate(dsn: str):
 
     days = [(today - timedelta(days=n)).date().isoformat() for n in (3, 2, 1, 0)]
     assert figures["days"] == days
-    assert figures["totals"] == {"suggestions": 3, "engaged": 1, "events": 3}
-    holdout, loop = figures["variants"]  # by name
+    assert figures["totals"] == {"suggestions": 4, "engaged": 1, "events": 3}
+    blend, holdout, loop = figures["variants"]  # by name
     assert loop | {"daily": None} == {
         "variant": "loop", "suggestions": 2, "engaged": 1, "engagement_rate": 0.5, "daily": None,
     }  # fmt: skip
@@ -104,12 +105,17 @@ def test_series_have_every_day_and_each_variants_rate(dsn: str):
     assert figures["ab_test"] == {
         "treatment": "loop", "control": "history_only", **difference_interval((1, 2), (0, 1)),
     }  # fmt: skip
+    assert figures["ranker_test"] == {
+        "treatment": "loop", "control": "blend", **difference_interval((1, 2), (0, 1)),
+    }  # fmt: skip
+    assert blend["suggestions"] == 1
+    assert figures["ranker"] == {"ranks": "blend", "version": None}  # none trained yet
     assert figures["by_rank"] == [
         {"rank": 1, "suggestions": 2, "engaged": 1, "engagement_rate": 0.5},
         {"rank": 2, "suggestions": 1, "engaged": 0, "engagement_rate": 0.0},
     ]
     assert [(a["suggestions"], a["events"], a["positive_events"]) for a in figures["activity"]] == [
-        (0, 0, 0), (2, 1, 1), (0, 0, 0), (1, 2, 1),
+        (0, 0, 0), (2, 1, 1), (0, 0, 0), (2, 2, 1),
     ]  # fmt: skip
     assert {listener["user_id"] for listener in figures["listeners"]} == {"ann", "bob"}
 
@@ -117,7 +123,7 @@ def test_series_have_every_day_and_each_variants_rate(dsn: str):
 def test_without_the_holdout_there_is_no_ab_read_out(dsn: str):
     with psycopg2.connect(dsn) as conn:
         figures = dashboard.figures(conn, datetime.now(UTC), datetime.now(UTC).date())
-    assert figures["ab_test"] is None
+    assert figures["ab_test"] is None and figures["ranker_test"] is None
     assert figures["variants"] == [] and figures["by_rank"] == []
 
 

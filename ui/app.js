@@ -6,7 +6,7 @@ import { barChart, formatValue, intervalChart, lineChart, stackedBar } from "./c
 const API = "/api/";
 const PAGE_SIZE = 5;
 const EVENTS = ["like", "dislike", "skip", "listen", "complete"];
-const COLORS = { loop: "#2563eb", history_only: "#f59e0b" };
+const COLORS = { loop: "#2563eb", blend: "#7c3aed", history_only: "#f59e0b" };
 const POLL_MS = 2000;
 const POLLS = 60; // how long to watch an episode that is pending: two minutes
 const REASON_SOURCES = { cached: "LLM, written ahead", generated: "LLM, written now", fallback: "evidence" };
@@ -205,9 +205,8 @@ function points(value) {
   return `${value > 0 ? "+" : ""}${(value * 100).toFixed(1)}`;
 }
 
-function abText(figures) {
-  const ab = figures.ab_test;
-  if (!ab) return "The A/B read-out needs suggestions in both variants (loop and history_only).";
+function abText(figures, ab = figures.ab_test, control = "history_only") {
+  if (!ab) return `The A/B read-out needs suggestions in both variants (loop and ${control}).`;
   const arms = Object.fromEntries(figures.variants.map((v) => [v.variant, v]));
   const arm = (name) => {
     const { engagement_rate: rate, engaged, suggestions } = arms[name];
@@ -216,6 +215,15 @@ function abText(figures) {
   const verdict = ab.significant ? "a real difference" : "not distinguishable from no difference yet";
   return `${arm(ab.treatment)} vs ${arm(ab.control)}: ${points(ab.difference)} points, ` +
     `95 % interval ${points(ab.low)} to ${points(ab.high)} points (${verdict}).`;
+}
+
+function rankerText(ranker) {
+  if (!ranker.version) return "Ranker: the hand-set blend ranks until a learned ranker beats it.";
+  const [first, second] = Object.entries(ranker.importances).sort((a, b) => b[1] - a[1]);
+  const verdict = ranker.adopted ? "adopted" : "not adopted: the blend ranks";
+  return `Ranker v${ranker.version} (${ranker.kind}, ${ranker.rows} shown items): NDCG@5 ` +
+    `${ranker.validation_ndcg.toFixed(3)} against the blend's ${ranker.blend_ndcg.toFixed(3)} on held-out ` +
+    `listeners, ${verdict}. Leans most on ${first[0]} and ${second[0]}.`;
 }
 
 function topicItem(topic) {
@@ -246,6 +254,7 @@ function showFigures(figures) {
   }));
   chart("#chart-rates", lineChart(rates, figures.days, { percent: true, label: "engagement rate per day" }));
   $("#ab").textContent = abText(figures);
+  $("#ranker").textContent = `${rankerText(figures.ranker)} ${abText(figures, figures.ranker_test, "blend")}`;
   const interval = figures.ab_test ? [intervalChart(figures.ab_test, "difference and its interval")] : [];
   $("#chart-interval").replaceChildren(...interval);
   const ranks = figures.by_rank;

@@ -107,7 +107,7 @@ class Dashboard(BaseModel):
         totals={"suggestions": 3, "engaged": 1, "events": 2},
         variants=[{"variant": "loop", "suggestions": 3, "engaged": 1, "engagement_rate": 0.3333,
                    "daily": [{"day": "2026-11-20", **POINT}]}],
-        ab_test=None,
+        ab_test=None, ranker_test=None, ranker={"ranks": "blend", "version": None},
         by_rank=[{"rank": 1, "suggestions": 1, "engaged": 1, "engagement_rate": 1.0}],
         activity=[{"day": "2026-11-20", "suggestions": 3, "events": 2, "positive_events": 2}],
         listeners=[{"user_id": "alice", "name": "Alice"}], trending_topics=[TOPIC],
@@ -124,6 +124,11 @@ class Dashboard(BaseModel):
         description="loop against history_only: treatment, control, difference, low and high (its 95 %"
         " interval), significant; null while an arm has shown nothing"
     )
+    ranker_test: dict[str, Any] | None = Field(
+        description="loop (the learned ranker, once adopted) against blend (the hand-set blend), in the"
+        " shape of ab_test; null while an arm has shown nothing"
+    )
+    ranker: dict[str, Any] = Field(description="What ranks the loop's pages, as GET /api/health shows it")
     by_rank: list[dict[str, Any]] = Field(
         description="Per place: rank, suggestions, engaged, engagement_rate"
     )

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 Status = Literal["pending", "ready"]  # a deleted episode (a tombstone) is never answered
-Variant = Literal["loop", "history_only"]  # model/variants.py
+Variant = Literal["loop", "blend", "history_only"]  # model/variants.py
 WHEN = "ISO 8601, with its UTC offset"
 
 

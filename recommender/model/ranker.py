@@ -5,8 +5,9 @@ Features describe a candidate against the other candidates of its page, so they 
 for every listener and every catalogue (`features`). Training (`train`) fits two models on the
 pages listeners reacted to, a logistic regression and LightGBM's lambdarank, and scores each,
 and the hand-set blend, by NDCG@5 on the pages of listeners held out; the better model is adopted
-only when it beats the blend there (`Trained.adopted`), so a deployment with too little or too
-odd a log keeps the blend. Pure: arrays in, a model out; storage is `store/ranker.py`.
+only when it beats the blend there by more than chance would (`Trained.adopted`: the mean of
+its per-page gains over twice their standard error), so a deployment with too little or too odd
+a log keeps the blend. Pure: arrays in, a model out; storage is `store/ranker.py`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ FEATURES = (
 EXPLORATION = FEATURES.index("exploration")
 VALIDATION_SHARE = 0.2  # of listeners, by hash: their pages score the models
 NDCG_AT = 5
+# Held-out interactions, for the ranker to learn from before there is a log (service/bootstrap.py):
+# of a fixed share of listeners, a fixed share of the episodes they engaged with, both by hash, is
+# never seen by the collaborative model (store.collaborative.HELD_OUT), so their recomputed pages
+# can ask the ranker to find them without the models having seen them.
+BOOTSTRAP_LISTENER_SHARE = 0.1
+HIDDEN_SHARE = 0.2
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,10 +120,7 @@ class Trained:
     blend_ndcg: float  # of the hand-set blend on the same pages
     candidates_ndcg: dict[str, float]  # of every model fitted
     importances: dict[str, float]  # share of each feature in the chosen model
-
-    @property
-    def adopted(self) -> bool:
-        return self.validation_ndcg > self.blend_ndcg
+    adopted: bool  # it beat the blend by more than twice the standard error of its per-page gain
 
 
 def train(
@@ -135,21 +139,24 @@ def train(
     lambdarank = _lambdarank(x[fit_rows], labels[fit_rows], pages[fit_rows])
     if lambdarank is not None:
         fitted.append(lambdarank)
-    ndcg = {ranker.kind: ndcg_at(ranker.scores(check[0]), check[1], check[2]) for ranker in fitted}
-    best = max(fitted, key=lambda ranker: ndcg[ranker.kind])
+    per_page = {ranker.kind: page_ndcg(ranker.scores(check[0]), check[1], check[2]) for ranker in fitted}
+    best = max(fitted, key=lambda ranker: per_page[ranker.kind].mean())
+    blend = page_ndcg(blend_scores(check[0], weights), check[1], check[2])
+    gain = per_page[best.kind] - blend
     return Trained(
         best,
         int(fit_rows.sum()),
         len(np.unique(pages[fit_rows])),
-        ndcg[best.kind],
-        ndcg_at(blend_scores(check[0], weights), check[1], check[2]),
-        ndcg,
+        _mean(per_page[best.kind]),
+        _mean(blend),
+        {kind: _mean(values) for kind, values in per_page.items()},
         _importances(best),
+        bool(gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else False,
     )
 
 
-def ndcg_at(scores: np.ndarray, labels: np.ndarray, pages: np.ndarray, k: int = NDCG_AT) -> float:
-    """Mean NDCG@k over the pages with at least one enjoyed item, ties broken against the score."""
+def page_ndcg(scores: np.ndarray, labels: np.ndarray, pages: np.ndarray, k: int = NDCG_AT) -> np.ndarray:
+    """NDCG@k of each page with at least one enjoyed item, ties broken against the score."""
     values = []
     for page in np.unique(pages):
         rows = pages == page
@@ -161,7 +168,11 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, pages: np.ndarray, k: int = 
         dcg = (gains[order][:k] * discounts).sum()
         ideal = (np.sort(gains)[::-1][:k] * discounts).sum()
         values.append(dcg / ideal)
-    return round(float(np.mean(values)), 4) if values else 0.0
+    return np.array(values)
+
+
+def _mean(values: np.ndarray) -> float:
+    return round(float(values.mean()), 4) if len(values) else 0.0
 
 
 def _logistic(x: np.ndarray, labels: np.ndarray, l2: float = 1.0) -> Ranker:
@@ -234,6 +245,19 @@ def _informative_pages(labels: np.ndarray, pages: np.ndarray) -> np.ndarray:
     positives = np.bincount(inverse, labels > 0)
     sizes = np.bincount(inverse)
     return ((positives > 0) & (positives < sizes))[inverse]
+
+
+def unit_hash(text: str) -> float:
+    """A stable number in [0, 1) for `text`: the first 32 bits of its MD5 (as SQL computes it)."""
+    return int(hashlib.md5(text.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def held_out(listener: str, podcast_id: int) -> bool:
+    """Whether the models never see this listener's engagement with this episode."""
+    return (
+        unit_hash(listener) < BOOTSTRAP_LISTENER_SHARE
+        and unit_hash(f"{listener}:{podcast_id}") < HIDDEN_SHARE
+    )
 
 
 def _held_out(listener: str) -> bool:

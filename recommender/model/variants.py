@@ -14,7 +14,7 @@ class Variant:
     use_feedback: bool  # rank by the learned profile (else: history text + listens only)
     use_behaviour: bool  # blend in co-engagement and popularity (else: content alone)
     mmr_lambda: float  # 1.0 ranks by relevance alone; lower values favour diversity
-    exploration: float  # expected share of the page given to exploration
+    exploration: float  # expected share of the page given to exploration (`loop`, `blend`: EXPLORATION_SHARE)
     negative_penalty: float  # how much closeness to a disliked/skipped episode costs
     use_ranker: bool = False  # rank with the learned ranker once one is adopted (else: the hand-set blend)
 

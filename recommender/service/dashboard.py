@@ -16,8 +16,10 @@ from recommender.schemas import AnalyticsQuery
 from recommender.service.analytics import trending_topics
 from recommender.service.database import require_database
 from recommender.service.errors import InvalidRequest
+from recommender.service.health import ranker_state
 
-TREATMENT, CONTROL = "loop", "history_only"  # the loop against its holdout (model/variants.py)
+TREATMENT, CONTROL = "loop", "history_only"  # the loop against its holdout (model/variants.py) ...
+BLEND = "blend"  # ... and against itself with the hand-set blend: what the learned ranker brings
 DEFAULT_DAYS = 14
 MAX_DAYS = 366
 LISTENERS = 20  # the most recently active listeners, to pick from
@@ -49,13 +51,13 @@ def variant_series(rows: list[dict[str, Any]], days: list[date]) -> list[dict[st
     return series
 
 
-def ab_test(variants: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The loop against its holdout: the difference of their engagement rates, with its interval."""
+def ab_test(variants: list[dict[str, Any]], control: str = CONTROL) -> dict[str, Any] | None:
+    """The loop against `control`: the difference of their engagement rates, with its interval."""
     arms = {v["variant"]: (v["engaged"], v["suggestions"]) for v in variants}
-    if TREATMENT not in arms or CONTROL not in arms:
+    if TREATMENT not in arms or control not in arms:
         return None
-    interval = difference_interval(arms[TREATMENT], arms[CONTROL])
-    return {"treatment": TREATMENT, "control": CONTROL, **interval} if interval else None
+    interval = difference_interval(arms[TREATMENT], arms[control])
+    return {"treatment": TREATMENT, "control": control, **interval} if interval else None
 
 
 def activity_series(
@@ -99,6 +101,8 @@ def figures(conn, since: datetime, today: date) -> dict[str, Any]:
         },
         "variants": variants,
         "ab_test": ab_test(variants),
+        "ranker_test": ab_test(variants, BLEND),
+        "ranker": ranker_state(store.ranker.state(conn)),
         "by_rank": [
             {"rank": row["rank"], **point(row["engaged"], row["suggestions"])}
             for row in sorted((r for r in rates if r["rank"] is not None), key=lambda r: r["rank"])

@@ -63,8 +63,10 @@ def blend_weights() -> ranking.BlendWeights:
 
 
 def variant_of(user_id: str) -> Variant:
+    """The listener's arm of the A/B test, exploring as configured if it explores at all."""
     settings = get_settings()
-    return assign_variant(user_id, parse_split(settings.ab_split), settings.ab_salt)
+    variant = assign_variant(user_id, parse_split(settings.ab_split), settings.ab_salt)
+    return replace(variant, exploration=settings.exploration_share) if variant.exploration else variant
 
 
 def compute(conn, user: User, limit: int, filters: Filters) -> Page:

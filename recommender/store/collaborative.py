@@ -14,6 +14,7 @@ from db_utils import dict_cursor
 from recommender.model.collaborative import Interactions, Model
 from recommender.model.events import JUDGEMENTS
 from recommender.model.pages import Candidate, Engagement
+from recommender.model.ranker import BOOTSTRAP_LISTENER_SHARE, HIDDEN_SHARE
 from recommender.store.podcasts import FILTERS, Filters, filter_params
 from recommender.store.vectors import binary, from_binary
 
@@ -31,6 +32,17 @@ ENGAGEMENTS = f"""
 # A listener's events on one episode, netted (`model.events.net_engagement`, the same rule).
 NET = """CASE WHEN bool_or(judged) THEN (array_agg(w ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1]
               ELSE sum(w) END"""
+
+
+def unit_hash(text: str) -> str:
+    """SQL for `model.ranker.unit_hash` of the text expression `text`."""
+    return f"(('x' || substr(md5({text}), 1, 8))::bit(32)::bigint / 4294967296.0)"
+
+
+BOOTSTRAP_LISTENER = f"{unit_hash('user_id')} < {BOOTSTRAP_LISTENER_SHARE}"
+# `model.ranker.held_out`: engagement the models never see, for the ranker's bootstrap to hide.
+PAIR = "user_id || ':' || podcast_id"
+HELD_OUT = f"({BOOTSTRAP_LISTENER} AND {unit_hash(PAIR)} < {HIDDEN_SHARE})"
 INTERACTIONS_SQL = f"""
     COPY (
         SELECT dense_rank() OVER (ORDER BY user_id) - 1, podcast_id,
@@ -40,6 +52,7 @@ INTERACTIONS_SQL = f"""
                    extract(epoch FROM now() - max(at)) / 86400 AS age_days,
                    row_number() OVER (PARTITION BY user_id ORDER BY max(at) DESC) AS recency
             FROM ({ENGAGEMENTS}) events
+            WHERE NOT {HELD_OUT}
             GROUP BY user_id, podcast_id
         ) net
         WHERE w <> 0 AND recency <= {{max_items}}

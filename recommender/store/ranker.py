@@ -13,7 +13,7 @@ import numpy as np
 from db_utils import dict_cursor
 from recommender.model.events import JUDGEMENTS
 from recommender.model.ranker import FEATURES, Ranker, Trained
-from recommender.store.collaborative import NET
+from recommender.store.collaborative import BOOTSTRAP_LISTENER, ENGAGEMENTS, NET
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +97,25 @@ def read_log(conn, max_rows: int) -> Log:
         list(listeners),
         label_mark,
     )
+
+
+def sample_listeners(conn, count: int, min_enjoyed: int, salt: str) -> list[str]:
+    """Up to `count` of the bootstrap's listeners (`model.ranker.held_out`) who enjoyed at least
+    `min_enjoyed` episodes, in an order `salt` sets."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""
+            SELECT user_id FROM (
+                SELECT user_id, podcast_id FROM ({ENGAGEMENTS}) events
+                WHERE {BOOTSTRAP_LISTENER}
+                GROUP BY user_id, podcast_id HAVING {NET} > 0
+            ) enjoyed
+            GROUP BY user_id HAVING count(*) >= %s
+            ORDER BY md5(user_id || %s) LIMIT %s
+            """,
+            (min_enjoyed, salt, count),
+        )
+        return [row[0] for row in cur.fetchall()]
 
 
 def save(conn, trained: Trained, label_mark: int) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 import db_utils
 from config import get_settings
 from recommender import store
 from recommender.model import ranker
-from recommender.service import pages
+from recommender.service import bootstrap, pages
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +20,10 @@ _tried_at = 0  # the attributed-event mark of this process's last training that 
 
 
 def train_if_due(force: bool = False) -> bool:
-    """Train when `RANKER_RETRAIN_EVENTS` reactions to suggestions arrived since the last training
-    (or attempt). Returns whether a model was stored."""
+    """Train when there is none yet and a collaborative model to learn about, or when
+    `RANKER_RETRAIN_EVENTS` reactions to suggestions arrived since the last training (or attempt).
+    Learns from the log and from pages recomputed with episodes hidden (`service/bootstrap.py`).
+    Returns whether a model was stored."""
     global _tried_at
     settings = get_settings()
     with db_utils.dedicated_connection("podcast-ranker") as conn:
@@ -28,21 +32,34 @@ def train_if_due(force: bool = False) -> bool:
         with conn:
             newest = store.ranker.state(conn)
             mark = max(_tried_at, newest["label_mark"] if newest else 0)
-            if not force and store.ranker.events_since(conn, mark) < settings.ranker_retrain_events:
+            first = newest is None and _tried_at == 0 and store.collaborative.freshness(conn)["episodes"] > 0
+            if not (
+                force or first or store.ranker.events_since(conn, mark) >= settings.ranker_retrain_events
+            ):
                 return False
             logged = store.ranker.read_log(conn, settings.ranker_max_rows)
-        weights = pages.blend_weights()
-        trained = ranker.train(logged.features, logged.enjoyed, logged.pages, logged.listeners, weights)
+            x, hits, pages_of, listeners = bootstrap.pages_of(
+                conn, settings.ranker_bootstrap_listeners, salt=str(logged.label_mark)
+            )
+        offset = int(logged.pages.max()) + 1 if len(logged.pages) else 0
+        trained = ranker.train(
+            np.vstack([logged.features, x]),
+            np.concatenate([logged.enjoyed, hits]),
+            np.concatenate([logged.pages, pages_of + offset]),
+            logged.listeners + listeners,
+            pages.blend_weights(),
+        )
         if trained is None:
-            _tried_at = logged.label_mark
+            _tried_at = max(logged.label_mark, 1)
             return False
         with conn:
             version = store.ranker.save(conn, trained, logged.label_mark)
             store.ranker.purge(conn, KEPT_VERSIONS)
     log.info(
-        "ranker v%d (%s): NDCG@5 %.4f against the blend's %.4f on held-out listeners, %s",
+        "ranker v%d (%s, %d rows): NDCG@5 %.4f against the blend's %.4f on held-out listeners, %s",
         version,
         trained.ranker.kind,
+        trained.rows,
         trained.validation_ndcg,
         trained.blend_ndcg,
         "adopted" if trained.adopted else "not adopted: the blend ranks",
