@@ -149,3 +149,18 @@ def test_the_worker_trains_factors_once_enough_listeners_enjoyed_something(creat
         assert result.returncode == 0, result.stderr
         assert "0 with factors" in result.stdout  # trained again, with its own settings
         assert api.get("/api/health").json()["collaborative"]["factors"]["episodes"] == 0
+
+
+def test_the_snapshot_is_parsed_a_chunk_of_rows_at_a_time(monkeypatch):
+    from recommender.store.collaborative import _Parsed
+
+    monkeypatch.setattr(_Parsed, "CHUNK_ROWS", 2)
+    parsed = _Parsed()
+    for row in ("0\t17\t1\t0.5\n", "0\t9\t-0.3\t2\n", "1\t17\t1\t10\n", "2\t4\t0.6\t0\n", "2\t9\t1\t1\n"):
+        parsed.write(row)
+    assert len(parsed.chunks) == 2 and len(parsed.rows) == 1  # the text of two chunks is gone
+    interactions = parsed.interactions()
+    assert interactions.listener.tolist() == [0, 0, 1, 2, 2]
+    assert interactions.podcast_id.tolist() == [17, 9, 17, 4, 9]
+    assert np.allclose(interactions.engagement, [1, -0.3, 1, 0.6, 1])
+    assert np.allclose(interactions.age_days, [0.5, 2, 10, 0, 1])

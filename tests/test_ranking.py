@@ -129,3 +129,17 @@ def test_combine_weighs_each_part_equally():
 def test_cluster_groups_similar_vectors():
     vectors = np.vstack([unit(1, 0), unit(0, 1), unit(1, 0.1), unit(0.1, 1), unit(1, 0.05)])
     assert topics.cluster(vectors, threshold=0.9) == [[0, 2, 4], [1, 3]]
+
+
+def test_the_exploration_share_is_a_setting_of_the_arms_that_explore(monkeypatch):
+    from config import get_settings
+    from recommender.service.pages import variant_of
+
+    monkeypatch.setenv("AB_SPLIT", "loop:50,history_only:50")
+    listeners = [f"listener-{n}" for n in range(40)]
+    for share in ("0", "0.3"):
+        monkeypatch.setenv("EXPLORATION_SHARE", share)
+        get_settings.cache_clear()
+        arms = {variant_of(listener) for listener in listeners}
+        assert {(v.name, v.exploration) for v in arms} == {("loop", float(share)), ("history_only", 0.0)}
+    get_settings.cache_clear()

@@ -82,8 +82,42 @@ class Freshness(TypedDict):
     factor_seconds: float | None
 
 
+class _Parsed(io.TextIOBase):
+    """What COPY writes (a text file: psycopg2 writes it rows as str), parsed in C a chunk of rows
+    at a time, so the text of all of them (several hundred MB at 10M events) is never held at once."""
+
+    CHUNK_ROWS = 200_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[str] = []
+        self.chunks: list[tuple[np.ndarray, ...]] = []
+
+    def write(self, row: str) -> int:  # type: ignore[override]
+        self.rows.append(row)
+        if len(self.rows) >= self.CHUNK_ROWS:
+            self.parse()
+        return len(row)
+
+    def parse(self) -> None:
+        if self.rows:
+            text = "".join(self.rows).replace("\t", " ")
+            self.rows = []
+            flat = np.fromstring(text, sep=" ", dtype=np.float64).reshape(-1, 4)
+            self.chunks.append(
+                (flat[:, 0].astype(np.int32), flat[:, 1].astype(np.int64), flat[:, 2], flat[:, 3])
+            )
+
+    def interactions(self) -> Interactions:
+        self.parse()
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        columns = [np.concatenate(c) for c in zip(*self.chunks, strict=True)] if self.chunks else empty
+        return Interactions(*columns)
+
+
 def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
     """The interactions as (listener number, podcast id, net engagement, age in days), parsed in C."""
+    parsed = _Parsed()
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute(
@@ -91,13 +125,8 @@ def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
             " (SELECT coalesce(max(listened_at), '-infinity') FROM user_listens)"
         )
         event_mark, listen_mark = cur.fetchone()
-        buffer = io.StringIO()
-        cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), buffer)
-    flat = np.fromstring(buffer.getvalue().replace("\t", " "), sep=" ", dtype=np.float64).reshape(-1, 4)
-    interactions = Interactions(
-        flat[:, 0].astype(np.int64), flat[:, 1].astype(np.int64), flat[:, 2], flat[:, 3]
-    )
-    return Snapshot(interactions, event_mark, listen_mark)
+        cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), parsed)
+    return Snapshot(parsed.interactions(), event_mark, listen_mark)
 
 
 def _array(values: np.ndarray, fmt: str) -> str:
