@@ -7,6 +7,8 @@ from typing import Any
 
 from bench.lastfm import TAGS_PER_ARTIST
 from bench.report import BENCH_DIR, Column, machine_line, table
+from config import Settings
+from recommender.model.factors import DIMENSIONS as FACTORS
 
 RESULTS_MD = BENCH_DIR / "REAL_RESULTS.md"
 # The targets (issue 23): with feedback vs the best baseline, and vs without feedback.
@@ -149,7 +151,7 @@ def ranker_line(state: dict[str, Any] | None) -> str:
 
 
 def render(real: dict[str, Any]) -> str:
-    r = real
+    r, s = real, Settings()
     return f"""# Real-data replay (HetRec 2011 Last.fm)
 
 Written by `bench/real_replay.py` on {datetime.fromisoformat(r["date"]):%Y-%m-%d %H:%M} UTC in \
@@ -175,8 +177,18 @@ Command: `{r["command"]}` (`make bench-real` runs it with the defaults).
   neighbours and factors, has seen every event); three copies of that (`CREATE DATABASE ... TEMPLATE`)
   each get a `local_runner.py` with `AB_SPLIT=loop:100`, the default settings otherwise: `with
   feedback`, `without feedback`, and `with feedback no exploration` (`EXPLORATION_SHARE=0`). The
-  learned ranker trains from each arm's own log as it goes (it starts with none: the blend ranks
-  until one beats it on held-out listeners).
+  learned ranker each arm starts with was trained by the background's runner from held-out
+  interactions (`service/bootstrap.py`); each arm trains it again from its own log as it goes. The
+  blend ranks while no training beats it on held-out listeners.
+- **The service** runs with its defaults (`docs/settings.md`). Where they come from: λ and α are
+  the best 64-factor point of the iALS grid on seed 7's validation listeners (never the test
+  listeners); the content and popularity weights are older defaults; the two behaviour weights are
+  equal, a neutral prior. The factor model: {FACTORS} factors, `FACTOR_REGULARIZATION`
+  {s.factor_regularization:g}, `FACTOR_ALPHA` {s.factor_alpha:g}, `FACTOR_ITERATIONS`
+  {s.factor_iterations}; the blend: `BLEND_COLLABORATIVE` {s.blend_collaborative:g}, `BLEND_FACTORS`
+  {s.blend_factors:g}, `BLEND_CONTENT` {s.blend_content:g}, `BLEND_POPULARITY` {s.blend_popularity:g};
+  co-engagement: `COLLAB_NEIGHBORS` {s.collab_neighbors}, `COLLAB_ALPHA` {s.collab_alpha:g};
+  `EXPLORATION_SHARE` {s.exploration_share:g}.
 - **Replay**: each evaluated listener asks for {r["pages"]} pages of {r["page_size"]}
   (`GET /api/recommend_podcasts`), then one list of {r["final_size"]}. In `with feedback`, after each
   page every item gets `like` (held out) or `skip` (not), with its `suggestion_id`, as one bulk

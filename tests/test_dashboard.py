@@ -111,7 +111,7 @@ def test_series_have_every_day_and_each_variants_rate(dsn: str):
     assert blend["suggestions"] == 1
     assert figures["ranker"] == {"ranks": "blend", "version": None}  # none trained yet
     assert figures["by_rank"] == [
-        {"rank": 1, "suggestions": 2, "engaged": 1, "engagement_rate": 0.5},
+        {"rank": 1, "suggestions": 3, "engaged": 1, "engagement_rate": 0.3333},
         {"rank": 2, "suggestions": 1, "engaged": 0, "engagement_rate": 0.0},
     ]
     assert [(a["suggestions"], a["events"], a["positive_events"]) for a in figures["activity"]] == [

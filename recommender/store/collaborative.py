@@ -52,10 +52,9 @@ INTERACTIONS_SQL = f"""
                    extract(epoch FROM now() - max(at)) / 86400 AS age_days,
                    row_number() OVER (PARTITION BY user_id ORDER BY max(at) DESC) AS recency
             FROM ({ENGAGEMENTS}) events
-            WHERE NOT {HELD_OUT}
             GROUP BY user_id, podcast_id
         ) net
-        WHERE w <> 0 AND recency <= {{max_items}}
+        WHERE w <> 0 AND recency <= {{max_items}} AND NOT {HELD_OUT}
     ) TO STDOUT
 """
 

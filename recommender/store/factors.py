@@ -32,7 +32,7 @@ def save(conn, factors: Factors | None, seconds: float) -> None:
         if factors is not None:
             rows = io.StringIO()
             for podcast_id, row in zip(factors.episodes, factors.item_factors, strict=True):
-                rows.write(f"{podcast_id}\t[{','.join(f'{v:.6g}' for v in row)}]\n")
+                rows.write(f"{podcast_id}\t{_vector(row)}\n")
             rows.seek(0)
             cur.execute("CREATE TEMP TABLE factors_load (LIKE podcast_factors) ON COMMIT DROP")
             cur.copy_expert("COPY factors_load FROM STDIN", rows)
@@ -42,12 +42,12 @@ def save(conn, factors: Factors | None, seconds: float) -> None:
             )
         cur.execute(
             """
-            UPDATE collaborative_model SET factor_gram = %s, factor_regularization = %s, factor_alpha = %s,
-                   factors_trained_at = now(), factors_trained_by = %s, factor_episodes = %s,
-                   factor_seconds = %s
+            UPDATE collaborative_model SET factor_gram = %s::vector, factor_regularization = %s,
+                   factor_alpha = %s, factors_trained_at = now(), factors_trained_by = %s,
+                   factor_episodes = %s, factor_seconds = %s
             """,
             (
-                None if factors is None else factors.gram.astype(np.float32).ravel(),
+                None if factors is None else _vector(factors.gram.ravel()),
                 None if factors is None else factors.regularization,
                 None if factors is None else factors.alpha,
                 None if factors is None else factors.trained_by,
@@ -55,6 +55,11 @@ def save(conn, factors: Factors | None, seconds: float) -> None:
                 seconds,
             ),
         )
+
+
+def _vector(values: np.ndarray) -> str:
+    """pgvector's text form (written as text: the numpy adapter is not registered in every process)."""
+    return "[" + ",".join(f"{v:.6g}" for v in values) + "]"
 
 
 def fold_in_constants(conn) -> FoldIn | None:
