@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         "A/B variants and their shares: `loop` ranks with the learned ranker once one is adopted, `blend`"
         " with the hand-set blend, `history_only` by the history's text alone.",
     )
-    exploration_share: float = setting(
+    exploration_share: Annotated[float, Field(ge=0.0, le=1.0)] = setting(
         0.1,
         "Expected share of a `loop` or `blend` page given to exploration: random picks among the better half"
         " of the other candidates (0: none). `make bench-real` measures what it costs and buys.",

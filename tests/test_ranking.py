@@ -142,4 +142,8 @@ def test_the_exploration_share_is_a_setting_of_the_arms_that_explore(monkeypatch
         get_settings.cache_clear()
         arms = {variant_of(listener) for listener in listeners}
         assert {(v.name, v.exploration) for v in arms} == {("loop", float(share)), ("history_only", 0.0)}
+    monkeypatch.setenv("EXPLORATION_SHARE", "1.5")  # more than the whole page
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="exploration_share"):
+        get_settings()
     get_settings.cache_clear()

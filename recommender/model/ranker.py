@@ -16,6 +16,8 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -96,12 +98,20 @@ class Ranker:
     kind: str  # "logistic" | "lambdarank"
     model: str  # logistic: JSON of mean, scale and weights; lambdarank: LightGBM's model text
 
+    @cached_property
+    def fitted(self) -> Any:
+        """The model read from its text, once per Ranker (a request reuses the cached one)."""
+        if self.kind == "logistic":
+            return json.loads(self.model)
+        import lightgbm
+
+        return lightgbm.Booster(model_str=self.model)
+
     def scores(self, x: np.ndarray) -> np.ndarray:
         if self.kind == "logistic":
-            fitted = json.loads(self.model)
-            z = (x - np.array(fitted["mean"])) / np.array(fitted["scale"])
-            return z @ np.array(fitted["weights"]) + fitted["bias"]
-        return _booster(self.model).predict(x)
+            z = (x - np.array(self.fitted["mean"])) / np.array(self.fitted["scale"])
+            return z @ np.array(self.fitted["weights"]) + self.fitted["bias"]
+        return self.fitted.predict(x)
 
     def relevance(self, x: np.ndarray) -> np.ndarray:
         """Scores as relevance in (0, 1], the best 1: each a likelihood ratio to the best."""
@@ -215,26 +225,12 @@ def _lambdarank(x: np.ndarray, labels: np.ndarray, pages: np.ndarray) -> Ranker 
     return Ranker("lambdarank", booster.model_to_string())
 
 
-_boosters: dict[str, object] = {}
-
-
-def _booster(model: str):
-    """A LightGBM booster from its model text, kept per process (a model is loaded once)."""
-    key = hashlib.sha256(model.encode()).hexdigest()
-    if key not in _boosters:
-        import lightgbm
-
-        _boosters.clear()  # only the newest model is served
-        _boosters[key] = lightgbm.Booster(model_str=model)
-    return _boosters[key]
-
-
 def _importances(ranker: Ranker) -> dict[str, float]:
     """Each feature's share: |standardised weight| (logistic) or total gain (lambdarank)."""
     if ranker.kind == "logistic":
-        raw = np.abs(np.array(json.loads(ranker.model)["weights"]))
+        raw = np.abs(np.array(ranker.fitted["weights"]))
     else:
-        raw = np.asarray(_booster(ranker.model).feature_importance("gain"), dtype=float)
+        raw = np.asarray(ranker.fitted.feature_importance("gain"), dtype=float)
     total = raw.sum() or 1.0
     return {name: round(float(v / total), 4) for name, v in zip(FEATURES, raw, strict=True)}
 

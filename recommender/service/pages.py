@@ -51,7 +51,7 @@ class Page:
         return [item for item in self.items if item.reason is None]
 
 
-def blend_weights() -> ranking.BlendWeights:
+def configured_blend() -> ranking.BlendWeights:
     """The hand-set blend, as configured (`BLEND_*`)."""
     settings = get_settings()
     return ranking.BlendWeights(
@@ -87,7 +87,7 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
         # Exploration is random but stable for a user within a day, so the page prepared ahead
         # and the page then requested make the same picks.
         rng = random.Random(f"{user.id}:{datetime.now(UTC).date()}")
-        configured = blend_weights()
+        configured = configured_blend()
         weights = ranking.blend_weights(variant, configured)
         learned = current_ranker(conn) if variant.use_ranker else None
         chosen = pages.choose(

@@ -47,7 +47,7 @@ def train_if_due(force: bool = False) -> bool:
             np.concatenate([logged.enjoyed, hits]),
             np.concatenate([logged.pages, pages_of + offset]),
             logged.listeners + listeners,
-            pages.blend_weights(),
+            pages.configured_blend(),
         )
         if trained is None:
             _tried_at = max(logged.label_mark, 1)
