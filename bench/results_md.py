@@ -56,14 +56,16 @@ taste; listens in `user_listens` (one per listener and episode), the rest in `fe
 `collaborative.refresh_if_due(force=True)` runs in a fresh interpreter with the default settings
 (100 neighbours, 500 episodes per listener); its peak RSS is the peak resident set (VmHWM) minus
 the resident set after imports, and its steps are timed by wrapping, in that process, what the
-worker calls (`store.collaborative.read_snapshot`, `collaborative.model_of` and its
-`top_neighbors`, `store.collaborative.save`; read = the COPY query until its text is received,
-then the parse; build = matrix, X'X blocks, the per-episode top-K loop; save = formatting the
-rows, then the SQL of the replacing transaction). WAL and temp MiB are Postgres' during the
-refresh. Meanwhile this process runs the request-time queries (`listener_items` +
-`neighbour_scores` for a random active listener, 40 candidates asked, 40 content ids included,
-their own episodes excluded) on one plain connection, about 15 a second: before the refresh,
-during each of its steps, and after it. Every process shares the same 2 cores (and other work
+worker calls (`store.collaborative.read_snapshot`, `factors.train`, `collaborative.model_of`
+and its `top_neighbors`, `store.collaborative.save`, `store.factors.save`; read = the COPY query
+until its text is received, then the parse; factors = iALS, one thread; build = matrix, X'X
+blocks, the per-episode top-K loop; save = the neighbours' rows streamed to COPY and the
+replacing SQL; save factors = the same for the factors, then their HNSW index built once on a
+table of its own, which is swapped in). WAL and temp MiB are Postgres' during the refresh.
+Meanwhile this process runs the request-time queries (`listener_items` + `neighbour_scores`
+for a random active listener, 40 candidates asked, 40 content ids included, their own episodes
+excluded) on one plain connection, about 15 a second: before the refresh, during each of its
+steps, and after it. Every process shares the same 2 cores (and other work
 ran on the machine), so slower probes during the read and build are CPU contention; a probe
 blocked by the refresh would show as a maximum of the step's length.
 """

@@ -197,10 +197,6 @@ def collab_tables(rows: list[dict]) -> str:
     def step(name: str, key: str) -> Callable[[dict], Any]:
         return lambda r: r.get("steps", {}).get(name, {}).get(key)
 
-    def sql_seconds(r: dict) -> float | None:
-        save = r.get("steps", {}).get("save")
-        return None if save is None else round(sum(v for k, v in save.items() if k.startswith("db_")), 2)
-
     def spread(get: Callable[[dict], Any]) -> Callable[[dict], str]:
         return lambda r: " / ".join(cell((get(r) or {}).get(k)) for k in ("p50_ms", "p95_ms", "max_ms"))
 
@@ -218,7 +214,9 @@ def collab_tables(rows: list[dict]) -> str:
         ("read: COPY query s", step("read", "sql_s")), ("read: parse s", step("read", "parse_s")),
         ("build s", step("build", "seconds")), ("of which X'X blocks s", step("build", "products_s")),
         ("of which per-row top-K s", step("build", "per_row_loop_s")),
-        ("save: format s", step("save", "format_s")), ("save: SQL s", sql_seconds),
+        ("factors s", step("factors", "seconds")), ("save s", step("save", "seconds")),
+        ("save factors s", step("save_factors", "seconds")),
+        ("of which index build s", step("save_factors", "db_create")),
         ("podcast_engagement rows", "engagement_rows"), ("its MiB (with dead rows)", "engagement_mb"),
         ("Postgres temp MiB", "postgres_temp_mb"), ("WAL MiB", "wal_mb"),
     ]  # fmt: skip
@@ -228,7 +226,8 @@ def collab_tables(rows: list[dict]) -> str:
         ("no refresh p50 / p95 / max ms", spread(lambda r: r["probe_idle"])),
         ("of which listener_items / neighbour_scores p50 ms", idle_parts),
         ("during refresh", spread(lambda r: r["probe_during"])), ("during its read", during("read")),
-        ("during its build", during("build")), ("during its save", during("save")),
+        ("during its factors", during("factors")), ("during its build", during("build")),
+        ("during its saves", during("save")), ("during its factor save", during("save_factors")),
         ("after it", spread(lambda r: r["probe_after"])),
         ("probes idle / during / after",
          joined(lambda r, k: r[k]["probes"], "probe_idle", "probe_during", "probe_after")),

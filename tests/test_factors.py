@@ -143,11 +143,22 @@ def test_the_worker_trains_factors_once_enough_listeners_enjoyed_something(creat
         assert api.query("SELECT count(*) FROM podcast_factors") == [(4,)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))}
         env |= {"DATABASE_URL": api.dsn, "AI_PROVIDER": "local", "HF_HUB_OFFLINE": "1"}
-        env |= {"FACTOR_MIN_LISTENERS": "4"}
-        command = [sys.executable, "cli.py", "train"]
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-        assert "0 with factors" in result.stdout  # trained again, with its own settings
+
+        def train(min_listeners: int) -> str:
+            command = [sys.executable, "cli.py", "train"]
+            run_env = env | {"FACTOR_MIN_LISTENERS": str(min_listeners)}
+            result = subprocess.run(
+                command, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=120
+            )
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+
+        assert "4 with factors" in train(3)  # a second table swapped in for the first
+        indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'podcast_factors' ORDER BY 1"
+        assert api.query(indexes) == [("podcast_factors_ip",), ("podcast_factors_pkey",)]
+        api.query("DELETE FROM podcasts WHERE id = %s", (ids[3],))  # its factors go with it
+        assert api.query("SELECT count(*) FROM podcast_factors WHERE podcast_id = %s", (ids[3],)) == [(0,)]
+        assert "0 with factors" in train(4)  # trained again, with its own settings
         assert api.get("/api/health").json()["collaborative"]["factors"]["episodes"] == 0
 
 
@@ -158,9 +169,20 @@ def test_the_snapshot_is_parsed_a_chunk_of_rows_at_a_time(monkeypatch):
     parsed = _Parsed()
     for row in ("0\t17\t1\t0.5\n", "0\t9\t-0.3\t2\n", "1\t17\t1\t10\n", "2\t4\t0.6\t0\n", "2\t9\t1\t1\n"):
         parsed.write(row)
-    assert len(parsed.chunks) == 2 and len(parsed.rows) == 1  # the text of two chunks is gone
+    assert len(parsed.columns[0]) == 2 and len(parsed.rows) == 1  # the text of two chunks is gone
     interactions = parsed.interactions()
     assert interactions.listener.tolist() == [0, 0, 1, 2, 2]
     assert interactions.podcast_id.tolist() == [17, 9, 17, 4, 9]
     assert np.allclose(interactions.engagement, [1, -0.3, 1, 0.6, 1])
     assert np.allclose(interactions.age_days, [0.5, 2, 10, 0, 1])
+
+
+def test_copy_reads_its_rows_a_chunk_at_a_time_whatever_their_length():
+    from recommender.store.bulk import _Lines
+
+    lines = [f"{n}\t{'x' * (n * 7 % 23)}\n" for n in range(1000)]
+    source, chunks = _Lines(iter(lines)), []
+    while chunk := source.read(64):
+        assert len(chunk) <= 64
+        chunks.append(chunk)
+    assert b"".join(chunks).decode() == "".join(lines) and len(chunks) > 100

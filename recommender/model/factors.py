@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.model.collaborative import Interactions
+from recommender.model.collaborative import Interactions, episode_columns
 
 DIMENSIONS = 64  # the table contract's vector(64) (sql/011_factors.sql)
 
@@ -56,7 +56,7 @@ def train(
     listeners = len(np.unique(interactions.listener[interactions.engagement > 0]))
     if listeners < max(min_listeners, 1):
         return None
-    episodes, column = np.unique(interactions.podcast_id.astype(np.int64), return_inverse=True)
+    episodes, column = episode_columns(interactions)
     user_items = sp.csr_matrix(
         (interactions.engagement.astype(np.float32), (interactions.listener, column)),
         shape=(int(interactions.listener.max()) + 1, len(episodes)),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
@@ -15,6 +16,7 @@ from recommender.model.collaborative import Interactions, Model
 from recommender.model.events import JUDGEMENTS
 from recommender.model.pages import Candidate, Engagement
 from recommender.model.ranker import BOOTSTRAP_LISTENER_SHARE, HIDDEN_SHARE
+from recommender.store.bulk import copy_in
 from recommender.store.podcasts import FILTERS, Filters, filter_params
 from recommender.store.vectors import binary, from_binary
 
@@ -81,6 +83,9 @@ class Freshness(TypedDict):
     factor_seconds: float | None
 
 
+COLUMN_TYPES = (np.int32, np.int64, np.float64, np.float64)  # listener, podcast id, engagement, age
+
+
 class _Parsed(io.TextIOBase):
     """What COPY writes (a text file: psycopg2 writes it rows as str), parsed in C a chunk of rows
     at a time, so the text of all of them (several hundred MB at 10M events) is never held at once."""
@@ -90,7 +95,7 @@ class _Parsed(io.TextIOBase):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[str] = []
-        self.chunks: list[tuple[np.ndarray, ...]] = []
+        self.columns: tuple[list[np.ndarray], ...] = ([], [], [], [])  # each column's chunks
 
     def write(self, row: str) -> int:  # type: ignore[override]
         self.rows.append(row)
@@ -103,14 +108,17 @@ class _Parsed(io.TextIOBase):
             text = "".join(self.rows).replace("\t", " ")
             self.rows = []
             flat = np.fromstring(text, sep=" ", dtype=np.float64).reshape(-1, 4)
-            self.chunks.append(
-                (flat[:, 0].astype(np.int32), flat[:, 1].astype(np.int64), flat[:, 2], flat[:, 3])
-            )
+            for chunks, dtype, values in zip(self.columns, COLUMN_TYPES, flat.T, strict=True):
+                chunks.append(values.astype(dtype))  # a copy: the chunk's text and rows are freed
 
     def interactions(self) -> Interactions:
+        """The columns, each joined and its chunks freed before the next: the chunks and one
+        joined column are held at once, never two copies of all of them."""
         self.parse()
-        empty = (np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        columns = [np.concatenate(c) for c in zip(*self.chunks, strict=True)] if self.chunks else empty
+        columns = []
+        for chunks, dtype in zip(self.columns, COLUMN_TYPES, strict=True):
+            columns.append(np.concatenate(chunks) if chunks else np.zeros(0, dtype))
+            chunks.clear()
         return Interactions(*columns)
 
 
@@ -129,7 +137,15 @@ def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
 
 
 def _array(values: np.ndarray, fmt: str) -> str:
-    return "{" + ",".join(fmt % v for v in values) + "}"
+    return "{" + ",".join([fmt % v for v in values.tolist()]) + "}"
+
+
+def _engagement_rows(model: Model) -> Iterator[str]:
+    """`podcast_engagement`'s rows as COPY text, one episode at a time."""
+    popularity, listeners = model.popularity.tolist(), model.listeners.tolist()
+    for i, podcast_id in enumerate(model.episodes.tolist()):
+        ids, scores = _array(model.neighbor_ids[i], "%d"), _array(model.neighbor_scores[i], "%.5g")
+        yield f"{podcast_id}\t{popularity[i]:.6g}\t{listeners[i]}\t{ids}\t{scores}\n"
 
 
 def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: float) -> None:
@@ -138,16 +154,9 @@ def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: 
     with conn.cursor() as cur:
         cur.execute("DELETE FROM podcast_engagement")
         if model is not None:
-            rows = io.StringIO()
-            for i, podcast_id in enumerate(model.episodes):
-                rows.write(
-                    f"{podcast_id}\t{model.popularity[i]:.6g}\t{model.listeners[i]}\t"
-                    f"{_array(model.neighbor_ids[i], '%d')}\t{_array(model.neighbor_scores[i], '%.5g')}\n"
-                )
-            rows.seek(0)
             # Episodes deleted since the interactions were read are skipped by the join.
             cur.execute("CREATE TEMP TABLE engagement_load (LIKE podcast_engagement) ON COMMIT DROP")
-            cur.copy_expert("COPY engagement_load FROM STDIN", rows)
+            copy_in(cur, "COPY engagement_load FROM STDIN", _engagement_rows(model))
             cur.execute(
                 "INSERT INTO podcast_engagement SELECT l.* FROM engagement_load l"
                 " JOIN podcasts p ON p.id = l.podcast_id"

@@ -29,13 +29,9 @@ def refresh_if_due(force: bool = False) -> bool:
             return False  # another worker is refreshing it
         started = time.perf_counter()
         snapshot = store.collaborative.read_snapshot(conn, settings.collab_max_items_per_listener)
-        model = collaborative.model_of(
-            snapshot.interactions,
-            settings.collab_neighbors,
-            settings.collab_alpha,
-            settings.popularity_half_life_days,
-        )
-        neighbours_done = time.perf_counter()
+        read = time.perf_counter()
+        # The factors first: what they keep is small (Y), what the neighbours keep is not, and
+        # each step's working memory then comes on top of less.
         trained = factors.train(
             snapshot.interactions,
             min_listeners=settings.factor_min_listeners,
@@ -45,17 +41,23 @@ def refresh_if_due(force: bool = False) -> bool:
             threads=settings.factor_threads,
         )
         factors_done = time.perf_counter()
+        model = collaborative.model_of(
+            snapshot.interactions,
+            settings.collab_neighbors,
+            settings.collab_alpha,
+            settings.popularity_half_life_days,
+        )
+        neighbours_seconds = read - started + time.perf_counter() - factors_done
         with conn:
-            store.collaborative.save(
-                conn, model, snapshot.event_mark, snapshot.listen_mark, neighbours_done - started
-            )
-            store.factors.save(conn, trained, factors_done - neighbours_done)
+            marks = snapshot.event_mark, snapshot.listen_mark
+            store.collaborative.save(conn, model, *marks, neighbours_seconds)
+            store.factors.save(conn, trained, factors_done - read)
     log.info(
         "collaborative model: %d episodes from %d interactions in %.2f s (factors %.2f s)",
         0 if model is None else len(model.episodes),
         len(snapshot.interactions.listener),
         time.perf_counter() - started,
-        factors_done - neighbours_done,
+        factors_done - read,
     )
     return True
 
