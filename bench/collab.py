@@ -258,6 +258,7 @@ def measure(server: Any, spec: Spec, probe_seconds: float) -> dict[str, Any]:
         log(f"{spec.database}: no model yet, a first refresh (not measured)")
         refresh(dsn)
     scalar(dsn, "VACUUM FULL podcast_engagement")  # as built: the refresh leaves one older model dead
+    scalar(dsn, "CHECKPOINT")  # its writes flushed now, not as I/O stalls in the probes that follow
     prober = Prober(dsn, spec.seed)
     try:
         log(f"{spec.database}: probing {probe_seconds:.0f} s with no refresh running")

@@ -346,3 +346,52 @@ def test_generated_text_stored_before_the_check_is_checked_again(create_database
         assert cur.fetchall() == [("A fine ant story.",)]
         cur.execute("SELECT label FROM topic_labels")
         assert cur.fetchall() == [("Insects",)]
+
+
+def test_popular_and_fresh_candidates_come_with_the_others(conn):
+    """The two generators without a probe of their own: the most popular lately, and of the
+    episodes published lately the nearest to the profile, none excluded, alongside given ids."""
+    rng = np.random.default_rng(5)
+    query = unit(rng.normal(size=DIMS))
+    old_near, new_near, new_far, given = insert_podcasts(
+        conn,
+        np.array(
+            [unit(query + 0.1 * rng.normal(size=DIMS)) for _ in range(2)]
+            + [unit(rng.normal(size=DIMS)) for _ in range(2)]
+        ),
+        "gen",
+    )
+    hit, excluded = insert_podcasts(conn, np.array([unit(rng.normal(size=DIMS)) for _ in range(2)]), "hits")
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO users (id) VALUES ('gen-user')")
+        cur.execute(
+            "UPDATE podcasts SET published_at = now() - interval '400 days' WHERE id = %s", (old_near,)
+        )
+        cur.execute(
+            "UPDATE podcasts SET published_at = now() - interval '1 day' WHERE id = ANY(%s)",
+            ([new_near, new_far],),
+        )
+        cur.execute(
+            "INSERT INTO podcast_engagement (podcast_id, popularity, listeners, neighbor_ids,"
+            " neighbor_scores) VALUES (%s, 5, 3, '{}', '{}'), (%s, 9, 4, '{}', '{}')",
+            (hit, excluded),
+        )
+
+    def candidates(popular: int, fresh: int) -> set[int]:
+        rows = store.candidates.candidates_by_id(
+            conn,
+            [given],
+            query,
+            user_id="gen-user",
+            taste=None,
+            reasons_valid_from=datetime.now(UTC),
+            popular=popular,
+            fresh=fresh,
+            excluded=[excluded],
+        )
+        return {c.podcast_id for c in rows}
+
+    assert candidates(0, 0) == {given}
+    assert candidates(1, 0) == {given, hit}  # the most popular one is excluded
+    assert candidates(0, 1) == {given, new_near}  # the old one is as near, but not new
+    assert candidates(1, 2) == {given, hit, new_near, new_far}

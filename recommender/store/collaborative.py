@@ -48,7 +48,7 @@ HELD_OUT = f"({BOOTSTRAP_LISTENER} AND {unit_hash(PAIR)} < {HIDDEN_SHARE})"
 INTERACTIONS_SQL = f"""
     COPY (
         SELECT dense_rank() OVER (ORDER BY user_id) - 1, podcast_id,
-               greatest(-1, least(1, w)), age_days
+               greatest(-1, least(1, w))::real, age_days::real  -- short text: 30% less to send and parse
         FROM (
             SELECT user_id, podcast_id, {NET} AS w,
                    extract(epoch FROM now() - max(at)) / 86400 AS age_days,
