@@ -25,7 +25,7 @@ class FoldIn:
 
 
 # The new factors are loaded into a table of their own and indexed once, which then takes the old
-# table's place: inserting into an HNSW index costs a graph search per row (80 s at 100k episodes),
+# table's place: inserting into an HNSW index costs a graph search per row (79 s at 100k episodes),
 # one build after the load a fraction of that. The podcasts lock keeps an episode from being deleted
 # between dropping the rows of deleted episodes and adding the foreign key.
 NEXT = "podcast_factors_next"
