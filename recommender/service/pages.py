@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 CANDIDATES_PER_SLOT = 4  # candidates fetched per requested item, for re-ranking to choose from
 MIN_CANDIDATES = 20
-OTHER_SHARE = 4  # of the candidates wanted, the popular and the fresh each bring up to a fourth
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,13 +165,7 @@ def gather(
             conn, taste, count, excluded=excluded, filters=filters, ef_search=ef_search
         )
     more = [pid for pid in dict.fromkeys([*scores, *matches]) if pid not in known]
-    # The generators without a probe of their own, popular lately and new episodes by content, add
-    # to what the listener's own signals found (with none, `compute` serves popular, then new).
-    share = count // OTHER_SHARE if content or scores or matches else 0
-    others = {"popular": share, "fresh": share}
-    extra = store.candidates.candidates_by_id(
-        conn, more, profile, excluded=excluded + sorted(known), filters=filters, **others, **scope
-    )
+    extra = store.candidates.candidates_by_id(conn, more, profile, **scope)
     return [
         replace(c, collaborative=scores[c.podcast_id][0], because_of=scores[c.podcast_id][1])
         if c.podcast_id in scores

@@ -118,27 +118,6 @@ def candidate_podcasts(
     return [_candidate(row) for row in nearest(conn, sql, params, count, ef_search, len(excluded))]
 
 
-# The two generators that take no probe of their own, run in the query that reads the others'
-# candidates: the most popular lately (decayed engagement: popular and recent), and of the episodes
-# published in the last FRESH_DAYS (at most the FRESH_POOL newest) the nearest to the profile by
-# content, so a new episode without a single event still reaches the listeners it suits.
-FRESH_DAYS = 30
-FRESH_POOL = 200
-OTHER_SOURCES = f"""
-    UNION
-    (SELECT e.podcast_id FROM podcast_engagement e JOIN podcasts p ON p.id = e.podcast_id
-     WHERE e.popularity > 0 AND p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[]) AND {FILTERS}
-     ORDER BY e.popularity DESC LIMIT %(popular)s)
-    UNION
-    (SELECT n.id FROM (
-        SELECT p.id, p.embedding FROM podcasts p
-        WHERE p.published_at > now() - interval '{FRESH_DAYS} days' AND p.status = 'ready'
-          AND p.id <> ALL(%(excluded)s::bigint[]) AND {FILTERS}
-        ORDER BY p.published_at DESC NULLS LAST, p.id DESC LIMIT {FRESH_POOL}
-     ) n ORDER BY n.embedding <=> %(q)s LIMIT %(fresh)s)
-"""
-
-
 def candidates_by_id(
     conn,
     ids: Sequence[int],
@@ -147,22 +126,14 @@ def candidates_by_id(
     user_id: str,
     taste: np.ndarray | None,
     reasons_valid_from: datetime,
-    popular: int = 0,
-    fresh: int = 0,
-    excluded: Sequence[int] = (),
-    filters: Filters | None = None,
 ) -> list[Candidate]:
-    """The candidates of the given podcasts (found by co-engagement or by factors), and of the
-    `popular` most popular lately and the `fresh` newest nearest to `query` (`OTHER_SOURCES`) that
-    are ready, not excluded and pass `filters`."""
-    fresh = fresh if query is not None else 0
-    if not ids and not popular and not fresh:
+    """The candidates of the given podcasts (e.g. found by co-engagement or by factors)."""
+    if not ids:
         return []
-    params = {"q": query, "taste": taste, "ids": list(ids), "user_id": user_id, "popular": popular}
-    params |= {"fresh": fresh, "excluded": list(excluded), "valid_from": reasons_valid_from}
-    params |= filter_params(filters)
-    source = "SELECT unnest(%(ids)s::bigint[]) AS podcast_id" + OTHER_SOURCES
+    params = {"q": query, "taste": taste, "ids": list(ids), "user_id": user_id}
+    params["valid_from"] = reasons_valid_from
     with conn.cursor() as cur:
+        source = "SELECT unnest(%(ids)s::bigint[]) AS podcast_id"
         cur.execute(CANDIDATE_SQL.replace("{source}", source), params)
         return [_candidate(row) for row in cur.fetchall()]
 
