@@ -50,11 +50,10 @@ def save(conn, factors: Factors | None, seconds: float) -> None:
         if factors is None:
             cur.execute("DELETE FROM podcast_factors")
         else:
-            cur.execute(
-                f"CREATE TABLE {NEXT} (podcast_id bigint PRIMARY KEY, factors vector({DIMENSIONS}) NOT NULL)"
-            )
+            cur.execute(f"CREATE TABLE {NEXT} (LIKE podcast_factors)")  # its columns, no index yet
             rows = zip(factors.episodes.tolist(), factors.item_factors, strict=True)
             copy_in(cur, f"COPY {NEXT} FROM STDIN", (f"{pid}\t{_vector(row)}\n" for pid, row in rows))
+            cur.execute(f"ALTER TABLE {NEXT} ADD PRIMARY KEY (podcast_id)")
             # One process builds the index: the other core is the requests'.
             cur.execute(
                 f"SET LOCAL maintenance_work_mem = '{INDEX_MEMORY}';"
