@@ -1,5 +1,5 @@
-"""Command line: `python cli.py migrate | seed | import FILE | import-events FILE | export-suggestions
-| retry-failed | train`."""
+"""Command line: `python cli.py migrate | seed | import FILE | import-events FILE | export-events
+| export-suggestions | retry-failed | train`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -155,10 +155,32 @@ def import_podcasts(args: argparse.Namespace) -> int:
     return 0 if not counts["invalid"] else 1
 
 
+def with_occurred_at(record: str) -> str:
+    """The record with its `timestamp` (Unix seconds, as rating data sets ship them), if it has
+    one, as its `occurred_at`. Raises ValueError when it is not a time."""
+    try:
+        fields = json.loads(record)
+    except json.JSONDecodeError:
+        return record  # the validation reports it
+    if not isinstance(fields, dict) or "timestamp" not in fields:
+        return record
+    seconds = fields.pop("timestamp")
+    if "occurred_at" in fields:
+        raise ValueError("give occurred_at or timestamp, not both")
+    try:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
+            raise TypeError
+        fields["occurred_at"] = datetime.fromtimestamp(float(seconds), UTC).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise ValueError(f"timestamp: must be Unix seconds, not {seconds!r}") from None
+    return json.dumps(fields)
+
+
 def import_events(args: argparse.Namespace) -> int:
     """Bulk-load feedback events from CSV or JSONL through the same path as `POST /api/feedback`
     with an array. Events already stored (same user_id and event_id) are not stored or applied
-    again, so a file can be imported again safely."""
+    again, so a file can be imported again safely. Their times come from `occurred_at` or, in Unix
+    seconds, `timestamp`; without either they happened when they are imported."""
     from tqdm import tqdm
 
     ensure_database()
@@ -171,9 +193,11 @@ def import_events(args: argparse.Namespace) -> int:
             valid = []
             for line, record in batch:
                 try:
-                    valid.append((line, FeedbackRequest.model_validate_json(record)))
+                    valid.append((line, FeedbackRequest.model_validate_json(with_occurred_at(record))))
                 except ValidationError as exc:
                     errors.append((line, f"invalid_request: {record_problem(exc)}"))
+                except ValueError as exc:
+                    errors.append((line, f"invalid_request: {exc}"))
             outcomes = feedback.record_feedback_bulk([request for _, request in valid])
             for (line, _), outcome in zip(valid, outcomes, strict=True):
                 if isinstance(outcome, ServiceError):
@@ -189,6 +213,36 @@ def import_events(args: argparse.Namespace) -> int:
     if len(errors) > MAX_ERRORS_SHOWN:
         print(f"  ... and {len(errors) - MAX_ERRORS_SHOWN} more")
     return 1 if errors else 0
+
+
+def export_events(args: argparse.Namespace) -> int:
+    """Feedback events as `import-events` reads them (CSV if the output ends in .csv, else JSONL),
+    each with the time it happened: a history to move to another deployment, or back."""
+    ensure_database()
+    since = datetime.fromisoformat(args.since) if args.since else datetime.min
+    as_csv = bool(args.output) and args.output.lower().endswith(".csv")
+    count = anonymous = 0
+    to_file = open(args.output, "w", newline="", encoding="utf-8") if args.output else None  # noqa: SIM115
+    with to_file or contextlib.nullcontext(sys.stdout) as output:
+        writer = csv.DictWriter(output, store.feedback.EXPORT_FIELDS) if as_csv else None
+        if writer:
+            writer.writeheader()
+        with db_utils.connection() as conn:
+            for event in store.feedback.exported(conn, since):
+                record = {**event, "occurred_at": event["occurred_at"].isoformat()}
+                if writer:
+                    writer.writerow(record)
+                else:
+                    output.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+                anonymous += event["event_id"] is None
+    print(f"exported {count} events", file=sys.stderr)
+    if anonymous:
+        print(
+            f"{anonymous} have no event_id: imported where they are stored, they are stored again",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def export_suggestions(args: argparse.Namespace) -> int:
@@ -266,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     events_parser.add_argument("--batch-size", type=int, default=1000, help="events per transaction")
     events_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     events_parser.set_defaults(run=import_events)
+    export_events_parser = commands.add_parser(
+        "export-events", help="feedback events as import-events reads them (CSV or JSONL)"
+    )
+    export_events_parser.add_argument("--since", help="ISO date or time they happened from (default: all)")
+    export_events_parser.add_argument("--output", help="a .csv or .jsonl file (default: JSONL on stdout)")
+    export_events_parser.set_defaults(run=export_events)
     export_parser = commands.add_parser("export-suggestions", help="suggestions with outcomes, as JSONL")
     export_parser.add_argument("--since", help="ISO date or time (default: everything)")
     export_parser.add_argument("--output", help="file to write (default: standard output)")

@@ -146,15 +146,15 @@ def copy_events(cur, events: dict[str, np.ndarray], user_ids: np.ndarray) -> tup
     listens, feedback = order[events["kind"][order] == 0], order[events["kind"][order] > 0]
     user, episode, at = user_ids[events["user"]], events["episode"] + 1, events["at"]
     for part in np.array_split(listens, max(1, -(-len(listens) // COPY_ROWS))):
-        copy_rows(
-            cur, "user_listens", "user_id, podcast_id, listened_at", user[part], episode[part], at[part]
-        )
+        columns = "user_id, podcast_id, listened_at, occurred_at"  # stored when they happened
+        copy_rows(cur, "user_listens", columns, user[part], episode[part], at[part], at[part])
     for part in np.array_split(feedback, max(1, -(-len(feedback) // COPY_ROWS))):
         for k in range(1, len(KINDS)):
             rows = part[events["kind"][part] == k]
             kind, weight = np.full(len(rows), KINDS[k].encode()), np.full(len(rows), WEIGHTS[k], np.float32)
-            columns = "user_id, podcast_id, event, weight, created_at"
-            copy_rows(cur, "feedback_events", columns, user[rows], episode[rows], kind, weight, at[rows])
+            columns = "user_id, podcast_id, event, weight, created_at, occurred_at"
+            values = user[rows], episode[rows], kind, weight, at[rows], at[rows]
+            copy_rows(cur, "feedback_events", columns, *values)
     cur.execute("RESET session_replication_role")
     cur.execute("SET maintenance_work_mem = '1GB'")
     for _, create in indexes:

@@ -172,6 +172,10 @@ Command: `{r["command"]}` (`make bench-real` runs it with the defaults).
   background: all their artists as listens, and a `like` of each one's
   {r.get("background_likes", 10)} most played artists through the bulk
   `POST /api/feedback`.
+- **Times**: `user_artists.dat` has play counts and no times (only the tag assignments are dated),
+  so the replay sends no `occurred_at`: every event happened when it was imported, and the split
+  is at random per listener, not in time. A data set with times imports them through
+  `cli.py import-events` (an `occurred_at` or Unix `timestamp` column).
 - **Arms**: the catalogue is loaded once; per split seed, its background into a copy of it (runner
   with `COLLAB_REFRESH_SECONDS=0`, waited on until `GET /api/health` says the collaborative model,
   neighbours and factors, has seen every event); three copies of that (`CREATE DATABASE ... TEMPLATE`)

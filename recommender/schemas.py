@@ -23,6 +23,7 @@ MAX_BIGINT = 2**63 - 1
 MAX_INTEGER = 2**31 - 1
 DEFAULT_PAGE_SIZE = 5  # recommendations per page when the caller does not say
 MAX_OFFSET = timedelta(hours=16)  # Postgres rejects time-zone offsets of 16 hours and more
+CLOCK_SKEW = timedelta(minutes=5)  # how far a caller's clock may be off the service's, either way
 NO_NUL = r"^[^\x00]*$"  # a pattern, so it is part of the OpenAPI document too
 NO_CONTROL = r"^[^\x00-\x1f]+$"
 PATTERNS = {
@@ -81,6 +82,21 @@ Moment = Annotated[
         "years 1900-9999, an offset within ±15:59"
     ),
 ]
+
+
+def _past(moment: datetime) -> datetime:
+    """An event's time, in UTC when it has no offset; the future (beyond `CLOCK_SKEW`) is refused."""
+    moment = moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+    if moment > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError(f"must not be in the future (more than {CLOCK_SKEW.seconds // 60} minutes ahead)")
+    return moment
+
+
+EventTime = Annotated[Moment, AfterValidator(_past)]
+OCCURRED = (
+    "(an imported history keeps its times; absent: now). No more than"
+    f" {CLOCK_SKEW.seconds // 60} minutes ahead of the service's clock; without an offset, UTC"
+)
 
 
 def describe(exc: ValidationError, whole: str = "body") -> str:
@@ -195,6 +211,9 @@ class UpdateUserHistoryRequest(Body):
     listened_podcast_ids: Annotated[list[Id], Field(max_length=1_000)] = Field(
         [], description="Episodes they listened to; added to those stored before"
     )
+    occurred_at: EventTime | None = Field(
+        None, description=f"When they listened to `listened_podcast_ids` {OCCURRED}"
+    )
 
     @model_validator(mode="after")
     def _has_history(self) -> UpdateUserHistoryRequest:
@@ -270,6 +289,10 @@ class FeedbackRequest(Body):
     )
     event_id: Annotated[Text, StringConstraints(max_length=200)] | None = Field(
         None, description="Your id of the event: sent again, it is not stored again"
+    )
+    occurred_at: EventTime | None = Field(
+        None,
+        description=f"When the listener did it {OCCURRED}; not before the suggestion it names was served",
     )
 
     @model_validator(mode="after")

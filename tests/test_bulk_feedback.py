@@ -230,15 +230,20 @@ def test_concurrent_arrays_over_the_same_users_lose_nothing(local_api: Api):
         np.testing.assert_allclose(feedback_state(local_api, user_id)[0], expected, atol=1e-4)
 
 
-def import_events(api: Api, path) -> subprocess.CompletedProcess:
+def cli(api: Api, *args: str) -> subprocess.CompletedProcess:
+    """`python cli.py *args` on the service's database, as an operator runs it."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))},
         "DATABASE_URL": api.dsn,
         "AI_PROVIDER": "local",
         "HF_HUB_OFFLINE": "1",
     }
-    command = [sys.executable, "cli.py", "import-events", str(path), "--batch-size", "2", "--quiet"]
+    command = [sys.executable, "cli.py", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def import_events(api: Api, path) -> subprocess.CompletedProcess:
+    return cli(api, "import-events", str(path), "--batch-size", "2", "--quiet")
 
 
 def test_cli_import_events_from_csv_reports_failures_and_is_idempotent(local_api: Api, tmp_path):

@@ -68,7 +68,7 @@ def suggest(cur, user_id: str, podcast_id: int, variant: str, rank: int, at: dat
 
 def event(cur, user_id: str, podcast_id: int, suggestion_id: int, kind: str, weight: float, at: datetime):
     cur.execute(
-        "INSERT INTO feedback_events (user_id, podcast_id, suggestion_id, event, weight, created_at)"
+        "INSERT INTO feedback_events (user_id, podcast_id, suggestion_id, event, weight, occurred_at)"
         " VALUES (%s, %s, %s, %s, %s, %s)",
         (user_id, podcast_id, suggestion_id, kind, weight, at),
     )

@@ -4,6 +4,7 @@ page chosen from candidates. Pure functions, no database: milliseconds."""
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import scipy.sparse as sp
 
 from recommender.model import collaborative, pages, ranking, topics
 from recommender.model.collaborative import Interactions
-from recommender.model.events import JUDGEMENTS, event_weight, net_engagement
+from recommender.model.events import JUDGEMENTS, PairEvent, event_weight, faded_engagement, net_engagement
 from recommender.model.pages import Candidate, Engagement
 from recommender.model.variants import VARIANTS
 
@@ -144,3 +145,15 @@ def test_trending_topics_are_shared_by_several_episodes_the_most_engaged_first()
 def test_a_listeners_events_on_an_episode_net_to_their_latest_judgement(events, net):
     weights = [(event_weight(event, value), event in JUDGEMENTS) for event, value in events]
     assert net_engagement(weights) == pytest.approx(net)
+
+
+def test_events_net_in_the_order_they_happened_and_fade_from_the_latest():
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    like, dislike = (
+        PairEvent(1.0, True, now - timedelta(days=30)),
+        PairEvent(-1.0, True, now - timedelta(days=60)),
+    )
+    assert faded_engagement([like, dislike], now, 30) == pytest.approx(0.5)  # stored last, happened first
+    assert faded_engagement([dislike], now, 30) == pytest.approx(-0.25)
+    assert faded_engagement([PairEvent(1.0, True, now + timedelta(minutes=3))], now, 30) == 1.0  # not > 1
+    assert faded_engagement([], now, 30) == 0.0

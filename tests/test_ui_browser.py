@@ -66,7 +66,7 @@ def listen_for_a_week(api: Api) -> None:
             ids = {"podcast_id": item["podcast_id"], "suggestion_id": item["suggestion_id"]}
             event = "like" if item["category"] in topics else "skip"
             assert api.post("/api/feedback", {"user_id": user_id, **ids, "event": event}).status_code == 201
-        for table, column in (("suggested_podcasts", "suggested_at"), ("feedback_events", "created_at")):
+        for table, column in (("suggested_podcasts", "suggested_at"), ("feedback_events", "occurred_at")):
             api.query(
                 f"UPDATE {table} SET {column} = {column} - %s * interval '1 day' WHERE user_id = %s",
                 (6 - n // 2, user_id),

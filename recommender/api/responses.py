@@ -287,7 +287,7 @@ class FeedbackEvent(BaseModel):
 
     model_config = example(
         id=31, user_id="alice", podcast_id=4, suggestion_id=17, event="listen", value=0.8, weight=0.8,
-        event_id="evt-123", created_at=STAMPS["created_at"],
+        event_id="evt-123", occurred_at=STAMPS["created_at"], created_at=STAMPS["created_at"],
     )  # fmt: skip
 
     id: int = Field(description="The event's id")
@@ -300,6 +300,9 @@ class FeedbackEvent(BaseModel):
     value: float | None = Field(description="Listen progress 0..1, or the rating 1..5")
     weight: float = Field(description="How far it moves the listener toward (+) or away from (-) the episode")
     event_id: str | None = Field(description="The caller's id of the event: stored once")
+    occurred_at: datetime = Field(
+        description=f"When the listener did it: as given, else when stored ({WHEN})"
+    )
     created_at: datetime = Field(description=f"When it was stored ({WHEN})")
 
 

@@ -16,7 +16,9 @@ read the weights stored with the events (`event_weight`) and net them by `net_en
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import NamedTuple
 
 EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
 # What the listener said of the episode, rather than did with it: the latest one decides.
@@ -32,6 +34,14 @@ def event_weight(event: str, value: float | None) -> float:
     return EVENT_WEIGHTS[event]
 
 
+class PairEvent(NamedTuple):
+    """One event of a listener on an episode, as they are netted and faded."""
+
+    weight: float
+    judged: bool  # a like, dislike or rating (`JUDGEMENTS`)
+    at: datetime  # when it happened (`occurred_at`)
+
+
 def net_engagement(events: Iterable[tuple[float, bool]]) -> float:
     """A listener's (weight, is a judgement) events on one episode, oldest first, netted: their
     latest judgement if they gave one, whatever they did around it (a listen, then 1 star: -1, not
@@ -39,3 +49,15 @@ def net_engagement(events: Iterable[tuple[float, bool]]) -> float:
     weights = list(events)
     judged = [weight for weight, is_judgement in weights if is_judgement]
     return judged[-1] if judged else sum(weight for weight, _ in weights)
+
+
+def faded_engagement(events: Sequence[PairEvent], now: datetime, half_life_days: float) -> float:
+    """What a listener's events on one episode weigh in their feedback at `now`: the net
+    engagement of the events in the order they happened, halving every `half_life_days` since
+    the latest of them. A like imported from a year ago weighs 2^(-365/30) of a fresh one."""
+    if not events:
+        return 0.0
+    ordered = sorted(events, key=lambda event: event.at)  # stable: ties keep the order they were stored
+    age_days = max((now - ordered[-1].at).total_seconds(), 0.0) / 86400
+    net = net_engagement((event.weight, event.judged) for event in ordered)
+    return net * 0.5 ** (age_days / half_life_days)

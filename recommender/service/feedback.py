@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 import db_utils
+from config import get_settings
 from recommender import store
-from recommender.model.events import JUDGEMENTS, event_weight, net_engagement
-from recommender.schemas import FeedbackRequest
+from recommender.model.events import JUDGEMENTS, PairEvent, event_weight, faded_engagement
+from recommender.schemas import CLOCK_SKEW, FeedbackRequest
 from recommender.service import idempotency, page_writer, profiles
 from recommender.service.database import require_database
-from recommender.service.errors import Mismatch, NotFound, ServiceError
+from recommender.service.errors import InvalidRequest, Mismatch, NotFound, ServiceError
 from recommender.store.feedback import EventRow, NewEvent
+from recommender.store.suggestions import Served
 
 Outcome = tuple[EventRow, bool] | ServiceError  # (stored event, created) or why it was not stored
 
@@ -58,10 +61,10 @@ def _store(conn, requests: Sequence[FeedbackRequest]) -> list[Outcome]:
     users = store.users.lock(conn, sorted({r.user_id for r in requests}))
     vectors = store.podcasts.vectors(conn, sorted({r.podcast_id for r in requests}))
     suggestions = {r.suggestion_id for r in requests if r.suggestion_id is not None}
-    owners = store.suggestions.owners(conn, sorted(suggestions))
+    served = store.suggestions.served(conn, sorted(suggestions))
     valid = []
     for index, request in enumerate(requests):
-        outcomes[index] = _refusal(request, users, vectors, owners)
+        outcomes[index] = _refusal(request, users, vectors, served)
         if outcomes[index] is None:
             valid.append(index)
     events = [_event(requests[i], i) for i in valid]
@@ -74,12 +77,18 @@ def _store(conn, requests: Sequence[FeedbackRequest]) -> list[Outcome]:
         if created:
             new_events[event["user_id"]] += 1
             pair = (event["user_id"], event["podcast_id"])
-            after.setdefault(pair, []).append((event["weight"], event["event"] in JUDGEMENTS))
-    # What each episode's events add up to moved by this much: a 1-star rating after a listen
-    # takes the listen's pull back, rather than adding its own -1 to it.
+            after.setdefault(pair, []).append(
+                PairEvent(event["weight"], event["event"] in JUDGEMENTS, row["occurred_at"])
+            )
+    # What each episode's events add up to, faded from when the latest happened, moved by this
+    # much: a 1-star rating after a listen takes the listen's pull back, rather than adding its
+    # own -1 to it; a like imported from a year ago adds what is left of it after a year.
+    now, half_life = datetime.now(UTC), get_settings().feedback_half_life_days
     deltas: dict[str, np.ndarray] = {}  # per user: the sum of the moves x the episodes' vectors
-    for (user_id, podcast_id), weights in after.items():
-        move = net_engagement(weights) - net_engagement(before.get((user_id, podcast_id), []))
+    for (user_id, podcast_id), pair_events in after.items():
+        move = faded_engagement(pair_events, now, half_life) - faded_engagement(
+            before.get((user_id, podcast_id), []), now, half_life
+        )
         vector = vectors[podcast_id]
         if move and vector is not None:  # a pending episode counts, but has no direction yet
             deltas[user_id] = deltas[user_id] + move * vector if user_id in deltas else move * vector
@@ -101,18 +110,24 @@ def _refusal(
     request: FeedbackRequest,
     users: set[str],
     vectors: dict[int, Any],
-    owners: dict[int, tuple[str, int]],
+    served: dict[int, Served],
 ) -> ServiceError | None:
     """Why this event cannot be stored, if it cannot."""
     if request.user_id not in users:
         return NotFound("user_not_found", f"no user {request.user_id!r}")
     if request.podcast_id not in vectors:
         return NotFound("podcast_not_found", f"no podcast {request.podcast_id}")
-    if request.suggestion_id is not None and owners.get(request.suggestion_id) != (
-        request.user_id,
-        request.podcast_id,
-    ):
+    if request.suggestion_id is None:
+        return None
+    suggestion, pair = served.get(request.suggestion_id), (request.user_id, request.podcast_id)
+    if suggestion is None or (suggestion.user_id, suggestion.podcast_id) != pair:
         return Mismatch(
             "suggestion_mismatch", "suggestion_id is not a suggestion of this podcast to this user"
+        )
+    if request.occurred_at is not None and request.occurred_at < suggestion.suggested_at - CLOCK_SKEW:
+        return InvalidRequest(
+            "occurred_before_suggestion",
+            f"occurred_at {request.occurred_at.isoformat()} is before suggestion {request.suggestion_id}"
+            f" was served ({suggestion.suggested_at.isoformat()}): an event answers a suggestion after it",
         )
     return None

@@ -36,7 +36,13 @@ def update_user_history(request: UpdateUserHistoryRequest) -> dict[str, Any]:
     for attempt in db_utils.transactions():
         with attempt as conn:
             created = store.users.upsert_history(
-                conn, request.user_id, request.name, request.listening_history, vector, listened
+                conn,
+                request.user_id,
+                request.name,
+                request.listening_history,
+                vector,
+                listened,
+                request.occurred_at,
             )
             profiles.refresh(conn, request.user_id)
             page_writer.queue_next_page(conn, request.user_id)  # they are about to ask for a page

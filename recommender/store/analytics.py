@@ -66,7 +66,7 @@ def event_figures(conn, since: datetime) -> list[dict[str, Any]]:
             """
             SELECT s.variant, f.event, count(*) AS events
             FROM feedback_events f LEFT JOIN suggested_podcasts s ON s.id = f.suggestion_id
-            WHERE f.created_at >= %s
+            WHERE f.occurred_at >= %s
             GROUP BY GROUPING SETS ((f.event), (s.variant, f.event))
             """,
             (since,),
@@ -81,7 +81,7 @@ def engaged_podcasts(conn, since: datetime, limit: int = 100) -> list[dict[str, 
             """
             SELECT p.id AS podcast_id, p.title, p.category, p.embedding, sum(f.weight) AS engagement
             FROM feedback_events f JOIN podcasts p ON p.id = f.podcast_id
-            WHERE f.created_at >= %s AND f.weight > 0 AND p.status = 'ready'
+            WHERE f.occurred_at >= %s AND f.weight > 0 AND p.status = 'ready'
             GROUP BY p.id ORDER BY engagement DESC LIMIT %s
             """,
             (since, limit),
@@ -100,8 +100,8 @@ def suggestions_with_outcomes(conn, since: datetime) -> Iterator[dict[str, Any]]
             SELECT s.id AS suggestion_id, s.user_id, s.podcast_id, p.title, s.variant, s.strategy, s.rank,
                    s.similarity, s.reason, s.reason_source, s.suggested_at,
                    coalesce(json_agg(json_build_object('event', f.event, 'value', f.value,
-                                                       'weight', f.weight, 'at', f.created_at)
-                                     ORDER BY f.created_at) FILTER (WHERE f.id IS NOT NULL), '[]') AS events,
+                                                       'weight', f.weight, 'at', f.occurred_at)
+                                     ORDER BY f.occurred_at) FILTER (WHERE f.id IS NOT NULL), '[]') AS events,
                    CASE WHEN {ENGAGED} THEN 'positive'
                         WHEN bool_or(f.weight < 0) THEN 'negative' ELSE 'none' END AS outcome
             FROM suggested_podcasts s JOIN podcasts p ON p.id = s.podcast_id
@@ -133,9 +133,9 @@ def daily_events(conn, since: datetime) -> list[dict[str, Any]]:
     """Events and positive ones per UTC day."""
     with dict_cursor(conn) as cur:
         cur.execute(
-            "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS events,"
+            "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, count(*) AS events,"
             " count(*) FILTER (WHERE weight > 0) AS positive"
-            " FROM feedback_events WHERE created_at >= %s GROUP BY 1",
+            " FROM feedback_events WHERE occurred_at >= %s GROUP BY 1",
             (since,),
         )
         return cur.fetchall()

@@ -237,7 +237,7 @@ def negative_examples(conn, user_id: str, limit: int = 20) -> np.ndarray | None:
         cur.execute(
             """
             SELECT p.embedding FROM podcasts p JOIN (
-                SELECT podcast_id, max(created_at) AS at FROM feedback_events
+                SELECT podcast_id, max(occurred_at) AS at FROM feedback_events
                 WHERE user_id = %s AND weight < 0 GROUP BY podcast_id ORDER BY at DESC LIMIT %s
             ) n ON n.podcast_id = p.id
             WHERE p.status = 'ready'

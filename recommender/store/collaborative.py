@@ -26,10 +26,10 @@ LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weig
 # Every listen and event as (user_id, podcast_id, w, at, seq, judged): a stated listen is +1 and
 # judges nothing; an event weighs its stored weight, and likes, dislikes and ratings judge.
 ENGAGEMENTS = f"""
-    SELECT user_id, podcast_id, 1.0 AS w, listened_at AS at, 0::bigint AS seq, false AS judged
+    SELECT user_id, podcast_id, 1.0 AS w, occurred_at AS at, 0::bigint AS seq, false AS judged
     FROM user_listens
     UNION ALL
-    SELECT user_id, podcast_id, weight, created_at, id, event IN {JUDGEMENTS} FROM feedback_events
+    SELECT user_id, podcast_id, weight, occurred_at, id, event IN {JUDGEMENTS} FROM feedback_events
 """
 # A listener's events on one episode, netted (`model.events.net_engagement`, the same rule).
 NET = """CASE WHEN bool_or(judged) THEN (array_agg(w ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1]

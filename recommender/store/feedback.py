@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TypedDict
 
@@ -10,7 +10,7 @@ import psycopg2
 import psycopg2.extras
 
 from db_utils import dict_cursor
-from recommender.model.events import JUDGEMENTS
+from recommender.model.events import JUDGEMENTS, PairEvent
 
 
 class NewEvent(TypedDict):
@@ -21,15 +21,21 @@ class NewEvent(TypedDict):
     value: float | None
     weight: float  # how far it moves the listener toward (+) or away from (-) the episode
     event_id: str | None  # the caller's id: an event stored with it once is not stored again
+    occurred_at: datetime | None  # when the listener did it (None: now)
 
 
 class EventRow(NewEvent):
     id: int
+    occurred_at: datetime  # type: ignore[misc]  # stored: never None
     created_at: datetime
 
 
 FEEDBACK_FIELDS = tuple(NewEvent.__annotations__)
-FEEDBACK_COLUMNS = "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, created_at"
+FEEDBACK_COLUMNS = (
+    "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, occurred_at, created_at"
+)
+# An event without a time of its own happened when it is stored.
+INSERT_ROW = f"({', '.join('coalesce(%s, now())' if f == 'occurred_at' else '%s' for f in FEEDBACK_FIELDS)})"
 
 
 def insert(conn, events: Sequence[NewEvent]) -> list[tuple[EventRow, bool]]:
@@ -53,6 +59,7 @@ def insert(conn, events: Sequence[NewEvent]) -> list[tuple[EventRow, bool]]:
                 f"INSERT INTO feedback_events ({', '.join(FEEDBACK_FIELDS)}) VALUES %s"
                 f" ON CONFLICT (user_id, event_id) DO NOTHING RETURNING {FEEDBACK_COLUMNS}",
                 [tuple(events[i][name] for name in FEEDBACK_FIELDS) for i in new],
+                template=INSERT_ROW,
                 page_size=len(new),
                 fetch=True,
             )
@@ -79,22 +86,47 @@ def insert(conn, events: Sequence[NewEvent]) -> list[tuple[EventRow, bool]]:
     return [results[index] for index in range(len(events))]
 
 
-def engagements(conn, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[tuple[float, bool]]]:
-    """Per (user_id, podcast_id): the listener's stored events on it, oldest first, as (weight,
-    is a judgement) for `model.events.net_engagement`."""
+class ExportedEvent(TypedDict):
+    """An event as `POST /api/feedback` and `cli.py import-events` take it."""
+
+    user_id: str
+    podcast_id: int
+    event: str
+    value: float | None
+    suggestion_id: int | None
+    event_id: str | None
+    occurred_at: datetime
+
+
+EXPORT_FIELDS = tuple(ExportedEvent.__annotations__)
+
+
+def exported(conn, since: datetime) -> Iterator[ExportedEvent]:
+    """Every event that happened since `since`, in the order they were stored, streamed."""
+    with conn.cursor(name="export_events", cursor_factory=psycopg2.extras.DictCursor) as cur:
+        cur.execute(
+            f"SELECT {', '.join(EXPORT_FIELDS)} FROM feedback_events WHERE occurred_at >= %s ORDER BY id",
+            (since,),
+        )
+        for row in cur:
+            yield ExportedEvent(**row)
+
+
+def engagements(conn, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[PairEvent]]:
+    """Per (user_id, podcast_id): the listener's stored events on it, in the order they happened."""
     if not pairs:
         return {}
     with conn.cursor() as cur:
         cur.execute(
             """
-            SELECT f.user_id, f.podcast_id, f.weight, f.event = ANY(%s)
+            SELECT f.user_id, f.podcast_id, f.weight, f.event = ANY(%s), f.occurred_at
             FROM feedback_events f JOIN unnest(%s::text[], %s::bigint[]) AS p(user_id, podcast_id)
                  USING (user_id, podcast_id)
-            ORDER BY f.created_at, f.id
+            ORDER BY f.occurred_at, f.id
             """,
             (list(JUDGEMENTS), [u for u, _ in pairs], [p for _, p in pairs]),
         )
-        found: dict[tuple[str, int], list[tuple[float, bool]]] = {}
-        for user_id, podcast_id, weight, judged in cur:
-            found.setdefault((user_id, podcast_id), []).append((float(weight), judged))
+        found: dict[tuple[str, int], list[PairEvent]] = {}
+        for user_id, podcast_id, weight, judged, at in cur:
+            found.setdefault((user_id, podcast_id), []).append(PairEvent(float(weight), judged, at))
         return found

@@ -53,7 +53,7 @@ LOG_SQL = f"""
         ) s
         LEFT JOIN LATERAL (
             SELECT {NET} AS net
-            FROM (SELECT weight AS w, created_at AS at, id AS seq, event IN {JUDGEMENTS} AS judged
+            FROM (SELECT weight AS w, occurred_at AS at, id AS seq, event IN {JUDGEMENTS} AS judged
                   FROM feedback_events WHERE suggestion_id = s.id) events
             HAVING count(*) > 0
         ) o ON true

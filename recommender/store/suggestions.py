@@ -36,14 +36,21 @@ def insert_suggestions(conn, user_id: str, variant: str, suggestions: Sequence[S
     return [row[0] for row in rows]
 
 
-def owners(conn, suggestion_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
-    """(user_id, podcast_id) of each of `suggestion_ids` that exists."""
+class Served(NamedTuple):
+    user_id: str
+    podcast_id: int
+    suggested_at: datetime
+
+
+def served(conn, suggestion_ids: Sequence[int]) -> dict[int, Served]:
+    """To whom, what and when each of `suggestion_ids` that exists was served."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT id, user_id, podcast_id FROM suggested_podcasts WHERE id = ANY(%s::bigint[])",
+            "SELECT id, user_id, podcast_id, suggested_at FROM suggested_podcasts"
+            " WHERE id = ANY(%s::bigint[])",
             (list(suggestion_ids),),
         )
-        return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+        return {row[0]: Served(*row[1:]) for row in cur.fetchall()}
 
 
 def written_reasons(

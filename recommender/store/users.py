@@ -60,9 +60,11 @@ def upsert_history(
     history: str | None,
     history_embedding: np.ndarray | None,
     listened_ids: Sequence[int],
+    listened_at: datetime | None = None,
 ) -> bool:
-    """Create or update the user and add listens; returns whether the user is new. Rebuild the
-    profile after (`service.profiles.refresh`), in the same transaction."""
+    """Create or update the user and add listens, which happened at `listened_at` (None: now; a
+    listen stored before keeps its time); returns whether the user is new. Rebuild the profile
+    after (`service.profiles.refresh`), in the same transaction."""
     with dict_cursor(conn) as cur:
         cur.execute(
             """
@@ -83,9 +85,9 @@ def upsert_history(
             )
         if listened_ids:
             cur.execute(
-                "INSERT INTO user_listens (user_id, podcast_id)"
-                " SELECT %s, unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
-                (user_id, list(listened_ids)),
+                "INSERT INTO user_listens (user_id, podcast_id, occurred_at)"
+                " SELECT %s, unnest(%s::bigint[]), coalesce(%s, now()) ON CONFLICT DO NOTHING",
+                (user_id, list(listened_ids), listened_at),
             )
     return created
 
