@@ -146,13 +146,13 @@ def copy_events(cur, events: dict[str, np.ndarray], user_ids: np.ndarray) -> tup
     listens, feedback = order[events["kind"][order] == 0], order[events["kind"][order] > 0]
     user, episode, at = user_ids[events["user"]], events["episode"] + 1, events["at"]
     for part in np.array_split(listens, max(1, -(-len(listens) // COPY_ROWS))):
-        columns = "user_id, podcast_id, listened_at, occurred_at"  # stored when they happened
+        columns = "user_id, podcast_id, occurred_at, created_at"  # stored when they happened
         copy_rows(cur, "user_listens", columns, user[part], episode[part], at[part], at[part])
     for part in np.array_split(feedback, max(1, -(-len(feedback) // COPY_ROWS))):
         for k in range(1, len(KINDS)):
             rows = part[events["kind"][part] == k]
             kind, weight = np.full(len(rows), KINDS[k].encode()), np.full(len(rows), WEIGHTS[k], np.float32)
-            columns = "user_id, podcast_id, event, weight, created_at, occurred_at"
+            columns = "user_id, podcast_id, event, weight, occurred_at, created_at"
             values = user[rows], episode[rows], kind, weight, at[rows], at[rows]
             copy_rows(cur, "feedback_events", columns, *values)
     cur.execute("RESET session_replication_role")

@@ -1,17 +1,16 @@
--- Events keep their own time: `occurred_at` is when the listener did it (given by the caller, or
--- the moment it was stored), `created_at` / `listened_at` stay when it was stored. Every
--- time-based figure (decay, popularity, analytics per day, trending, the models' ages) reads
--- `occurred_at`; what counts as new since a training reads the stored time or the id.
-ALTER TABLE feedback_events ADD COLUMN occurred_at timestamptz;
-UPDATE feedback_events SET occurred_at = created_at;
-ALTER TABLE feedback_events ALTER COLUMN occurred_at SET DEFAULT now(),
-                            ALTER COLUMN occurred_at SET NOT NULL;
-DROP INDEX feedback_events_time, feedback_events_user, feedback_events_podcast;
-CREATE INDEX feedback_events_time ON feedback_events (occurred_at);
-CREATE INDEX feedback_events_user ON feedback_events (user_id, occurred_at DESC);
-CREATE INDEX feedback_events_podcast ON feedback_events (podcast_id, occurred_at);
+-- Events keep their own time. The time column each table had becomes `occurred_at`, when the
+-- listener did it: given by the caller, else the moment it is stored (so, for the rows stored
+-- before this migration, exactly what it was). A new `created_at` is when the row was stored
+-- (NULL for the rows stored before: they happened when they were stored). Every time-based
+-- figure (decay, popularity, analytics per day, trending, the models' ages) reads `occurred_at`
+-- and its indexes stay; what is new since a training is what was stored since (ids, created_at).
+-- No row is rewritten: a rename, and a column whose default is set after it is added.
+ALTER TABLE feedback_events RENAME COLUMN created_at TO occurred_at;
+ALTER TABLE feedback_events ADD COLUMN created_at timestamptz;
+ALTER TABLE feedback_events ALTER COLUMN created_at SET DEFAULT now();
 
-ALTER TABLE user_listens ADD COLUMN occurred_at timestamptz;
-UPDATE user_listens SET occurred_at = listened_at;
-ALTER TABLE user_listens ALTER COLUMN occurred_at SET DEFAULT now(),
-                         ALTER COLUMN occurred_at SET NOT NULL;
+ALTER TABLE user_listens RENAME COLUMN listened_at TO occurred_at;
+ALTER TABLE user_listens ADD COLUMN created_at timestamptz;
+ALTER TABLE user_listens ALTER COLUMN created_at SET DEFAULT now();
+DROP INDEX user_listens_time;  -- was on the stored time: the refresh's mark of what it has seen
+CREATE INDEX user_listens_time ON user_listens (created_at);

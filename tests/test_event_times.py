@@ -142,13 +142,12 @@ def test_stated_listens_keep_the_time_they_are_given(local_api: Api):
     body = {"user_id": user_id, "listened_podcast_ids": [ids[2]]}
     assert local_api.post("/api/update_user_history", body).status_code == 200
     stored = local_api.query(
-        "SELECT podcast_id, occurred_at, listened_at FROM user_listens WHERE user_id = %s"
-        " ORDER BY podcast_id",
+        "SELECT podcast_id, occurred_at, created_at FROM user_listens WHERE user_id = %s ORDER BY podcast_id",
         (user_id,),
     )
     assert [(p, at.isoformat()) for p, at, _ in stored[:2]] == [(ids[0], when), (ids[1], when)]
     assert stored[2][1] > datetime.fromisoformat(when) + timedelta(days=300)  # absent: now
-    assert all(listened_at > datetime.fromisoformat(when) for _, _, listened_at in stored)  # stored now
+    assert all(created_at > datetime.fromisoformat(when) for _, _, created_at in stored)  # stored now
     future = {"user_id": user_id, "listened_podcast_ids": [ids[3]], "occurred_at": "2999-01-01"}
     assert local_api.post("/api/update_user_history", future).status_code == 400
     assert len(local_api.query("SELECT 1 FROM user_listens WHERE user_id = %s", (user_id,))) == 3

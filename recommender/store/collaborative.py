@@ -63,8 +63,8 @@ INTERACTIONS_SQL = f"""
 
 @dataclass(frozen=True, eq=False)
 class Snapshot:
-    """The interactions and how far they reach (the newest event id and listen time), read in one
-    snapshot: events after the marks are the next refresh's."""
+    """The interactions and how far they reach (the newest event's id and listen's storage time),
+    read in one snapshot: events after the marks are the next refresh's."""
 
     interactions: Interactions
     event_mark: int
@@ -129,7 +129,7 @@ def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute(
             "SELECT (SELECT coalesce(max(id), 0) FROM feedback_events),"
-            " (SELECT coalesce(max(listened_at), '-infinity') FROM user_listens)"
+            " (SELECT coalesce(max(created_at), '-infinity') FROM user_listens)"
         )
         event_mark, listen_mark = cur.fetchone()
         cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), parsed)
@@ -184,7 +184,7 @@ def freshness(conn) -> Freshness:
                    m.episodes, m.refresh_seconds, m.factor_episodes, m.factors_trained_at,
                    m.factors_trained_by, m.factor_seconds,
                    (SELECT count(*) FROM feedback_events WHERE id > m.event_mark)
-                   + (SELECT count(*) FROM user_listens WHERE listened_at > m.listen_mark)
+                   + (SELECT count(*) FROM user_listens WHERE created_at > m.listen_mark)
                    AS events_since_refresh
             FROM collaborative_model m
             """

@@ -31,8 +31,10 @@ class EventRow(NewEvent):
 
 
 FEEDBACK_FIELDS = tuple(NewEvent.__annotations__)
+# created_at is NULL for the events stored before migration 013: they happened when stored.
 FEEDBACK_COLUMNS = (
-    "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, occurred_at, created_at"
+    "id, user_id, podcast_id, suggestion_id, event, value, weight, event_id, occurred_at,"
+    " coalesce(created_at, occurred_at) AS created_at"
 )
 # An event without a time of its own happened when it is stored.
 INSERT_ROW = f"({', '.join('coalesce(%s, now())' if f == 'occurred_at' else '%s' for f in FEEDBACK_FIELDS)})"
