@@ -21,6 +21,7 @@ import db_utils
 from config import PROJECT_DIR, get_settings
 from recommender import store
 from recommender.api.endpoint import json_value
+from recommender.model import fusion
 from recommender.schemas import AddPodcastRequest, FeedbackRequest, UpdateUserHistoryRequest, describe
 from recommender.service import catalogue, feedback, listeners, page_writer
 from recommender.service.database import ensure_database
@@ -291,6 +292,13 @@ def train(_: argparse.Namespace) -> int:
             f"ranker v{learned['version']} ({learned['kind']}, {learned['rows']} shown items): NDCG@5"
             f" {learned['validation_ndcg']:.4f}, blend {learned['blend_ndcg']:.4f}: {verdict}"
         )
+        if learned["blend"] is not None:
+            blend = fusion.FittedBlend.from_stored(learned["blend"])
+            verdict = "adopted" if blend.adopted else "not adopted, the configured weights rank"
+            print(
+                f"blend fitted on {blend.pages} pages: {blend.weights}; NDCG@5 {blend.validation_ndcg}"
+                f" out of sample, configured {blend.configured_ndcg}: {verdict}"
+            )
     else:
         print("ranker: too few pages with reactions to learn from; the blend ranks")
     return 0

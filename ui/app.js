@@ -223,7 +223,17 @@ function rankerText(ranker) {
   const verdict = ranker.adopted ? "adopted" : "not adopted: the blend ranks";
   return `Ranker v${ranker.version} (${ranker.kind}, ${ranker.rows} shown items): NDCG@5 ` +
     `${ranker.validation_ndcg.toFixed(3)} against the blend's ${ranker.blend_ndcg.toFixed(3)} on held-out ` +
-    `listeners, ${verdict}. Leans most on ${first[0]} and ${second[0]}.`;
+    `listeners, ${verdict}. Leans most on ${first[0]} and ${second[0]}. ${blendText(ranker.blend)}`;
+}
+
+function blendText(blend) {
+  if (!blend) return "";
+  const weights = Object.entries(blend.weights).map(([name, w]) => `${name} ${w}`).join(", ");
+  const evidence = blend.validation_ndcg === null ? "too few pages to tell" :
+    `NDCG@5 ${blend.validation_ndcg.toFixed(3)} out of sample against the configured ` +
+    `${blend.configured_ndcg.toFixed(3)}, on ${blend.pages} pages`;
+  return `Blend fitted to this data: ${weights} (${evidence}; ` +
+    `${blend.adopted ? "adopted" : "not adopted: the configured weights rank"}).`;
 }
 
 function topicItem(topic) {

@@ -182,9 +182,11 @@ class Health(BaseModel):
     )
     ranker: dict[str, Any] | None = Field(
         default=None,
-        description="What ranks pages of the `loop` variant: `ranks` (learned or blend) and the newest"
-        " training (version, trained_at, kind, rows, pages, validation_ndcg and blend_ndcg on held-out"
-        " listeners, candidates_ndcg, importances, adopted); null when never read (busy)",
+        description="What ranks pages of the `loop` variant: `ranks` (learned, fitted_blend or blend) and"
+        " the newest training (version, trained_at, kind, rows, pages, validation_ndcg and blend_ndcg on"
+        " held-out listeners, candidates_ndcg, importances, adopted, and `blend`: the weights fitted for"
+        " the deployment with their evidence: adopted, validation_ndcg (cross-validated),"
+        " configured_ndcg, components_ndcg of each signal alone, pages); null when never read (busy)",
     )
 
 

@@ -4,7 +4,8 @@ was ranked by, logged at that moment) and what they did with it.
 Features describe a candidate against the other candidates of its page, so they mean the same
 for every listener and every catalogue (`features`). Training (`train`) fits two models on the
 pages listeners reacted to, a logistic regression and LightGBM's lambdarank, and scores each,
-and the hand-set blend, by NDCG@5 on the pages of listeners held out; the better model is adopted
+and the blend that ranks without it (the weights fitted for the deployment, `model/fusion.py`, or
+the hand-set ones), by NDCG@5 on the pages of listeners held out; the better model is adopted
 only when it beats the blend there by more than chance would (`Trained.adopted`: the mean of
 its per-page gains over twice their standard error), so a deployment with too little or too odd
 a log keeps the blend. Pure: arrays in, a model out; storage is `store/ranker.py`.
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from recommender.model import ndcg
 from recommender.model.ranking import BlendWeights
 
 FEATURES = (
@@ -37,7 +39,6 @@ FEATURES = (
 )
 EXPLORATION = FEATURES.index("exploration")
 VALIDATION_SHARE = 0.2  # of listeners, by hash: their pages score the models
-NDCG_AT = 5
 # Held-out interactions, for the ranker to learn from before there is a log (service/bootstrap.py):
 # of a fixed share of listeners, a fixed share of the episodes they engaged with, both by hash, is
 # never seen by the collaborative model (store.collaborative.HELD_OUT), so their recomputed pages
@@ -127,7 +128,7 @@ class Trained:
     rows: int
     pages: int
     validation_ndcg: float  # of the chosen model
-    blend_ndcg: float  # of the hand-set blend on the same pages
+    blend_ndcg: float  # of the blend it competes with (`weights`), on the same pages
     candidates_ndcg: dict[str, float]  # of every model fitted
     importances: dict[str, float]  # share of each feature in the chosen model
     adopted: bool  # it beat the blend by more than twice the standard error of its per-page gain
@@ -140,18 +141,18 @@ def train(
     shown items; `pages` numbers each row's page (rows of a page together); `labels` 1 where the
     listener enjoyed the item. None when either side has no page with both outcomes."""
     held_out = np.array([_held_out(listener) for listener in listeners], dtype=bool)
-    informative = _informative_pages(labels, pages)
+    informative = ndcg.informative(labels, pages)
     fit_rows, check_rows = informative & ~held_out, informative & held_out
     if not fit_rows.any() or not check_rows.any():
         return None
-    check = (x[check_rows], labels[check_rows], pages[check_rows])
+    check_x, check = x[check_rows], ndcg.Pages.of(labels[check_rows], pages[check_rows])
     fitted = [_logistic(x[fit_rows], labels[fit_rows])]
     lambdarank = _lambdarank(x[fit_rows], labels[fit_rows], pages[fit_rows])
     if lambdarank is not None:
         fitted.append(lambdarank)
-    per_page = {ranker.kind: page_ndcg(ranker.scores(check[0]), check[1], check[2]) for ranker in fitted}
+    per_page = {ranker.kind: check.ndcg(ranker.scores(check_x)) for ranker in fitted}
     best = max(fitted, key=lambda ranker: per_page[ranker.kind].mean())
-    blend = page_ndcg(blend_scores(check[0], weights), check[1], check[2])
+    blend = check.ndcg(blend_scores(check_x, weights))
     gain = per_page[best.kind] - blend
     return Trained(
         best,
@@ -163,22 +164,6 @@ def train(
         _importances(best),
         bool(gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else False,
     )
-
-
-def page_ndcg(scores: np.ndarray, labels: np.ndarray, pages: np.ndarray, k: int = NDCG_AT) -> np.ndarray:
-    """NDCG@k of each page with at least one enjoyed item, ties broken against the score."""
-    values = []
-    for page in np.unique(pages):
-        rows = pages == page
-        gains = labels[rows]
-        if not gains.any():
-            continue
-        order = np.lexsort((gains, -scores[rows]))  # a tie counts the miss first: no credit for ties
-        discounts = 1.0 / np.log2(np.arange(2, min(k, len(gains)) + 2))
-        dcg = (gains[order][:k] * discounts).sum()
-        ideal = (np.sort(gains)[::-1][:k] * discounts).sum()
-        values.append(dcg / ideal)
-    return np.array(values)
 
 
 def _mean(values: np.ndarray) -> float:
@@ -233,14 +218,6 @@ def _importances(ranker: Ranker) -> dict[str, float]:
         raw = np.asarray(ranker.fitted.feature_importance("gain"), dtype=float)
     total = raw.sum() or 1.0
     return {name: round(float(v / total), 4) for name, v in zip(FEATURES, raw, strict=True)}
-
-
-def _informative_pages(labels: np.ndarray, pages: np.ndarray) -> np.ndarray:
-    """Rows of pages with both an enjoyed and a not enjoyed item: the only ones a ranking learns from."""
-    _, inverse = np.unique(pages, return_inverse=True)
-    positives = np.bincount(inverse, labels > 0)
-    sizes = np.bincount(inverse)
-    return ((positives > 0) & (positives < sizes))[inverse]
 
 
 def unit_hash(text: str) -> float:

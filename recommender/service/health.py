@@ -89,10 +89,12 @@ def database_figures() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def ranker_state(learned: store.ranker.RankerState | None) -> dict[str, Any]:
-    """The newest ranker training, and whether it ranks (else the hand-set blend does)."""
+    """The newest training, and what the loop ranks with: the learned ranker where it was adopted,
+    else the blend fitted for this deployment where it beat the configured one, else that one."""
     if learned is None:
         return {"ranks": "blend", "version": None}
-    return {"ranks": "learned" if learned["adopted"] else "blend", **learned}
+    fitted = (learned["blend"] or {}).get("adopted", False)
+    return {"ranks": "learned" if learned["adopted"] else "fitted_blend" if fitted else "blend", **learned}
 
 
 def read_figures() -> dict[str, Any]:

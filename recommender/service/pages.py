@@ -87,9 +87,8 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
         # Exploration is random but stable for a user within a day, so the page prepared ahead
         # and the page then requested make the same picks.
         rng = random.Random(f"{user.id}:{datetime.now(UTC).date()}")
-        configured = configured_blend()
-        weights = ranking.blend_weights(variant, configured)
-        learned = current_ranker(conn) if variant.use_ranker else None
+        weights, learned = learned_ranking(conn) if variant.use_ranker else (configured_blend(), None)
+        weights = ranking.blend_weights(variant, weights)
         chosen = pages.choose(
             candidates, recent, limit, variant, weights, negatives, rng, learned=learned, positives=mine
         )
@@ -101,19 +100,23 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
     return Page(variant, pages.explain(chosen, positives, history_words), user, positives)
 
 
-_rankers: dict[int, Ranker] = {}  # the newest adopted ranker, by version, loaded once per process
+_learned: dict[int, tuple[ranking.BlendWeights | None, Ranker | None]] = {}  # the newest, loaded once
 
 
-def current_ranker(conn) -> Ranker | None:
-    """The newest trained ranker if it was adopted (it beat the blend on held-out listeners)."""
+def learned_ranking(conn) -> tuple[ranking.BlendWeights, Ranker | None]:
+    """What the loop ranks with: the blend fitted for this deployment if it beat the configured
+    one out of sample (else the configured one), and the newest trained ranker if it was adopted
+    (it beat that blend on held-out listeners)."""
     newest = store.ranker.newest(conn)
-    if newest is None or not newest[1]:
-        return None
-    version = newest[0]
-    if version not in _rankers:
-        _rankers.clear()
-        _rankers[version] = store.ranker.model(conn, version)
-    return _rankers[version]
+    if newest is None:
+        return configured_blend(), None
+    version, adopted, fitted = newest
+    if version not in _learned:
+        _learned.clear()
+        weights = fitted.weights if fitted is not None and fitted.adopted else None
+        _learned[version] = weights, store.ranker.model(conn, version) if adopted else None
+    weights, ranker = _learned[version]
+    return weights or configured_blend(), ranker
 
 
 def taste(conn, mine: list[Engagement]) -> np.ndarray | None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from db_utils import dict_cursor
 from recommender.model.events import JUDGEMENTS
+from recommender.model.fusion import FittedBlend
 from recommender.model.ranker import FEATURES, Ranker, Trained
 from recommender.store.collaborative import BOOTSTRAP_LISTENER, ENGAGEMENTS, NET
 
@@ -39,6 +40,7 @@ class RankerState(TypedDict):
     importances: dict[str, float]
     adopted: bool
     label_mark: int
+    blend: dict | None  # FittedBlend.stored()
 
 
 # A suggestion's outcome: the events that name it, netted as every model nets them.
@@ -118,14 +120,14 @@ def sample_listeners(conn, count: int, min_enjoyed: int, salt: str) -> list[str]
         return [row[0] for row in cur.fetchall()]
 
 
-def save(conn, trained: Trained, label_mark: int) -> int:
-    """Store a training's outcome; returns its version."""
+def save(conn, trained: Trained, blend: FittedBlend | None, label_mark: int) -> int:
+    """Store a training's outcome, with the blend fitted beside it; returns its version."""
     with conn.cursor() as cur:
         cur.execute(
             """
             INSERT INTO ranker_models (kind, model, features, rows, pages, validation_ndcg, blend_ndcg,
-                                       candidates_ndcg, importances, adopted, label_mark)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING version
+                                       candidates_ndcg, importances, adopted, label_mark, blend)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING version
             """,
             (
                 trained.ranker.kind,
@@ -139,16 +141,21 @@ def save(conn, trained: Trained, label_mark: int) -> int:
                 json.dumps(trained.importances),
                 trained.adopted,
                 label_mark,
+                None if blend is None else json.dumps(blend.stored()),
             ),
         )
         return cur.fetchone()[0]
 
 
-def newest(conn) -> tuple[int, bool] | None:
-    """(version, adopted) of the newest training; None before the first."""
+def newest(conn) -> tuple[int, bool, FittedBlend | None] | None:
+    """(version, adopted, the blend fitted with it) of the newest training; None before the first."""
     with conn.cursor() as cur:
-        cur.execute("SELECT version, adopted FROM ranker_models ORDER BY version DESC LIMIT 1")
-        return cur.fetchone()
+        cur.execute("SELECT version, adopted, blend FROM ranker_models ORDER BY version DESC LIMIT 1")
+        row = cur.fetchone()
+    if row is None:
+        return None
+    version, adopted, blend = row
+    return version, adopted, None if blend is None else FittedBlend.from_stored(blend)
 
 
 def model(conn, version: int) -> Ranker:
@@ -164,7 +171,7 @@ def state(conn) -> RankerState | None:
         cur.execute(
             """
             SELECT version, trained_at, kind, rows, pages, validation_ndcg, blend_ndcg, candidates_ndcg,
-                   importances, adopted, label_mark
+                   importances, adopted, label_mark, blend
             FROM ranker_models ORDER BY version DESC LIMIT 1
             """
         )

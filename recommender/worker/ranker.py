@@ -1,4 +1,5 @@
-"""Training the ranker (`model/ranker.py`) from the log when enough new reactions arrived."""
+"""Training the ranker (`model/ranker.py`) and fitting the blend's weights (`model/fusion.py`) from
+the log and the bootstrap's pages, when enough new reactions arrived."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import db_utils
 from config import get_settings
 from recommender import store
-from recommender.model import ranker
+from recommender.model import fusion, ranker
 from recommender.service import bootstrap, pages
 
 log = logging.getLogger(__name__)
@@ -42,26 +43,31 @@ def train_if_due(force: bool = False) -> bool:
                 conn, settings.ranker_bootstrap_listeners, salt=str(logged.label_mark)
             )
         offset = int(logged.pages.max()) + 1 if len(logged.pages) else 0
-        trained = ranker.train(
+        rows = (
             np.vstack([logged.features, x]),
             np.concatenate([logged.enjoyed, hits]),
             np.concatenate([logged.pages, pages_of + offset]),
             logged.listeners + listeners,
-            pages.configured_blend(),
         )
+        configured = pages.configured_blend()
+        blend = fusion.fit(*rows, configured)
+        trained = ranker.train(*rows, blend.weights if blend and blend.adopted else configured)
         if trained is None:
             _tried_at = max(logged.label_mark, 1)
             return False
         with conn:
-            version = store.ranker.save(conn, trained, logged.label_mark)
+            version = store.ranker.save(conn, trained, blend, logged.label_mark)
             store.ranker.purge(conn, KEPT_VERSIONS)
     log.info(
-        "ranker v%d (%s, %d rows): NDCG@5 %.4f against the blend's %.4f on held-out listeners, %s",
+        "ranker v%d (%s, %d rows): NDCG@5 %.4f against the blend's %.4f on held-out listeners, %s;"
+        " blend fitted on %d pages: %s",
         version,
         trained.ranker.kind,
         trained.rows,
         trained.validation_ndcg,
         trained.blend_ndcg,
         "adopted" if trained.adopted else "not adopted: the blend ranks",
+        0 if blend is None else blend.pages,
+        "none" if blend is None else f"{blend.weights} ({'adopted' if blend.adopted else 'not adopted'})",
     )
     return True
