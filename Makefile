@@ -89,9 +89,12 @@ bench-collab: install
 bench-soak: install
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
-# Real-data replay (bench/REAL_RESULTS.md): the HetRec 2011 Last.fm listeners against the service
-# and offline baselines. The data set stays outside the repository: `--data DIR` to point at it.
+# Real-data replays (bench/REAL_RESULTS.md): real listeners against the service and offline
+# baselines, three split seeds each; every data set one after the other (HetRec 2011 Last.fm, then
+# FilmTrust's ratings), or one: make bench-real DATA_SET=filmtrust. The data sets stay outside the
+# repository, under ../shared/data (another place: REAL_ARGS="--data PATH" with one DATA_SET).
+DATA_SET ?= lastfm filmtrust
 .PHONY: bench-real
 
 bench-real: install
-	$(PY) -m bench.real_replay
+	set -e; for data_set in $(DATA_SET); do $(PY) -m bench.real_replay --data-set $$data_set $(REAL_ARGS); done

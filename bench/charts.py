@@ -1,5 +1,5 @@
 """PNG charts of the benchmark results, shown next to their tables: precision@5 per page for each
-method of the real-data replay (bench/REAL_RESULTS.md) and recommend latency per catalogue size
+method of each real-data replay (bench/REAL_RESULTS.md) and recommend latency per catalogue size
 against the naive baseline (bench/RESULTS.md). Drawn with matplotlib's Agg canvas: no display,
 nothing fetched.
 """
@@ -14,7 +14,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 CHARTS_DIR = Path(__file__).resolve().parent / "charts"
-PRECISION_PNG = CHARTS_DIR / "precision_at_5.png"
 LATENCY_PNG = CHARTS_DIR / "recommend_latency.png"
 
 LATENCY_DIMS = 384  # the dimension measured at every catalogue size
@@ -38,16 +37,21 @@ def save(chart: Axes, path: Path) -> Path:
     return path
 
 
-def precision_chart(results: dict[str, Any], path: Path) -> Path:
-    """Precision@5 of each page of the replay (results["real"]), one line per method; the
-    service's two arms solid, the offline baselines dashed."""
-    real, chart = results["real"], axes()
+def precision_png(data_set: str) -> Path:
+    """Where a data set's precision chart goes (Last.fm's keeps the name it had alone)."""
+    return CHARTS_DIR / ("precision_at_5.png" if data_set == "lastfm" else f"precision_at_5_{data_set}.png")
+
+
+def precision_chart(real: dict[str, Any]) -> Path:
+    """Precision@5 of each page of one data set's replay (an entry of results["real"]), first split
+    seed, one line per method; the service's arms solid, the offline baselines dashed."""
+    chart = axes()
     for name, figures in real["systems"].items():
         values, service = figures["precision_at_5"], name.startswith("service")
         style = {"linestyle": "-" if service else "--", "linewidth": 2.5 if service else 1.5}
         chart.plot(range(1, len(values) + 1), values, marker="o", label=name, **style)
     chart.set(
-        title=f"Precision@{real['page_size']} per page of the real-data replay",
+        title=f"Precision@{real['page_size']} per page of the real-data replay ({real['data_set_name']})",
         xlabel="page (feedback on each page before the next)",
         ylabel=f"precision@{real['page_size']}",
         ylim=(0, None),
@@ -55,7 +59,7 @@ def precision_chart(results: dict[str, Any], path: Path) -> Path:
     )
     chart.grid(alpha=0.3)
     chart.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
-    return save(chart, path)
+    return save(chart, precision_png(real["data_set_name"]))
 
 
 def latency_chart(results: dict[str, Any], path: Path) -> Path:

@@ -8,13 +8,15 @@ path is given, nothing of it is copied into the repository.
 from __future__ import annotations
 
 import csv
-import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.datasets import DataSet
+
 DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hetrec2011-lastfm-2k"
 TAGS_PER_ARTIST = 6
+LIKED = 10  # a background listener likes their 10 most played artists
 
 
 @dataclass(frozen=True)
@@ -25,13 +27,6 @@ class Artist:
 
     def transcript(self) -> str:
         return f"Tags: {', '.join(self.tags)}." if self.tags else "No tags."
-
-
-@dataclass(frozen=True)
-class Split:
-    background: dict[str, list[str]]  # user -> artists (external ids), most played first
-    seeds: dict[str, list[str]]  # evaluated user -> the artists they start from
-    held_out: dict[str, set[str]]  # evaluated user -> the artists to find
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -62,18 +57,16 @@ def load_listening(data_dir: Path) -> dict[str, list[str]]:
     return {user: [a for _, a in sorted(items, reverse=True)] for user, items in sorted(plays.items())}
 
 
-def split(
-    listening: dict[str, list[str]], evaluated: int, seeds: int, seed: int, min_artists: int = 20
-) -> Split:
-    """A fixed-seed split: `evaluated` listeners with at least `min_artists` artists start from
-    `seeds` random ones of theirs and must find the rest; everyone else is the background."""
-    rng = random.Random(seed)
-    eligible = [u for u, artists in listening.items() if len(artists) >= min_artists]
-    chosen = set(rng.sample(eligible, evaluated))
-    start, held_out = {}, {}
-    for user in sorted(chosen):
-        artists = list(listening[user])
-        rng.shuffle(artists)
-        start[user], held_out[user] = artists[:seeds], set(artists[seeds:])
-    background = {u: a for u, a in listening.items() if u not in chosen}
-    return Split(background, start, held_out)
+def load(data_dir: Path) -> DataSet:
+    """The data set as the replay reads it: each listener's 10 most played artists are liked."""
+    listening = load_listening(data_dir)
+    liked = {user: set(artists[:LIKED]) for user, artists in listening.items()}
+    return DataSet(
+        "lastfm",
+        "HetRec 2011 Last.fm (hetrec2011-lastfm-2k)",
+        load_artists(data_dir),
+        listening,
+        liked,
+        category="music",
+        liked_rule=f"their {LIKED} most played artists",
+    )

@@ -1,4 +1,4 @@
-"""Offline baselines for the Last.fm replay, and the figures every system is judged by.
+"""Offline baselines for the real-data replay, and the figures every system is judged by.
 
 Each baseline scores the whole catalogue for one listener from what the listener has said so far
 (`Signals`); one replay loop (`replay`) runs the protocol of `bench/real_replay.py` on it: the same
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from bench.lastfm import Split
+from bench.datasets import Split
 
 PAGES = 6
 PAGE_SIZE = 5
@@ -63,10 +63,36 @@ def figures(traces: dict[str, Trace], held_out: dict[str, set[str]], catalogue_s
             recalls.append(len(found) / min(FINAL_SIZE, len(left)))
     precision = hits / (PAGE_SIZE * len(traces))
     return {
+        "per_listener": per_listener(traces, held_out),
         "precision_at_5": [float(p) for p in precision],
         "mean_precision_at_5_pages_2_6": float(np.mean(precision[1:])),
         "recall_at_20": float(np.mean(recalls)),
         "coverage": len(covered) / catalogue_size,
+    }
+
+
+def per_listener(traces: dict[str, Trace], held_out: dict[str, set[str]]) -> dict[str, float]:
+    """Each listener's mean precision@5 over pages 2.., for paired comparisons (not stored)."""
+    return {
+        user: float(np.mean([len(held_out[user].intersection(page)) / PAGE_SIZE for page in trace.pages[1:]]))
+        for user, trace in traces.items()
+    }
+
+
+def paired_interval(system: dict[str, float], baseline: dict[str, float], resamples: int = 10_000) -> dict:
+    """The mean per-listener difference of `system` over `baseline` (mean p@5 pages 2..), with a
+    bootstrap 95 % interval over listeners, absolute and relative to the baseline's mean."""
+    users = sorted(baseline)
+    a, b = np.array([system[u] for u in users]), np.array([baseline[u] for u in users])
+    sample = np.random.default_rng(0).integers(0, len(users), (resamples, len(users)))
+    differences = (a[sample] - b[sample]).mean(axis=1)
+    relative = a[sample].mean(axis=1) / b[sample].mean(axis=1) - 1
+    return {
+        "difference": round(float((a - b).mean()), 4),
+        "interval": [round(float(v), 4) for v in np.percentile(differences, [2.5, 97.5])],
+        "relative": round(float(a.mean() / b.mean() - 1), 4),
+        "relative_interval": [round(float(v), 4) for v in np.percentile(relative, [2.5, 97.5])],
+        "listeners": len(users),
     }
 
 
@@ -101,7 +127,7 @@ def replay(scorer: Scorer, split: Split, ids: list[str], feedback: bool) -> dict
 
 
 def interactions(background: dict[str, list[str]], ids: list[str]) -> sp.csr_matrix:
-    """Binary background-user x artist matrix."""
+    """Binary background-user x item matrix."""
     index = {external_id: i for i, external_id in enumerate(ids)}
     rows = [u for u, artists in enumerate(background.values()) for _ in artists]
     cols = [index[a] for artists in background.values() for a in artists]

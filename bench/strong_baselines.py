@@ -1,10 +1,11 @@
-"""The field's strong simple baselines for the Last.fm replay: EASE, RP3beta, iALS, tuned item-kNN.
+"""The field's strong simple baselines for the real-data replay: EASE, RP3beta, iALS, tuned item-kNN.
 
-Each one sees what the service is fed (`bench/real_replay.py`): every background listen, and a
-like of each background listener's `BACKGROUND_LIKES` most played artists, as a weight of
-1 + `LIKE_WEIGHT` instead of 1. The evaluated listener is folded in at request time from their
-positives (seeds weigh 1, hits, which the service gets as likes, 1 + `LIKE_WEIGHT`); these classic
-models ignore the negatives (misses are only never shown again, as for every baseline).
+Each one sees what the service is fed (`bench/real_replay.py`): every background listen (or rated
+item), and each background listener's liked items (Last.fm: their 10 most played artists; ratings:
+the items rated high) as a weight of 1 + `LIKE_WEIGHT` instead of 1. The evaluated listener is
+folded in at request time from their positives (seeds weigh 1, hits, which the service gets as
+likes, 1 + `LIKE_WEIGHT`); these classic models ignore the negatives (misses are only never shown
+again, as for every baseline).
 
 Hyper-parameters come from a small grid on a validation split of the background listeners:
 `VALIDATION` of them are held out and replayed offline through the same protocol (same pages,
@@ -22,11 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from bench import lastfm
+from bench.datasets import DataSet, Split
 from bench.real_baselines import Scorer, Signals, figures, keep_top_k, replay
 
-BACKGROUND_LIKES = 10  # as bench/real_replay.py: each background listener likes their 10 most played
-LIKE_WEIGHT = 1.0  # a liked artist weighs 1 + LIKE_WEIGHT, a plain listen 1
+LIKE_WEIGHT = 1.0  # a liked item weighs 1 + LIKE_WEIGHT, a plain listen (or rating) 1
 VALIDATION = 150  # background listeners held out to choose hyper-parameters
 MEAN_KEY = "mean_precision_at_5_pages_2_6"  # what the grid is scored on
 EASE_ITEMS = 3000  # EASE's closed form on the most engaged artists only (the rest score nothing)
@@ -48,15 +48,15 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def weighted(background: dict[str, list[str]], ids: list[str]) -> sp.csr_matrix:
-    """Background-user x artist matrix: 1 per listen, 1 + LIKE_WEIGHT for the liked artists."""
+def weighted(background: dict[str, list[str]], liked: dict[str, set[str]], ids: list[str]) -> sp.csr_matrix:
+    """Background-user x item matrix: 1 per listen, 1 + LIKE_WEIGHT for the liked items."""
     index = {external_id: i for i, external_id in enumerate(ids)}
     rows, cols, data = [], [], []
-    for u, artists in enumerate(background.values()):
-        for rank, a in enumerate(artists):
+    for u, (user, items) in enumerate(background.items()):
+        for item in items:
             rows.append(u)
-            cols.append(index[a])
-            data.append(1.0 + LIKE_WEIGHT if rank < BACKGROUND_LIKES else 1.0)
+            cols.append(index[item])
+            data.append(1.0 + LIKE_WEIGHT if item in liked[user] else 1.0)
     return sp.csr_matrix((np.array(data, dtype=np.float32), (rows, cols)), shape=(len(background), len(ids)))
 
 
@@ -96,7 +96,7 @@ class Models:
         return BUILDERS[name](self, **params)
 
     def ease(self, **p: Any) -> Scorer:
-        """EASE (Steck 2019) on the EASE_ITEMS artists with the most background listeners."""
+        """EASE (Steck 2019) on the EASE_ITEMS items with the most background listeners."""
         if self._gram is None:
             kept = np.sort(np.argsort(-self.counts, kind="stable")[:EASE_ITEMS])
             x = self.matrix[:, kept]
@@ -197,10 +197,12 @@ def grid(name: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def tune(split: lastfm.Split, ids: list[str], seeds: int, seed: int, log: Callable[[str], None]) -> dict:
+def tune(
+    data: DataSet, split: Split, ids: list[str], seeds: int, seed: int, log: Callable[[str], None]
+) -> dict:
     """Per model, every grid point scored on validation listeners drawn from the background only."""
-    validation = lastfm.split(split.background, VALIDATION, seeds, seed + 1000)
-    models = Models(weighted(validation.background, ids), seeds)
+    validation = data.split(VALIDATION, seeds, seed + 1000, among=split.background)
+    models = Models(weighted(validation.background, validation.liked, ids), seeds)
     chosen = {}
     for name in GRIDS:
         scored = []
@@ -215,12 +217,12 @@ def tune(split: lastfm.Split, ids: list[str], seeds: int, seed: int, log: Callab
 
 
 def strong_baselines(
-    split: lastfm.Split, ids: list[str], seeds: int, seed: int, log: Callable[[str], None]
+    data: DataSet, split: Split, ids: list[str], seeds: int, seed: int, log: Callable[[str], None]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Each model tuned on the validation split, then refitted on the whole background and
     replayed on the test listeners with feedback; returns (figures by system, tuning)."""
-    tuning = tune(split, ids, seeds, seed, log)
-    models = Models(weighted(split.background, ids), seeds)
+    tuning = tune(data, split, ids, seeds, seed, log)
+    models = Models(weighted(split.background, split.liked, ids), seeds)
     systems = {}
     for name, chosen in tuning.items():
         traces = replay(models.build(name, chosen["params"]), split, ids, True)
