@@ -110,9 +110,10 @@ def learned_ranking(conn) -> tuple[ranking.BlendWeights, Ranker | None]:
     newest = store.ranker.newest(conn)
     if newest is None:
         return configured_blend(), None
-    version, adopted, fitted = newest
-    if version not in _learned:
+    version, adopted = newest
+    if version not in _learned:  # read once per training, not per request
         _learned.clear()
+        fitted = store.ranker.fitted_blend(conn, version)
         weights = fitted.weights if fitted is not None and fitted.adopted else None
         _learned[version] = weights, store.ranker.model(conn, version) if adopted else None
     weights, ranker = _learned[version]

@@ -147,15 +147,19 @@ def save(conn, trained: Trained, blend: FittedBlend | None, label_mark: int) -> 
         return cur.fetchone()[0]
 
 
-def newest(conn) -> tuple[int, bool, FittedBlend | None] | None:
-    """(version, adopted, the blend fitted with it) of the newest training; None before the first."""
+def newest(conn) -> tuple[int, bool] | None:
+    """(version, adopted) of the newest training; None before the first."""
     with conn.cursor() as cur:
-        cur.execute("SELECT version, adopted, blend FROM ranker_models ORDER BY version DESC LIMIT 1")
+        cur.execute("SELECT version, adopted FROM ranker_models ORDER BY version DESC LIMIT 1")
+        return cur.fetchone()
+
+
+def fitted_blend(conn, version: int) -> FittedBlend | None:
+    """The blend fitted with that training (None for trainings before there was one)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT blend FROM ranker_models WHERE version = %s", (version,))
         row = cur.fetchone()
-    if row is None:
-        return None
-    version, adopted, blend = row
-    return version, adopted, None if blend is None else FittedBlend.from_stored(blend)
+    return None if row is None or row[0] is None else FittedBlend.from_stored(row[0])
 
 
 def model(conn, version: int) -> Ranker:
