@@ -147,6 +147,7 @@ class Settings(BaseSettings):
     blend_factors: float = setting(
         1.0, "Weight of the factor affinity (iALS, scaled by the page's best) in the ranking."
     )
+    blend_ease: float = setting(1.0, "Weight of the EASE score (scaled by the page's best) in the ranking.")
     blend_content: float = setting(0.1, "Weight of the cosine similarity to the listener's profile.")
     blend_popularity: float = setting(
         0.02, "Weight of the popularity prior (in [0, 1): log engagement over log listeners)."
@@ -196,6 +197,12 @@ class Settings(BaseSettings):
     collab_max_items_per_listener: int = setting(
         500, "A listener's most recent episodes the model learns from (bounds heavy listeners' cost)."
     )
+    ease_max_episodes: int = setting(
+        3000,
+        "EASE's closed form covers the episodes most listeners enjoyed, this many (its inverse is dense:"
+        " 3,000 take about 7 s and 220 MB per refresh; the others get no EASE score).",
+    )
+    ease_neighbors: int = setting(50, "EASE's largest weights kept per episode.")
     factor_min_listeners: int = setting(
         100,
         "Listeners with positive engagement needed before factors are trained: with fewer they fit noise,"

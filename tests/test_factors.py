@@ -167,14 +167,17 @@ def test_the_snapshot_is_parsed_a_chunk_of_rows_at_a_time(monkeypatch):
 
     monkeypatch.setattr(_Parsed, "CHUNK_ROWS", 2)
     parsed = _Parsed()
-    for row in ("0\t17\t1\t0.5\n", "0\t9\t-0.3\t2\n", "1\t17\t1\t10\n", "2\t4\t0.6\t0\n", "2\t9\t1\t1\n"):
-        parsed.write(row)
+    rows = ("0\t17\t1\t0.5\t0", "0\t9\t-0.3\t2\t0", "1\t17\t1\t10\t1", "2\t4\t0.6\t0\t0", "2\t9\t1\t1\t0")
+    for row in rows:
+        parsed.write(row + "\n")
     assert len(parsed.columns[0]) == 2 and len(parsed.rows) == 1  # the text of two chunks is gone
     interactions = parsed.interactions()
-    assert interactions.listener.tolist() == [0, 0, 1, 2, 2]
-    assert interactions.podcast_id.tolist() == [17, 9, 17, 4, 9]
-    assert np.allclose(interactions.engagement, [1, -0.3, 1, 0.6, 1])
-    assert np.allclose(interactions.age_days, [0.5, 2, 10, 0, 1])
+    assert interactions.listener.tolist() == [0, 0, 2, 2]
+    assert interactions.podcast_id.tolist() == [17, 9, 4, 9]
+    assert np.allclose(interactions.engagement, [1, -0.3, 0.6, 1])
+    assert np.allclose(interactions.age_days, [0.5, 2, 0, 1])
+    held_out = parsed.interactions(held_out=True)  # set apart for validation, in the same pass
+    assert held_out.listener.tolist() == [1] and held_out.podcast_id.tolist() == [17]
 
 
 def test_copy_reads_its_rows_a_chunk_at_a_time_whatever_their_length():

@@ -57,13 +57,16 @@ def test_the_stored_model_counts_listeners_and_decays_popularity():
         engagement=np.array([1.0, 1.0, 1.0, -1.0, 0.5]),
         age_days=np.array([0.0, 14.0, 0.0, 0.0, 28.0]),
     )
-    model = collaborative.model_of(interactions, neighbors=5, alpha=0.5, half_life_days=14)
+    nothing_held_out = Interactions(*[np.array([], int)] * 4)
+    model = collaborative.model_of(
+        interactions, nothing_held_out, 5, alpha=0.5, half_life_days=14, ease_episodes=10, ease_neighbors=5
+    )
     assert list(model.episodes) == [10, 20, 30]
     assert list(model.listeners) == [2, 1, 1]  # a skip is not enjoying it
     assert model.popularity == pytest.approx([2.0, 0.5 - 1.0, 0.125])
     assert model.active_listeners == 3
     assert list(model.neighbor_ids[0]) == [20] and list(model.neighbor_ids[2]) == []
-    assert collaborative.model_of(Interactions(*[np.array([])] * 4), 5, 0.5, 14) is None
+    assert collaborative.model_of(nothing_held_out, nothing_held_out, 5, 0.5, 14, 10, 5) is None
 
 
 def candidate(podcast_id: int, vector: list[float], **signals) -> Candidate:
@@ -78,7 +81,7 @@ def test_a_page_is_chosen_by_the_blend_and_recent_suggestions_only_when_fresh_on
         candidate(3, [0, 0, 1], similarity=0.8),
         candidate(4, [1, 1, 0], similarity=0.95),
     ]
-    weights = ranking.BlendWeights(collaborative=1.0, factors=0.0, content=0.1, popularity=0.0)
+    weights = ranking.BlendWeights(collaborative=1.0, factors=0.0, ease=0.0, content=0.1, popularity=0.0)
     no_exploring = VARIANTS["history_only"]
     chosen = pages.choose(candidates, {4}, 3, no_exploring, weights, None, random.Random(1))
     assert [(c.podcast_id, strategy) for c, strategy, *_ in chosen] == [
@@ -94,7 +97,7 @@ def test_a_page_is_chosen_by_the_blend_and_recent_suggestions_only_when_fresh_on
 def test_the_loop_variant_explores_and_steers_away_from_dislikes():
     candidates = [candidate(i, [np.cos(i / 3), np.sin(i / 3), 0.1 * i]) for i in range(1, 21)]
     candidates = [Candidate(**{**vars(c), "similarity": 1 - c.podcast_id / 40}) for c in candidates]
-    weights = ranking.BlendWeights(0.0, 0.0, 1.0, 0.0)
+    weights = ranking.BlendWeights(0.0, 0.0, 0.0, 1.0, 0.0)
     loop = VARIANTS["loop"]
     disliked = np.vstack([candidates[0].embedding])
     strategies = set()

@@ -18,7 +18,7 @@ from recommender.model.ranking import BlendWeights
 from recommender.store import collaborative
 from tests.conftest import ROOT, SAMPLE_DIR, run_api, wait_for
 
-CONTENT_ONLY = BlendWeights(collaborative=0.0, factors=0.0, content=1.0, popularity=0.0)
+CONTENT_ONLY = BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0)
 COLUMN = {name: i for i, name in enumerate(ranker.FEATURES)}
 
 
@@ -36,6 +36,7 @@ def logged_pages(pages: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
 def test_features_describe_a_candidate_against_its_page():
     signals = ranker.Signals(
         co_engagement=np.array([2.0, 0.0, 1.0]),
+        ease=np.array([0.0, 0.3, 0.1]),
         affinity=np.array([0.5, np.nan, 0.25]),
         similarity=np.array([0.3, 0.6, 0.1]),
         popularity=np.array([0.2, 0.0, 0.4]),
@@ -48,6 +49,8 @@ def test_features_describe_a_candidate_against_its_page():
     assert np.allclose(x[:, COLUMN["co_engagement"]], [1.0, 0.0, 0.5])
     assert np.allclose(x[:, COLUMN["co_engagement_rank"]], [1.0, 0.0, 0.5])
     assert np.allclose(x[:, COLUMN["factors"]], [1.0, 0.0, 0.5])
+    assert np.allclose(x[:, COLUMN["ease"]], [0.0, 1.0, 1 / 3])
+    assert np.allclose(x[:, COLUMN["ease_rank"]], [0.0, 1.0, 0.5])
     assert x[1, COLUMN["factors_rank"]] == 0  # no factors: no rank
     assert np.allclose(x[:, COLUMN["disliked_closeness"]], [0.0, 0.7, 0.1])
     assert np.allclose(x[:, COLUMN["recency"]], [1.0, 0.0, 0.5])

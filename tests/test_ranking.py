@@ -65,33 +65,35 @@ def test_exploration_takes_its_share_of_slots_from_the_better_half():
 
 
 def test_blend_lets_co_engagement_lift_an_episode_whose_text_is_far():
-    weights = ranking.BlendWeights(collaborative=1.0, factors=0.0, content=0.1, popularity=0.05)
+    weights = ranking.BlendWeights(collaborative=1.0, factors=0.0, ease=0.0, content=0.1, popularity=0.05)
     collaborative = np.array([0.0, 6.0, 3.0])
     similarity = np.array([0.9, 0.1, 0.5])
     popularity = np.array([0.9, 0.3, 0.0])
     none = np.zeros(3)
-    relevance, behaviour_led = ranking.blend(collaborative, none, similarity, popularity, weights)
+    relevance, behaviour_led = ranking.blend(collaborative, none, none, similarity, popularity, weights)
     assert list(np.argsort(-relevance)) == [1, 2, 0]
     assert list(behaviour_led) == [False, True, True]
-    content_only = ranking.BlendWeights(collaborative=0.0, factors=0.0, content=1.0, popularity=0.0)
-    relevance = ranking.blend(collaborative, none, similarity, popularity, content_only)[0]
+    content_only = ranking.BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0)
+    relevance = ranking.blend(collaborative, none, none, similarity, popularity, content_only)[0]
     assert list(np.argsort(-relevance)) == [0, 2, 1]
 
 
 def test_blend_adds_factor_affinity_scaled_by_the_best_candidates():
-    weights = ranking.BlendWeights(collaborative=1.0, factors=1.0, content=0.0, popularity=0.0)
+    weights = ranking.BlendWeights(collaborative=1.0, factors=1.0, ease=0.0, content=0.0, popularity=0.0)
     collaborative = np.array([4.0, 0.0, 2.0])
     affinity = np.array([0.0, 0.9, 0.6])  # on its own scale: only its ratio to the best counts
-    relevance, behaviour_led = ranking.blend(collaborative, affinity, np.zeros(3), np.zeros(3), weights)
+    none = np.zeros(3)
+    relevance, behaviour_led = ranking.blend(collaborative, affinity, none, none, none, weights)
     assert np.allclose(relevance, [1.0, 1.0, 0.5 + 0.6 / 0.9]) and behaviour_led.all()
-    negative = ranking.blend(np.zeros(2), np.array([-0.3, -0.1]), np.zeros(2), np.zeros(2), weights)[0]
+    two = np.zeros(2)
+    negative = ranking.blend(two, np.array([-0.3, -0.1]), two, two, two, weights)[0]
     assert np.allclose(negative, 0.0)  # no candidate the listener's factors like: no factor term
 
 
 def test_blend_without_any_behaviour_ranks_by_content_and_popularity():
-    weights = ranking.BlendWeights(collaborative=1.0, factors=1.0, content=0.1, popularity=0.05)
+    weights = ranking.BlendWeights(collaborative=1.0, factors=1.0, ease=0.0, content=0.1, popularity=0.05)
     none = np.zeros(2)
-    relevance, behaviour_led = ranking.blend(none, none, np.array([0.5, 0.6]), none, weights)
+    relevance, behaviour_led = ranking.blend(none, none, none, np.array([0.5, 0.6]), none, weights)
     assert np.allclose(relevance, [0.05, 0.06]) and not behaviour_led.any()
 
 

@@ -163,7 +163,8 @@ class Health(BaseModel):
         collaborative={"refreshed_at": "2026-12-03T00:36:52.737769+00:00", "age_seconds": 0.1,
                        "episodes_with_neighbours": 12, "refresh_seconds": 0.009, "events_since_refresh": 3,
                        "factors": {"episodes": 12, "trained_at": "2026-12-03T00:36:52.737769+00:00",
-                                   "trained_by": "implicit 0.7.2 als", "train_seconds": 0.02}},
+                                   "trained_by": "implicit 0.7.2 als", "train_seconds": 0.02},
+                       "ease": {"regularization": 100.0, "validation_recall_at_20": 0.31}},
     )  # fmt: skip
 
     status: Literal["ok", "degraded"] = Field(
@@ -178,7 +179,8 @@ class Health(BaseModel):
     collaborative: dict[str, Any] | None = Field(
         description="The collaborative model's freshness: refreshed_at, age_seconds,"
         " episodes_with_neighbours, refresh_seconds, events_since_refresh, and its factors (episodes,"
-        " trained_at, trained_by, train_seconds); null when never read (busy)"
+        " trained_at, trained_by, train_seconds) and EASE's (the regularization chosen on the held-out"
+        " episodes and its validation_recall_at_20 there); null when never read (busy)"
     )
     ranker: dict[str, Any] | None = Field(
         default=None,

@@ -9,6 +9,9 @@ form a sparse listener x episode matrix X, and the neighbours of episode i are t
 n = listeners per episode, a = COLLAB_ALPHA). X'X is built a block of episodes at a time,
 so memory stays linear in the number of events, never quadratic in the catalogue.
 
+Beside them, each episode's EASE neighbours (`model/ease.py`): co-engagement's cosine wins on
+listening logs, EASE on explicit ratings, and the blend (`model/fusion.py`) learns which to trust.
+
 A request reads it with one primary-key probe per episode of the listener: the score of a
 candidate is the sum over the listener's episodes of their net engagement times the
 neighbour score, so the listener's own likes and skips count at once, between refreshes.
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from recommender.model import ease
 
 BLOCK_PAIRS = 5_000_000  # co-engagement pairs computed per block of episodes (bounds memory)
 
@@ -53,6 +58,10 @@ class Model:
     listeners: np.ndarray  # per episode: listeners with positive engagement
     neighbor_ids: list[np.ndarray]  # per episode: neighbour podcast ids, best first
     neighbor_scores: list[np.ndarray]
+    ease_ids: list[np.ndarray]  # per episode: EASE's neighbours (`model/ease.py`), best first
+    ease_weights: list[np.ndarray]
+    ease_regularization: float  # the lambda chosen on the held-out episodes, and its evidence
+    ease_validation_recall: float | None
 
 
 def build(user_items: sp.csr_matrix, neighbors: int, alpha: float) -> Neighbours:
@@ -64,9 +73,18 @@ def build(user_items: sp.csr_matrix, neighbors: int, alpha: float) -> Neighbours
     return Neighbours(columns, scores)
 
 
-def model_of(interactions: Interactions, neighbors: int, alpha: float, half_life_days: float) -> Model | None:
-    """The model to store: neighbours from who enjoyed what (positive engagement), popularity
-    from all engagement, each halving every `half_life_days`."""
+def model_of(
+    interactions: Interactions,
+    held_out: Interactions,
+    neighbors: int,
+    alpha: float,
+    half_life_days: float,
+    ease_episodes: int,
+    ease_neighbors: int,
+) -> Model | None:
+    """The model to store: neighbours (co-engagement's and EASE's) from who enjoyed what (positive
+    engagement), popularity from all engagement, each halving every `half_life_days`; EASE's lambda
+    chosen on the `held_out` interactions (of the same listeners, never in `interactions`)."""
     if not len(interactions.listener):
         return None
     episodes, column = episode_columns(interactions)
@@ -75,12 +93,13 @@ def model_of(interactions: Interactions, neighbors: int, alpha: float, half_life
     del decay
     positive = interactions.engagement > 0
     listener = interactions.listener
+    shape = (int(max(listener.max(), held_out.listener.max(initial=0))) + 1, len(episodes))
     user_items = sp.csr_matrix(
-        (np.ones(positive.sum(), np.float32), (listener[positive], column[positive])),
-        shape=(int(listener.max()) + 1, len(episodes)),
+        (np.ones(positive.sum(), np.float32), (listener[positive], column[positive])), shape=shape
     )
     del column
     model = build(user_items, neighbors, alpha)
+    linear = ease.fit(user_items, _enjoyed(held_out, episodes, shape), ease_episodes, ease_neighbors)
     return Model(
         len(np.unique(listener[positive])),
         episodes,
@@ -88,6 +107,19 @@ def model_of(interactions: Interactions, neighbors: int, alpha: float, half_life
         user_items.getnnz(axis=0),
         [episodes[columns] for columns in model.columns],
         model.scores,
+        [episodes[columns] for columns in linear.columns],
+        linear.weights,
+        linear.regularization,
+        linear.validation_recall,
+    )
+
+
+def _enjoyed(interactions: Interactions, episodes: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """1 where a listener enjoyed one of `episodes` (sorted podcast ids) in `interactions`."""
+    column = np.searchsorted(episodes, interactions.podcast_id).clip(max=len(episodes) - 1)
+    keep = (interactions.engagement > 0) & (episodes[column] == interactions.podcast_id)
+    return sp.csr_matrix(
+        (np.ones(keep.sum(), np.float32), (interactions.listener[keep], column[keep])), shape=shape
     )
 
 

@@ -1,6 +1,6 @@
 """Which candidate generators to trust, learned by each deployment from its own data.
 
-The blend (`ranking.blend`) weighs four signals: co-engagement, factor affinity, content
+The blend (`ranking.blend`) weighs five signals: co-engagement, factor affinity, EASE, content
 similarity and popularity. Which of them predicts what listeners enjoy depends on the data (on
 Last.fm the factors carry most of it, on explicit film ratings item neighbours do, in a new
 catalogue with few listeners the text does), and no deployment knows in advance which it has. So
@@ -29,14 +29,16 @@ from recommender.model.ranking import BlendWeights
 SIGNALS = {
     "collaborative": "co_engagement",
     "factors": "factors",
+    "ease": "ease",
     "content": "content",
     "popularity": "popularity",
 }
-# Co-engagement and factors are over the page's best (0 to 1), content a cosine, popularity a prior in
+# Co-engagement, factors and EASE are over the page's best (0 to 1), content a cosine, popularity a prior in
 # [0, 1): each signal's weights span "off" to "leads".
 GRID = {
     "collaborative": (0.0, 0.1, 0.3, 1.0),
     "factors": (0.0, 0.1, 0.3, 1.0),
+    "ease": (0.0, 0.1, 0.3, 1.0),
     "content": (0.0, 0.03, 0.1, 0.3, 1.0),
     "popularity": (0.0, 0.02, 0.1, 0.3),
 }

@@ -30,6 +30,7 @@ class Candidate:
     popularity: float = 0.0  # the prior in [0, 1)
     listeners: int = 0  # who enjoyed it lately
     collaborative: float = 0.0  # co-engagement with the listener's episodes
+    ease: float = 0.0  # EASE's score from the listener's episodes (`model/ease.py`)
     affinity: float | None = None  # inner product of its factors with the listener's (None: no factors)
     age_days: float | None = None  # since it was published (None: unknown)
     because_of: int | None = None  # the listener's episode that contributed most to it
@@ -115,6 +116,7 @@ def choose(
     blended, behaviour_led = ranking.blend(
         np.array([c.collaborative for c in pool]),
         np.array([c.affinity or 0.0 for c in pool]),
+        np.array([c.ease for c in pool]),
         np.array([c.similarity or 0.0 for c in pool]),
         np.array([c.popularity for c in pool]),
         weights,
@@ -149,6 +151,7 @@ def signals(
     )
     return ranker.Signals(
         co_engagement=np.array([c.collaborative for c in pool]),
+        ease=np.array([c.ease for c in pool]),
         affinity=np.array([np.nan if c.affinity is None else c.affinity for c in pool]),
         similarity=np.array([c.similarity or 0.0 for c in pool]),
         popularity=np.array([c.popularity for c in pool]),

@@ -30,6 +30,8 @@ FEATURES = (
     "co_engagement_rank",  # 1 / (1 + rank) among candidates with co-engagement, else 0
     "factors",  # factor affinity over the page's best
     "factors_rank",  # 1 / (1 + rank) by factor affinity, else 0
+    "ease",  # EASE score over the page's best
+    "ease_rank",  # 1 / (1 + rank) among candidates with an EASE score, else 0
     "content",  # cosine similarity to the listener's profile
     "popularity",  # the popularity prior in [0, 1)
     "disliked_closeness",  # cosine to the closest episode the listener disliked or skipped
@@ -52,6 +54,7 @@ class Signals:
     """What the features of a page's candidates are computed from, one entry per candidate."""
 
     co_engagement: np.ndarray
+    ease: np.ndarray
     affinity: np.ndarray  # NaN where a candidate has no factors
     similarity: np.ndarray
     popularity: np.ndarray
@@ -71,6 +74,8 @@ def features(signals: Signals) -> np.ndarray:
             _inverse_rank(signals.co_engagement),
             _over_best(affinity),
             _inverse_rank(np.where(np.isnan(signals.affinity), 0.0, affinity - affinity.min() + 1e-9)),
+            _over_best(signals.ease),
+            _inverse_rank(signals.ease),
             signals.similarity,
             signals.popularity,
             signals.disliked_closeness.clip(0),
@@ -87,6 +92,7 @@ def blend_scores(x: np.ndarray, weights: BlendWeights) -> np.ndarray:
     return (
         weights.collaborative * column["co_engagement"]
         + weights.factors * column["factors"]
+        + weights.ease * column["ease"]
         + weights.content * column["content"]
         + weights.popularity * column["popularity"]
     )

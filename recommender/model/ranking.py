@@ -1,8 +1,8 @@
 """Blending, re-ranking and A/B variants, as plain numpy functions.
 
-Candidates come from the HNSW indexes (content; factors) and from co-engagement. Each gets one
-relevance: a weighted blend of its co-engagement score, its factor affinity, its content
-similarity to the listener's profile and its popularity (`blend`). Re-ranking then
+Candidates come from the HNSW indexes (content; factors) and from co-engagement and EASE. Each gets
+one relevance: a weighted blend of its co-engagement score, its factor affinity, its EASE score,
+its content similarity to the listener's profile and its popularity (`blend`). Re-ranking then
 1. lowers episodes close to what the user disliked or skipped,
 2. picks by maximal marginal relevance (multiplicative), so near-identical episodes do not fill
    a page,
@@ -24,6 +24,7 @@ from recommender.model.variants import Variant
 class BlendWeights:
     collaborative: float
     factors: float
+    ease: float
     content: float
     popularity: float
 
@@ -31,16 +32,21 @@ class BlendWeights:
 def blend(
     collaborative: np.ndarray,
     affinity: np.ndarray,
+    ease: np.ndarray,
     similarity: np.ndarray,
     popularity: np.ndarray,
     weights: BlendWeights,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One relevance per candidate and whether behaviour (co-engagement and factors, rather than
-    content) carried it.
+    """One relevance per candidate and whether behaviour (co-engagement, factors and EASE, rather
+    than content) carried it.
 
-    Co-engagement and factor affinity are each scaled by the best candidate's, so their weights
-    mean the same for every listener; `popularity` is already a prior in [0, 1]."""
-    behaviour = weights.collaborative * _scaled(collaborative) + weights.factors * _scaled(affinity)
+    Co-engagement, factor affinity and EASE are each scaled by the best candidate's, so their
+    weights mean the same for every listener; `popularity` is already a prior in [0, 1]."""
+    behaviour = (
+        weights.collaborative * _scaled(collaborative)
+        + weights.factors * _scaled(affinity)
+        + weights.ease * _scaled(ease)
+    )
     content = weights.content * similarity
     return behaviour + content + weights.popularity * popularity, behaviour > content
 
@@ -107,5 +113,5 @@ def blend_weights(variant: Variant, configured: BlendWeights) -> BlendWeights:
     return (
         configured
         if variant.use_behaviour
-        else BlendWeights(collaborative=0.0, factors=0.0, content=1.0, popularity=0.0)
+        else BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0)
     )

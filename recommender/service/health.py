@@ -107,6 +107,7 @@ def read_figures() -> dict[str, Any]:
         model = store.collaborative.freshness(conn)
         learned = store.ranker.state(conn)
     refresh_seconds, factor_seconds = model["refresh_seconds"], model["factor_seconds"]
+    recall = model["ease_validation_recall"]
     return {
         "database": {"pgvector": version, "migrations": applied},
         "podcasts": counts,
@@ -121,6 +122,10 @@ def read_figures() -> dict[str, Any]:
                 "trained_at": model["factors_trained_at"],
                 "trained_by": model["factors_trained_by"],
                 "train_seconds": None if factor_seconds is None else round(factor_seconds, 3),
+            },
+            "ease": {
+                "regularization": model["ease_regularization"],
+                "validation_recall_at_20": None if recall is None else round(recall, 4),
             },
         },
         "ranker": ranker_state(learned),

@@ -55,10 +55,11 @@ def configured_blend() -> ranking.BlendWeights:
     """The hand-set blend, as configured (`BLEND_*`)."""
     settings = get_settings()
     return ranking.BlendWeights(
-        settings.blend_collaborative,
-        settings.blend_factors,
-        settings.blend_content,
-        settings.blend_popularity,
+        collaborative=settings.blend_collaborative,
+        factors=settings.blend_factors,
+        ease=settings.blend_ease,
+        content=settings.blend_content,
+        popularity=settings.blend_popularity,
     )
 
 
@@ -151,7 +152,7 @@ def gather(
 ) -> list[Candidate]:
     """Content neighbours of the profile, behaviour neighbours of the listener's episodes and the
     best matches of their factors (`taste`), each with its co-engagement score (0 when none) and
-    the episode of theirs behind it, and its factor affinity."""
+    its EASE score, the episode of theirs behind them, and its factor affinity."""
     scope = {"user_id": user.id, "taste": taste, "reasons_valid_from": user.reasons_valid_from}
     ef_search = get_settings().hnsw_ef_search
     content = []
@@ -171,8 +172,8 @@ def gather(
     more = [pid for pid in dict.fromkeys([*scores, *matches]) if pid not in known]
     extra = store.candidates.candidates_by_id(conn, more, profile, **scope)
     return [
-        replace(c, collaborative=scores[c.podcast_id][0], because_of=scores[c.podcast_id][1])
-        if c.podcast_id in scores
+        replace(c, collaborative=near.co_engagement, ease=near.ease, because_of=near.because_of)
+        if (near := scores.get(c.podcast_id))
         else c
         for c in content + extra
     ]

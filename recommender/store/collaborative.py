@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
@@ -48,7 +48,8 @@ HELD_OUT = f"({BOOTSTRAP_LISTENER} AND {unit_hash(PAIR)} < {HIDDEN_SHARE})"
 INTERACTIONS_SQL = f"""
     COPY (
         SELECT dense_rank() OVER (ORDER BY user_id) - 1, podcast_id,
-               greatest(-1, least(1, w))::real, age_days::real  -- short text: 30% less to send and parse
+               greatest(-1, least(1, w))::real, age_days::real,  -- short text: 30% less to send and parse
+               {HELD_OUT}::int
         FROM (
             SELECT user_id, podcast_id, {NET} AS w,
                    extract(epoch FROM now() - max(at)) / 86400 AS age_days,
@@ -56,17 +57,19 @@ INTERACTIONS_SQL = f"""
             FROM ({ENGAGEMENTS}) events
             GROUP BY user_id, podcast_id
         ) net
-        WHERE w <> 0 AND recency <= {{max_items}} AND NOT {HELD_OUT}
+        WHERE w <> 0 AND recency <= {{max_items}}
     ) TO STDOUT
 """
 
 
 @dataclass(frozen=True, eq=False)
 class Snapshot:
-    """The interactions and how far they reach (the newest event's id and listen's storage time),
-    read in one snapshot: events after the marks are the next refresh's."""
+    """The interactions the models learn from, those held out from them (`HELD_OUT`), and how far
+    they reach (the newest event's id and listen's storage time), read in one snapshot: events
+    after the marks are the next refresh's."""
 
     interactions: Interactions
+    held_out: Interactions
     event_mark: int
     listen_mark: Any
 
@@ -81,6 +84,8 @@ class Freshness(TypedDict):
     factors_trained_at: datetime | None
     factors_trained_by: str | None
     factor_seconds: float | None
+    ease_regularization: float | None
+    ease_validation_recall: float | None
 
 
 COLUMN_TYPES = (np.int32, np.int64, np.float64, np.float64)  # listener, podcast id, engagement, age
@@ -88,7 +93,8 @@ COLUMN_TYPES = (np.int32, np.int64, np.float64, np.float64)  # listener, podcast
 
 class _Parsed(io.TextIOBase):
     """What COPY writes (a text file: psycopg2 writes it rows as str), parsed in C a chunk of rows
-    at a time, so the text of all of them (several hundred MB at 10M events) is never held at once."""
+    at a time, so the text of all of them (several hundred MB at 10M events) is never held at once.
+    Each chunk's held-out rows (the fifth column) are set apart as it is parsed."""
 
     CHUNK_ROWS = 200_000
 
@@ -96,6 +102,7 @@ class _Parsed(io.TextIOBase):
         super().__init__()
         self.rows: list[str] = []
         self.columns: tuple[list[np.ndarray], ...] = ([], [], [], [])  # each column's chunks
+        self.held_out: tuple[list[np.ndarray], ...] = ([], [], [], [])
 
     def write(self, row: str) -> int:  # type: ignore[override]
         self.rows.append(row)
@@ -107,19 +114,21 @@ class _Parsed(io.TextIOBase):
         if self.rows:
             text = "".join(self.rows).replace("\t", " ")
             self.rows = []
-            flat = np.fromstring(text, sep=" ", dtype=np.float64).reshape(-1, 4)
-            for chunks, dtype, values in zip(self.columns, COLUMN_TYPES, flat.T, strict=True):
-                chunks.append(values.astype(dtype))  # a copy: the chunk's text and rows are freed
+            flat = np.fromstring(text, sep=" ", dtype=np.float64).reshape(-1, 5)
+            hidden = flat[:, 4] > 0
+            for columns, rows in ((self.columns, ~hidden), (self.held_out, hidden)):
+                for chunks, dtype, values in zip(columns, COLUMN_TYPES, flat[rows, :4].T, strict=True):
+                    chunks.append(values.astype(dtype))  # a copy: the chunk's text and rows are freed
 
-    def interactions(self) -> Interactions:
+    def interactions(self, held_out: bool = False) -> Interactions:
         """The columns, each joined and its chunks freed before the next: the chunks and one
         joined column are held at once, never two copies of all of them."""
         self.parse()
-        columns = []
-        for chunks, dtype in zip(self.columns, COLUMN_TYPES, strict=True):
-            columns.append(np.concatenate(chunks) if chunks else np.zeros(0, dtype))
+        joined = []
+        for chunks, dtype in zip(self.held_out if held_out else self.columns, COLUMN_TYPES, strict=True):
+            joined.append(np.concatenate(chunks) if chunks else np.zeros(0, dtype))
             chunks.clear()
-        return Interactions(*columns)
+        return Interactions(*joined)
 
 
 def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
@@ -133,7 +142,7 @@ def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
         )
         event_mark, listen_mark = cur.fetchone()
         cur.copy_expert(INTERACTIONS_SQL.format(max_items=int(max_items_per_listener)), parsed)
-    return Snapshot(parsed.interactions(), event_mark, listen_mark)
+    return Snapshot(parsed.interactions(), parsed.interactions(held_out=True), event_mark, listen_mark)
 
 
 def _array(values: np.ndarray, fmt: str) -> str:
@@ -144,8 +153,13 @@ def _engagement_rows(model: Model) -> Iterator[str]:
     """`podcast_engagement`'s rows as COPY text, one episode at a time."""
     popularity, listeners = model.popularity.tolist(), model.listeners.tolist()
     for i, podcast_id in enumerate(model.episodes.tolist()):
-        ids, scores = _array(model.neighbor_ids[i], "%d"), _array(model.neighbor_scores[i], "%.5g")
-        yield f"{podcast_id}\t{popularity[i]:.6g}\t{listeners[i]}\t{ids}\t{scores}\n"
+        neighbours = [
+            _array(model.neighbor_ids[i], "%d"),
+            _array(model.neighbor_scores[i], "%.5g"),
+            _array(model.ease_ids[i], "%d"),
+            _array(model.ease_weights[i], "%.5g"),
+        ]
+        yield "\t".join([str(podcast_id), f"{popularity[i]:.6g}", str(listeners[i]), *neighbours]) + "\n"
 
 
 def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: float) -> None:
@@ -163,13 +177,16 @@ def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: 
             )
         cur.execute(
             "UPDATE collaborative_model SET refreshed_at = now(), event_mark = %s, listen_mark = %s,"
-            " listeners = %s, episodes = %s, refresh_seconds = %s",
+            " listeners = %s, episodes = %s, refresh_seconds = %s, ease_regularization = %s,"
+            " ease_validation_recall = %s",
             (
                 event_mark,
                 listen_mark,
                 0 if model is None else model.active_listeners,
                 0 if model is None else len(model.episodes),
                 seconds,
+                None if model is None else model.ease_regularization,
+                None if model is None else model.ease_validation_recall,
             ),
         )
 
@@ -182,7 +199,7 @@ def freshness(conn) -> Freshness:
             """
             SELECT m.refreshed_at, extract(epoch FROM now() - m.refreshed_at)::float8 AS age_seconds,
                    m.episodes, m.refresh_seconds, m.factor_episodes, m.factors_trained_at,
-                   m.factors_trained_by, m.factor_seconds,
+                   m.factors_trained_by, m.factor_seconds, m.ease_regularization, m.ease_validation_recall,
                    (SELECT count(*) FROM feedback_events WHERE id > m.event_mark)
                    + (SELECT count(*) FROM user_listens WHERE created_at > m.listen_mark)
                    AS events_since_refresh
@@ -218,6 +235,14 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagemen
         ]
 
 
+class Neighbourhood(NamedTuple):
+    """A candidate's scores from the listener's episodes' neighbours."""
+
+    co_engagement: float
+    ease: float
+    because_of: int  # the listener's episode that contributed most
+
+
 def neighbour_scores(
     conn,
     items: list[Engagement],
@@ -226,28 +251,40 @@ def neighbour_scores(
     include: list[int],
     excluded: list[int],
     filters: Filters | None,
-) -> dict[int, tuple[float, int]]:
-    """(co-engagement score, the listener's episode that contributed most) of the `count`
-    best-scored eligible episodes, and of those in `include` (the content candidates).
+) -> dict[int, Neighbourhood]:
+    """The co-engagement and EASE scores of the `count` best-scored eligible episodes by each, and
+    of those in `include` (the content candidates).
 
-    One primary-key probe per listener episode; the sum runs in Postgres."""
+    One primary-key probe per listener episode; the sums run in Postgres."""
     if not items:
         return {}
     with conn.cursor() as cur:
         cur.execute(
             f"""
-            WITH scored AS (
-                SELECT n.neighbor_id AS podcast_id, sum(m.weight * n.score) AS score,
-                       (array_agg(m.podcast_id ORDER BY m.weight * n.score DESC))[1] AS because_of
+            WITH mine AS (
+                SELECT m.weight, e.*
                 FROM unnest(%(ids)s::bigint[], %(weights)s::real[]) AS m(podcast_id, weight)
                 JOIN podcast_engagement e ON e.podcast_id = m.podcast_id
-                CROSS JOIN LATERAL unnest(e.neighbor_ids, e.neighbor_scores) AS n(neighbor_id, score)
-                GROUP BY n.neighbor_id
+            ), pairs AS (
+                SELECT n.neighbor_id AS podcast_id, m.podcast_id AS source,
+                       m.weight * n.score AS co, 0::real AS ease
+                FROM mine m
+                CROSS JOIN LATERAL unnest(m.neighbor_ids, m.neighbor_scores) AS n(neighbor_id, score)
+                UNION ALL
+                SELECT n.neighbor_id, m.podcast_id, 0::real, m.weight * n.score
+                FROM mine m
+                CROSS JOIN LATERAL unnest(m.ease_ids, m.ease_weights) AS n(neighbor_id, score)
+            ), scored AS (
+                SELECT podcast_id, sum(co) AS co, sum(ease) AS ease,
+                       (array_agg(source ORDER BY co DESC, ease DESC))[1] AS because_of
+                FROM pairs GROUP BY podcast_id
             ), eligible AS (
                 SELECT s.* FROM scored s JOIN podcasts p ON p.id = s.podcast_id
                 WHERE p.status = 'ready' AND p.id <> ALL(%(excluded)s::bigint[]) AND {FILTERS}
             )
-            (SELECT * FROM eligible WHERE score > 0 ORDER BY score DESC LIMIT %(k)s)
+            (SELECT * FROM eligible WHERE co > 0 ORDER BY co DESC LIMIT %(k)s)
+            UNION
+            (SELECT * FROM eligible WHERE ease > 0 ORDER BY ease DESC LIMIT %(k)s)
             UNION
             SELECT * FROM eligible WHERE podcast_id = ANY(%(include)s::bigint[])
             """,
@@ -260,7 +297,7 @@ def neighbour_scores(
                 **filter_params(filters),
             },
         )
-        return {pid: (float(score), because_of) for pid, score, because_of in cur}
+        return {pid: Neighbourhood(float(co), float(ease), source) for pid, co, ease, source in cur}
 
 
 def co_engaged(conn, podcast_id: int, count: int) -> list[tuple[int, float]]:

@@ -147,10 +147,17 @@ def save(conn, trained: Trained, blend: FittedBlend | None, label_mark: int) -> 
         return cur.fetchone()[0]
 
 
+# A training on other features (before an upgrade added some) ranks nothing: the next one will.
+CURRENT = "features = %(features)s::text[]"
+
+
 def newest(conn) -> tuple[int, bool] | None:
-    """(version, adopted) of the newest training; None before the first."""
+    """(version, adopted) of the newest training on today's features; None before the first."""
     with conn.cursor() as cur:
-        cur.execute("SELECT version, adopted FROM ranker_models ORDER BY version DESC LIMIT 1")
+        cur.execute(
+            f"SELECT version, adopted FROM ranker_models WHERE {CURRENT} ORDER BY version DESC LIMIT 1",
+            {"features": list(FEATURES)},
+        )
         return cur.fetchone()
 
 
@@ -173,11 +180,12 @@ def state(conn) -> RankerState | None:
     """The newest training, as health and the dashboard show it."""
     with dict_cursor(conn) as cur:
         cur.execute(
-            """
+            f"""
             SELECT version, trained_at, kind, rows, pages, validation_ndcg, blend_ndcg, candidates_ndcg,
                    importances, adopted, label_mark, blend
-            FROM ranker_models ORDER BY version DESC LIMIT 1
-            """
+            FROM ranker_models WHERE {CURRENT} ORDER BY version DESC LIMIT 1
+            """,
+            {"features": list(FEATURES)},
         )
         return cur.fetchone()
 

@@ -1,5 +1,5 @@
-"""Rebuilding the collaborative model when enough events arrived: the co-engagement neighbours
-(`model/collaborative.py`) and the episode factors (`model/factors.py`), from one snapshot of the
+"""Rebuilding the collaborative model when enough events arrived: the co-engagement and EASE
+neighbours (`model/collaborative.py`) and the episode factors (`model/factors.py`), from one snapshot of the
 interactions, replaced together in one transaction."""
 
 from __future__ import annotations
@@ -43,9 +43,12 @@ def refresh_if_due(force: bool = False) -> bool:
         factors_done = time.perf_counter()
         model = collaborative.model_of(
             snapshot.interactions,
+            snapshot.held_out,
             settings.collab_neighbors,
             settings.collab_alpha,
             settings.popularity_half_life_days,
+            settings.ease_max_episodes,
+            settings.ease_neighbors,
         )
         neighbours_seconds = read - started + time.perf_counter() - factors_done
         with conn:
