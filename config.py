@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     blend_popularity: float = setting(
         0.02, "Weight of the popularity prior (in [0, 1): log engagement over log listeners)."
     )
+    blend_negatives: float = setting(
+        1.0,
+        "How much the listener's disliked and skipped episodes count against their co-engagement and EASE"
+        " neighbours: 1 as the events weigh, 0 not at all (each deployment fits its own, model/fusion.py).",
+    )
     ab_split: str = setting(
         "loop:80,blend:10,history_only:10",
         "A/B variants and their shares: `loop` ranks with the learned ranker once one is adopted, `blend`"

@@ -17,7 +17,7 @@ from recommender.model.ranking import BlendWeights
 from tests.conftest import ROOT, SAMPLE_DIR, run_api
 
 COLUMN = {name: i for i, name in enumerate(ranker.FEATURES)}
-EVEN = BlendWeights(collaborative=1.0, factors=1.0, ease=0.0, content=1.0, popularity=1.0)
+EVEN = BlendWeights(collaborative=1.0, factors=1.0, ease=0.0, content=1.0, popularity=1.0, negatives=1.0)
 
 
 def candidate_pages(
@@ -40,11 +40,29 @@ def candidate_pages(
 def test_the_signal_that_predicts_this_data_is_weighted_up(led_by: str, signal: str):
     fitted = fusion.fit(*candidate_pages(200, led_by), EVEN)
     assert fitted is not None and fitted.adopted and fitted.pages == 200
-    weights = fitted.weights.__dict__
+    weights = {name: w for name, w in fitted.weights.__dict__.items() if name in fusion.SIGNALS}
     assert max(weights, key=weights.get) == signal
+    assert fitted.weights.negatives == fusion.DEFAULT_NEGATIVES  # noise there: the events' own weights
     assert weights[signal] / sum(weights.values()) >= 0.7, weights
     assert fitted.validation_ndcg > fitted.configured_ndcg + 0.1
     assert max(fitted.components_ndcg, key=fitted.components_ndcg.get) == signal
+
+
+def test_negative_engagement_that_misleads_is_discounted():
+    """Where the neighbours of what listeners disliked are what they enjoy (on explicit ratings a
+    film rated low was still watched), the fit stops counting the dislikes against them."""
+    rng = np.random.default_rng(1)
+    x, enjoyed, page_of, listeners = candidate_pages(200, "popularity")
+    x[:, COLUMN["popularity"]] = 0.0
+    x[:, [COLUMN["co_engagement_negative"], COLUMN["ease_negative"]]] = 0.0
+    x[:, COLUMN["co_engagement"]] = rng.random(len(x)) * 0.6
+    hits = enjoyed == 1
+    x[hits, COLUMN["co_engagement_negative"]] = -0.5  # pulled down by a dislike from 0.8 to 0.3
+    x[hits, COLUMN["co_engagement"]] = 0.3
+    fitted = fusion.fit(x, enjoyed, page_of, listeners, EVEN)
+    assert fitted is not None and fitted.adopted
+    assert fitted.weights.negatives < fusion.DEFAULT_NEGATIVES and fitted.weights.collaborative > 0, fitted
+    assert fitted.validation_ndcg > fitted.configured_ndcg + 0.2
 
 
 def test_too_few_pages_keep_the_configured_blend():
@@ -53,10 +71,10 @@ def test_too_few_pages_keep_the_configured_blend():
 
 
 def test_configured_weights_that_are_already_right_are_kept():
-    right = BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0)
+    right = BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0, negatives=1.0)
     fitted = fusion.fit(*candidate_pages(200, "content"), right)
     assert fitted is not None and not fitted.adopted  # no point beats them out of sample
-    weights = fitted.weights.__dict__
+    weights = {name: w for name, w in fitted.weights.__dict__.items() if name in fusion.SIGNALS}
     assert max(weights, key=weights.get) == "content"
 
 

@@ -81,7 +81,9 @@ def test_a_page_is_chosen_by_the_blend_and_recent_suggestions_only_when_fresh_on
         candidate(3, [0, 0, 1], similarity=0.8),
         candidate(4, [1, 1, 0], similarity=0.95),
     ]
-    weights = ranking.BlendWeights(collaborative=1.0, factors=0.0, ease=0.0, content=0.1, popularity=0.0)
+    weights = ranking.BlendWeights(
+        collaborative=1.0, factors=0.0, ease=0.0, content=0.1, popularity=0.0, negatives=1.0
+    )
     no_exploring = VARIANTS["history_only"]
     chosen = pages.choose(candidates, {4}, 3, no_exploring, weights, None, random.Random(1))
     assert [(c.podcast_id, strategy) for c, strategy, *_ in chosen] == [
@@ -97,7 +99,7 @@ def test_a_page_is_chosen_by_the_blend_and_recent_suggestions_only_when_fresh_on
 def test_the_loop_variant_explores_and_steers_away_from_dislikes():
     candidates = [candidate(i, [np.cos(i / 3), np.sin(i / 3), 0.1 * i]) for i in range(1, 21)]
     candidates = [Candidate(**{**vars(c), "similarity": 1 - c.podcast_id / 40}) for c in candidates]
-    weights = ranking.BlendWeights(0.0, 0.0, 0.0, 1.0, 0.0)
+    weights = ranking.BlendWeights(0.0, 0.0, 0.0, 1.0, 0.0, 1.0)
     loop = VARIANTS["loop"]
     disliked = np.vstack([candidates[0].embedding])
     strategies = set()

@@ -18,7 +18,9 @@ from recommender.model.ranking import BlendWeights
 from recommender.store import collaborative
 from tests.conftest import ROOT, SAMPLE_DIR, run_api, wait_for
 
-CONTENT_ONLY = BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0)
+CONTENT_ONLY = BlendWeights(
+    collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0, negatives=1.0
+)
 COLUMN = {name: i for i, name in enumerate(ranker.FEATURES)}
 
 
@@ -36,7 +38,9 @@ def logged_pages(pages: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
 def test_features_describe_a_candidate_against_its_page():
     signals = ranker.Signals(
         co_engagement=np.array([2.0, 0.0, 1.0]),
+        co_engagement_negative=np.array([-1.0, 0.0, 0.0]),
         ease=np.array([0.0, 0.3, 0.1]),
+        ease_negative=np.array([0.0, -0.3, 0.0]),
         affinity=np.array([0.5, np.nan, 0.25]),
         similarity=np.array([0.3, 0.6, 0.1]),
         popularity=np.array([0.2, 0.0, 0.4]),
@@ -51,11 +55,13 @@ def test_features_describe_a_candidate_against_its_page():
     assert np.allclose(x[:, COLUMN["factors"]], [1.0, 0.0, 0.5])
     assert np.allclose(x[:, COLUMN["ease"]], [0.0, 1.0, 1 / 3])
     assert np.allclose(x[:, COLUMN["ease_rank"]], [0.0, 1.0, 0.5])
+    assert np.allclose(x[:, COLUMN["co_engagement_negative"]], [-0.5, 0.0, 0.0])  # on co-engagement's scale
+    assert np.allclose(x[:, COLUMN["ease_negative"]], [0.0, -1.0, 0.0])
     assert x[1, COLUMN["factors_rank"]] == 0  # no factors: no rank
     assert np.allclose(x[:, COLUMN["disliked_closeness"]], [0.0, 0.7, 0.1])
     assert np.allclose(x[:, COLUMN["recency"]], [1.0, 0.0, 0.5])
     assert not x[:, COLUMN["exploration"]].any()
-    assert np.allclose(ranker.blend_scores(x, CONTENT_ONLY), [0.3, 0.6, 0.1])
+    assert np.allclose(ranker.blend(x, CONTENT_ONLY)[0], [0.3, 0.6, 0.1])
 
 
 def test_ndcg_gives_no_credit_for_ties():

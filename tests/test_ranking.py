@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from recommender.model import profiles, ranking, topics, variants
+from recommender.model import profiles, ranker, ranking, topics, variants
 
 
 def unit(*values: float) -> np.ndarray:
@@ -64,37 +64,71 @@ def test_exploration_takes_its_share_of_slots_from_the_better_half():
     assert explored_rows and max(explored_rows) < 10 + 15  # never the worst half of the rest
 
 
+def weighted(**weights: float) -> ranking.BlendWeights:
+    """Blend weights: the ones given, the others 0 (negatives counting as they weigh)."""
+    return ranking.BlendWeights(
+        **(
+            {
+                "collaborative": 0.0,
+                "factors": 0.0,
+                "ease": 0.0,
+                "content": 0.0,
+                "popularity": 0.0,
+                "negatives": 1.0,
+            }
+            | weights
+        )
+    )
+
+
+def blended(weights: ranking.BlendWeights, **signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`ranker.blend` of candidates with these signals (the others 0)."""
+    count = len(next(iter(signals.values())))
+    names = ranker.Signals.__dataclass_fields__
+    given = {name: np.zeros(count) for name in names} | {"age_days": np.full(count, np.nan)} | signals
+    return ranker.blend(ranker.features(ranker.Signals(**given)), weights)
+
+
 def test_blend_lets_co_engagement_lift_an_episode_whose_text_is_far():
-    weights = ranking.BlendWeights(collaborative=1.0, factors=0.0, ease=0.0, content=0.1, popularity=0.05)
-    collaborative = np.array([0.0, 6.0, 3.0])
-    similarity = np.array([0.9, 0.1, 0.5])
-    popularity = np.array([0.9, 0.3, 0.0])
-    none = np.zeros(3)
-    relevance, behaviour_led = ranking.blend(collaborative, none, none, similarity, popularity, weights)
+    scores = {
+        "co_engagement": np.array([0.0, 6.0, 3.0]),
+        "similarity": np.array([0.9, 0.1, 0.5]),
+        "popularity": np.array([0.9, 0.3, 0.0]),
+    }
+    relevance, behaviour_led = blended(weighted(collaborative=1.0, content=0.1, popularity=0.05), **scores)
     assert list(np.argsort(-relevance)) == [1, 2, 0]
     assert list(behaviour_led) == [False, True, True]
-    content_only = ranking.BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0)
-    relevance = ranking.blend(collaborative, none, none, similarity, popularity, content_only)[0]
+    relevance = blended(weighted(content=1.0), **scores)[0]
     assert list(np.argsort(-relevance)) == [0, 2, 1]
 
 
-def test_blend_adds_factor_affinity_scaled_by_the_best_candidates():
-    weights = ranking.BlendWeights(collaborative=1.0, factors=1.0, ease=0.0, content=0.0, popularity=0.0)
-    collaborative = np.array([4.0, 0.0, 2.0])
+def test_blend_adds_factor_affinity_and_ease_scaled_by_the_best_candidates():
+    co_engagement = np.array([4.0, 0.0, 2.0])
     affinity = np.array([0.0, 0.9, 0.6])  # on its own scale: only its ratio to the best counts
-    none = np.zeros(3)
-    relevance, behaviour_led = ranking.blend(collaborative, affinity, none, none, none, weights)
-    assert np.allclose(relevance, [1.0, 1.0, 0.5 + 0.6 / 0.9]) and behaviour_led.all()
-    two = np.zeros(2)
-    negative = ranking.blend(two, np.array([-0.3, -0.1]), two, two, two, weights)[0]
+    relevance, behaviour_led = blended(
+        weighted(collaborative=1.0, factors=1.0), co_engagement=co_engagement, affinity=affinity
+    )
+    assert np.allclose(relevance, [1.0, 1.0, 0.5 + 0.6 / 0.9], atol=1e-6) and behaviour_led.all()
+    negative = blended(weighted(collaborative=1.0, factors=1.0), affinity=np.array([-0.3, -0.1]))[0]
     assert np.allclose(negative, 0.0)  # no candidate the listener's factors like: no factor term
+    ease = blended(weighted(ease=2.0), ease=np.array([0.02, 0.01, 0.0]))[0]
+    assert np.allclose(ease, [2.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_negative_engagement_counts_as_much_as_the_blend_says():
+    """Candidate 0 is co-engaged with an episode the listener liked (3) and one they disliked (-2):
+    as the events weigh it nets 1, without the dislike 3, and the other candidates keep their score."""
+    scores = {"co_engagement": np.array([1.0, 2.0]), "co_engagement_negative": np.array([-2.0, 0.0])}
+    as_weighed = blended(weighted(collaborative=1.0), **scores)[0]
+    assert np.allclose(as_weighed, [0.5, 1.0], atol=1e-6)
+    ignored = blended(weighted(collaborative=1.0, negatives=0.0), **scores)[0]
+    assert np.allclose(ignored, [1.5, 1.0], atol=1e-6)  # the dislike no longer pulls it down
 
 
 def test_blend_without_any_behaviour_ranks_by_content_and_popularity():
-    weights = ranking.BlendWeights(collaborative=1.0, factors=1.0, ease=0.0, content=0.1, popularity=0.05)
-    none = np.zeros(2)
-    relevance, behaviour_led = ranking.blend(none, none, none, np.array([0.5, 0.6]), none, weights)
-    assert np.allclose(relevance, [0.05, 0.06]) and not behaviour_led.any()
+    weights = weighted(collaborative=1.0, factors=1.0, content=0.1, popularity=0.05)
+    relevance, behaviour_led = blended(weights, similarity=np.array([0.5, 0.6]))
+    assert np.allclose(relevance, [0.05, 0.06], atol=1e-6) and not behaviour_led.any()
 
 
 def test_variant_assignment_is_deterministic_and_follows_the_split():

@@ -1,9 +1,10 @@
 """Which candidate generators to trust, learned by each deployment from its own data.
 
-The blend (`ranking.blend`) weighs five signals: co-engagement, factor affinity, EASE, content
+The blend (`ranker.blend`) weighs five signals: co-engagement, factor affinity, EASE, content
 similarity and popularity. Which of them predicts what listeners enjoy depends on the data (on
 Last.fm the factors carry most of it, on explicit film ratings item neighbours do, in a new
-catalogue with few listeners the text does), and no deployment knows in advance which it has. So
+catalogue with few listeners the text does), and no deployment knows in advance which it has; nor
+how much what listeners disliked or skipped should count against its neighbours. So
 the weights are fitted on pages whose outcome the models never saw: the bootstrap's pages of
 held-out episodes (`service/bootstrap.py`) and the logged pages listeners reacted to. Every point
 of `GRID` (the signals alone among them) is scored by NDCG@5 on those pages; the simplest of the
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from recommender.model import ndcg
-from recommender.model.ranker import FEATURES, unit_hash
+from recommender.model.ranker import FEATURES, blended_terms, coefficients, unit_hash
 from recommender.model.ranking import BlendWeights
 
 # The blend's signals (BlendWeights' fields) and the feature each is read from.
@@ -41,7 +42,11 @@ GRID = {
     "ease": (0.0, 0.1, 0.3, 1.0),
     "content": (0.0, 0.03, 0.1, 0.3, 1.0),
     "popularity": (0.0, 0.02, 0.1, 0.3),
+    # How much negative engagement counts (BlendWeights.negatives): as the events weigh, less, not at
+    # all, or even for (on explicit ratings a film rated low was still watched, and says so).
+    "negatives": (1.0, 0.3, 0.0, -0.3),
 }
+DEFAULT_NEGATIVES = 1.0  # the events' own weights: a point that changes them is one signal more
 FOLDS = 5
 MIN_PAGES = 20  # fewer pages than this tell too little: the configured blend ranks
 
@@ -74,16 +79,18 @@ def fit(
     laid = ndcg.Pages.of(labels[informative], pages[informative])
     if not len(laid):
         return None
-    columns = [FEATURES.index(feature) for feature in SIGNALS.values()]
-    signals = x[informative][:, columns].astype(np.float64)
-    points = np.array([p for p in itertools.product(*GRID.values()) if any(p)])
-    per_page = np.vstack([laid.ndcg(signals @ point) for point in points])  # (points, pages)
-    baseline = laid.ndcg(signals @ np.array(astuple(configured)))
+    rows = x[informative]
+    terms = blended_terms(rows)
+    points = np.array([p for p in itertools.product(*GRID.values()) if any(p[: len(SIGNALS)])])
+    per_page = np.vstack(
+        [laid.ndcg(terms @ coefficients(BlendWeights(*p))) for p in points]
+    )  # (points, pages)
+    baseline = laid.ndcg(terms @ coefficients(configured))
     who = [listeners[i] for i in np.flatnonzero(informative)[laid.first_rows]]
     folds = np.array([int(unit_hash(f"fold:{w}") * FOLDS) for w in who])
     out_of_sample = _cross_validated(points, per_page, folds)
     best = points[_choose(points, per_page)]
-    alone = {name: laid.ndcg(signals[:, i]).mean() for i, name in enumerate(SIGNALS)}
+    alone = {name: laid.ndcg(rows[:, FEATURES.index(feature)]).mean() for name, feature in SIGNALS.items()}
     return FittedBlend(
         BlendWeights(*(float(w) for w in best)),
         out_of_sample is not None and len(laid) >= MIN_PAGES and _beats(out_of_sample, baseline),
@@ -102,7 +109,8 @@ def _choose(points: np.ndarray, per_page: np.ndarray) -> int:
     best = int(np.argmax(means))
     errors = (per_page - per_page[best]).std(axis=1) / np.sqrt(per_page.shape[1])
     close = np.flatnonzero(means >= means[best] - errors)
-    return int(min(close, key=lambda i: (np.count_nonzero(points[i]), -means[i])))
+    signals = np.count_nonzero(points[:, : len(SIGNALS)], axis=1) + (points[:, -1] != DEFAULT_NEGATIVES)
+    return int(min(close, key=lambda i: (signals[i], -means[i])))
 
 
 def _cross_validated(points: np.ndarray, per_page: np.ndarray, folds: np.ndarray) -> np.ndarray | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 AT = 5
+TIE = 1e-9
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,9 +45,12 @@ class Pages:
         ranking (a tie puts the miss first: no credit for ties)."""
         if not len(self.rows):
             return np.zeros(0)
-        ranked = np.where(self.rows >= 0, scores[np.maximum(self.rows, 0)], -np.inf)
-        order = np.lexsort((self.labels, -ranked), axis=1)
-        top = np.take_along_axis(self.labels, order[:, :k], axis=1)
+        # A hit tied with a miss ranks below it (TIE below any real difference of scores).
+        ranked = np.where(self.rows >= 0, scores[np.maximum(self.rows, 0)], -np.inf) - TIE * self.labels
+        k = min(k, ranked.shape[1])
+        best = np.argpartition(-ranked, k - 1, axis=1)[:, :k]  # the top k, unordered: no full sort
+        order = np.take_along_axis(best, np.argsort(-np.take_along_axis(ranked, best, 1), axis=1), 1)
+        top = np.take_along_axis(self.labels, order, axis=1)
         return (top * _discounts(top.shape[1])).sum(axis=1) / self.ideal
 
 

@@ -31,6 +31,8 @@ class Candidate:
     listeners: int = 0  # who enjoyed it lately
     collaborative: float = 0.0  # co-engagement with the listener's episodes
     ease: float = 0.0  # EASE's score from the listener's episodes (`model/ease.py`)
+    collaborative_negative: float = 0.0  # the parts of those two from the episodes they disliked or skipped
+    ease_negative: float = 0.0
     affinity: float | None = None  # inner product of its factors with the listener's (None: no factors)
     age_days: float | None = None  # since it was published (None: unknown)
     because_of: int | None = None  # the listener's episode that contributed most to it
@@ -113,15 +115,8 @@ def choose(
     fresh = [c for c in candidates if c.podcast_id not in recent]
     pool = fresh if len(fresh) >= limit else fresh + [c for c in candidates if c.podcast_id in recent]
     vectors = np.vstack([c.embedding for c in pool])
-    blended, behaviour_led = ranking.blend(
-        np.array([c.collaborative for c in pool]),
-        np.array([c.affinity or 0.0 for c in pool]),
-        np.array([c.ease for c in pool]),
-        np.array([c.similarity or 0.0 for c in pool]),
-        np.array([c.popularity for c in pool]),
-        weights,
-    )
     x = ranker.features(signals(pool, vectors, negatives, positives))
+    blended, behaviour_led = ranker.blend(x, weights)
     relevance = blended if learned is None else learned.relevance(x)
     chosen = []
     for row, strategy in ranking.rerank(relevance, vectors, limit, variant, negatives, rng):
@@ -151,7 +146,9 @@ def signals(
     )
     return ranker.Signals(
         co_engagement=np.array([c.collaborative for c in pool]),
+        co_engagement_negative=np.array([c.collaborative_negative for c in pool]),
         ease=np.array([c.ease for c in pool]),
+        ease_negative=np.array([c.ease_negative for c in pool]),
         affinity=np.array([np.nan if c.affinity is None else c.affinity for c in pool]),
         similarity=np.array([c.similarity or 0.0 for c in pool]),
         popularity=np.array([c.popularity for c in pool]),

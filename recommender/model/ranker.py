@@ -32,6 +32,8 @@ FEATURES = (
     "factors_rank",  # 1 / (1 + rank) by factor affinity, else 0
     "ease",  # EASE score over the page's best
     "ease_rank",  # 1 / (1 + rank) among candidates with an EASE score, else 0
+    "co_engagement_negative",  # the part of co-engagement from disliked or skipped episodes, same scale
+    "ease_negative",  # the same for EASE
     "content",  # cosine similarity to the listener's profile
     "popularity",  # the popularity prior in [0, 1)
     "disliked_closeness",  # cosine to the closest episode the listener disliked or skipped
@@ -54,7 +56,9 @@ class Signals:
     """What the features of a page's candidates are computed from, one entry per candidate."""
 
     co_engagement: np.ndarray
+    co_engagement_negative: np.ndarray  # the part of it from the listener's negative engagement
     ease: np.ndarray
+    ease_negative: np.ndarray
     affinity: np.ndarray  # NaN where a candidate has no factors
     similarity: np.ndarray
     popularity: np.ndarray
@@ -76,6 +80,8 @@ def features(signals: Signals) -> np.ndarray:
             _inverse_rank(np.where(np.isnan(signals.affinity), 0.0, affinity - affinity.min() + 1e-9)),
             _over_best(signals.ease),
             _inverse_rank(signals.ease),
+            _over_best_of(signals.co_engagement_negative, signals.co_engagement),
+            _over_best_of(signals.ease_negative, signals.ease),
             signals.similarity,
             signals.popularity,
             signals.disliked_closeness.clip(0),
@@ -86,16 +92,52 @@ def features(signals: Signals) -> np.ndarray:
     ).astype(np.float32)
 
 
-def blend_scores(x: np.ndarray, weights: BlendWeights) -> np.ndarray:
-    """The hand-set blend (`ranking.blend`) from the features it is made of."""
-    column = {name: x[:, i] for i, name in enumerate(FEATURES)}
-    return (
-        weights.collaborative * column["co_engagement"]
-        + weights.factors * column["factors"]
-        + weights.ease * column["ease"]
-        + weights.content * column["content"]
-        + weights.popularity * column["popularity"]
+# The features the blend is made of; with `coefficients`, its relevance is their inner product.
+BLENDED = (
+    "co_engagement",
+    "co_engagement_negative",
+    "factors",
+    "ease",
+    "ease_negative",
+    "content",
+    "popularity",
+)
+BEHAVIOUR = slice(0, 5)  # of BLENDED: what listeners do, rather than what the text says
+
+
+def coefficients(weights: BlendWeights) -> np.ndarray:
+    """Each of BLENDED's coefficient: a signal's weight, and for the negative parts of
+    co-engagement and EASE that weight times (`weights.negatives` - 1), so they count as much as
+    `weights.negatives` says (1: as the events weigh, 0: not at all)."""
+    discount = weights.negatives - 1.0
+    return np.array(
+        [
+            weights.collaborative,
+            weights.collaborative * discount,
+            weights.factors,
+            weights.ease,
+            weights.ease * discount,
+            weights.content,
+            weights.popularity,
+        ]
     )
+
+
+def blended_terms(x: np.ndarray) -> np.ndarray:
+    """The columns of the features `x` the blend is made of (BLENDED)."""
+    return x[:, [FEATURES.index(name) for name in BLENDED]].astype(np.float64)
+
+
+def blend(x: np.ndarray, weights: BlendWeights) -> tuple[np.ndarray, np.ndarray]:
+    """The blend's relevance of each candidate (rows of the features `x`), and whether behaviour
+    (co-engagement, factors and EASE, rather than content) carried it.
+
+    Co-engagement, factor affinity and EASE are each over the page's best, so their weights mean
+    the same for every listener; popularity is already a prior in [0, 1)."""
+    terms, c = blended_terms(x), coefficients(weights)
+    behaviour = terms[:, BEHAVIOUR] @ c[BEHAVIOUR]
+    content = terms[:, BLENDED.index("content")] * weights.content
+    return terms @ c, behaviour > content
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,14 +200,14 @@ def train(
         fitted.append(lambdarank)
     per_page = {ranker.kind: check.ndcg(ranker.scores(check_x)) for ranker in fitted}
     best = max(fitted, key=lambda ranker: per_page[ranker.kind].mean())
-    blend = check.ndcg(blend_scores(check_x, weights))
-    gain = per_page[best.kind] - blend
+    blended = check.ndcg(blend(check_x, weights)[0])
+    gain = per_page[best.kind] - blended
     return Trained(
         best,
         int(fit_rows.sum()),
         len(np.unique(pages[fit_rows])),
         _mean(per_page[best.kind]),
-        _mean(blend),
+        _mean(blended),
         {kind: _mean(values) for kind, values in per_page.items()},
         _importances(best),
         bool(gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else False,
@@ -245,8 +287,13 @@ def _held_out(listener: str) -> bool:
 
 
 def _over_best(scores: np.ndarray) -> np.ndarray:
+    return _over_best_of(scores, scores)
+
+
+def _over_best_of(part: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """`part` of each score over the best score (zeros when none is positive)."""
     top = scores.max(initial=0.0)
-    return scores / top if top > 0 else np.zeros_like(scores, dtype=float)
+    return part / top if top > 0 else np.zeros_like(part, dtype=float)
 
 
 def _inverse_rank(scores: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Candidates come from the HNSW indexes (content; factors) and from co-engagement and EASE. Each gets
 one relevance: a weighted blend of its co-engagement score, its factor affinity, its EASE score,
-its content similarity to the listener's profile and its popularity (`blend`). Re-ranking then
+its content similarity to the listener's profile and its popularity (`model.ranker.blend`, from the
+features the learned ranker sees too). Re-ranking then
 1. lowers episodes close to what the user disliked or skipped,
 2. picks by maximal marginal relevance (multiplicative), so near-identical episodes do not fill
    a page,
@@ -22,39 +23,15 @@ from recommender.model.variants import Variant
 
 @dataclass(frozen=True)
 class BlendWeights:
+    """The blend's weight of each signal (`model.ranker.blend`), and how much the listener's
+    negative engagement counts in co-engagement and EASE (1: as the events weigh, 0: not at all)."""
+
     collaborative: float
     factors: float
     ease: float
     content: float
     popularity: float
-
-
-def blend(
-    collaborative: np.ndarray,
-    affinity: np.ndarray,
-    ease: np.ndarray,
-    similarity: np.ndarray,
-    popularity: np.ndarray,
-    weights: BlendWeights,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One relevance per candidate and whether behaviour (co-engagement, factors and EASE, rather
-    than content) carried it.
-
-    Co-engagement, factor affinity and EASE are each scaled by the best candidate's, so their
-    weights mean the same for every listener; `popularity` is already a prior in [0, 1]."""
-    behaviour = (
-        weights.collaborative * _scaled(collaborative)
-        + weights.factors * _scaled(affinity)
-        + weights.ease * _scaled(ease)
-    )
-    content = weights.content * similarity
-    return behaviour + content + weights.popularity * popularity, behaviour > content
-
-
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    """Scores over the best one (all zero when none is positive)."""
-    top = scores.max(initial=0.0)
-    return scores / top if top > 0 else np.zeros_like(scores)
+    negatives: float
 
 
 def rerank(
@@ -113,5 +90,7 @@ def blend_weights(variant: Variant, configured: BlendWeights) -> BlendWeights:
     return (
         configured
         if variant.use_behaviour
-        else BlendWeights(collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0)
+        else BlendWeights(
+            collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0, negatives=1.0
+        )
     )

@@ -60,6 +60,7 @@ def configured_blend() -> ranking.BlendWeights:
         ease=settings.blend_ease,
         content=settings.blend_content,
         popularity=settings.blend_popularity,
+        negatives=settings.blend_negatives,
     )
 
 
@@ -90,6 +91,8 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
         rng = random.Random(f"{user.id}:{datetime.now(UTC).date()}")
         weights, learned = learned_ranking(conn) if variant.use_ranker else (configured_blend(), None)
         weights = ranking.blend_weights(variant, weights)
+        if not weights.content:  # the text predicts nothing here: nor do its diversity and its dislikes
+            variant = replace(variant, mmr_lambda=1.0, negative_penalty=0.0)
         chosen = pages.choose(
             candidates, recent, limit, variant, weights, negatives, rng, learned=learned, positives=mine
         )
@@ -172,7 +175,14 @@ def gather(
     more = [pid for pid in dict.fromkeys([*scores, *matches]) if pid not in known]
     extra = store.candidates.candidates_by_id(conn, more, profile, **scope)
     return [
-        replace(c, collaborative=near.co_engagement, ease=near.ease, because_of=near.because_of)
+        replace(
+            c,
+            collaborative=near.co_engagement,
+            collaborative_negative=near.co_engagement_negative,
+            ease=near.ease,
+            ease_negative=near.ease_negative,
+            because_of=near.because_of,
+        )
         if (near := scores.get(c.podcast_id))
         else c
         for c in content + extra

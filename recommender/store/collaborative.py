@@ -239,7 +239,9 @@ class Neighbourhood(NamedTuple):
     """A candidate's scores from the listener's episodes' neighbours."""
 
     co_engagement: float
+    co_engagement_negative: float  # the part of it from the episodes they disliked or skipped
     ease: float
+    ease_negative: float
     because_of: int  # the listener's episode that contributed most
 
 
@@ -252,8 +254,9 @@ def neighbour_scores(
     excluded: list[int],
     filters: Filters | None,
 ) -> dict[int, Neighbourhood]:
-    """The co-engagement and EASE scores of the `count` best-scored eligible episodes by each, and
-    of those in `include` (the content candidates).
+    """The co-engagement and EASE scores (and the part of each from the listener's negative
+    engagement) of the `count` best-scored eligible episodes by each, and of those in `include`
+    (the content candidates).
 
     One primary-key probe per listener episode; the sums run in Postgres."""
     if not items:
@@ -275,7 +278,8 @@ def neighbour_scores(
                 FROM mine m
                 CROSS JOIN LATERAL unnest(m.ease_ids, m.ease_weights) AS n(neighbor_id, score)
             ), scored AS (
-                SELECT podcast_id, sum(co) AS co, sum(ease) AS ease,
+                SELECT podcast_id, sum(co) AS co, coalesce(sum(co) FILTER (WHERE co < 0), 0) AS co_negative,
+                       sum(ease) AS ease, coalesce(sum(ease) FILTER (WHERE ease < 0), 0) AS ease_negative,
                        (array_agg(source ORDER BY co DESC, ease DESC))[1] AS because_of
                 FROM pairs GROUP BY podcast_id
             ), eligible AS (
@@ -297,7 +301,7 @@ def neighbour_scores(
                 **filter_params(filters),
             },
         )
-        return {pid: Neighbourhood(float(co), float(ease), source) for pid, co, ease, source in cur}
+        return {pid: Neighbourhood(*map(float, scores), source) for pid, *scores, source in cur}
 
 
 def co_engaged(conn, podcast_id: int, count: int) -> list[tuple[int, float]]:
