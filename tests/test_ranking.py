@@ -131,6 +131,14 @@ def test_blend_without_any_behaviour_ranks_by_content_and_popularity():
     assert np.allclose(relevance, [0.05, 0.06], atol=1e-6) and not behaviour_led.any()
 
 
+def test_text_that_the_blend_gives_no_weight_does_not_re_rank():
+    loop = variants.VARIANTS["loop"]
+    assert ranking.with_text_terms(loop, weighted(ease=0.1, content=0.1)) == loop
+    textless = ranking.with_text_terms(loop, weighted(ease=0.1))
+    assert (textless.mmr_lambda, textless.negative_penalty) == (1.0, 0.0)
+    assert textless.exploration == loop.exploration and textless.use_ranker
+
+
 def test_variant_assignment_is_deterministic_and_follows_the_split():
     split = variants.parse_split("loop:90,history_only:10")
     names = Counter(variants.assign_variant(f"user-{i}", split, "v1").name for i in range(4000))

@@ -14,7 +14,7 @@ features the learned ranker sees too). Re-ranking then
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -94,3 +94,10 @@ def blend_weights(variant: Variant, configured: BlendWeights) -> BlendWeights:
             collaborative=0.0, factors=0.0, ease=0.0, content=1.0, popularity=0.0, negatives=1.0
         )
     )
+
+
+def with_text_terms(variant: Variant, weights: BlendWeights) -> Variant:
+    """The variant as it re-ranks under `weights`: where they give the text no weight (a fitted
+    blend found it predicts nothing), its diversity and its closeness to dislikes do not re-rank
+    either; on text that says nothing they only add noise."""
+    return variant if weights.content else replace(variant, mmr_lambda=1.0, negative_penalty=0.0)

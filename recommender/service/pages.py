@@ -91,8 +91,7 @@ def compute(conn, user: User, limit: int, filters: Filters) -> Page:
         rng = random.Random(f"{user.id}:{datetime.now(UTC).date()}")
         weights, learned = learned_ranking(conn) if variant.use_ranker else (configured_blend(), None)
         weights = ranking.blend_weights(variant, weights)
-        if not weights.content:  # the text predicts nothing here: nor do its diversity and its dislikes
-            variant = replace(variant, mmr_lambda=1.0, negative_penalty=0.0)
+        variant = ranking.with_text_terms(variant, weights)
         chosen = pages.choose(
             candidates, recent, limit, variant, weights, negatives, rng, learned=learned, positives=mine
         )
