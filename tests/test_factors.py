@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psycopg2
@@ -13,9 +14,11 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+import db_utils
+from recommender import store
 from recommender.model import factors
 from recommender.model.collaborative import Interactions
-from tests.conftest import ROOT, run_api, user_in, wait_for_model
+from tests.conftest import ROOT, query, run_api, user_in, wait_for, wait_for_model
 
 
 def test_the_fold_in_is_implicits_own_least_squares_for_a_listener():
@@ -160,6 +163,44 @@ def test_the_worker_trains_factors_once_enough_listeners_enjoyed_something(creat
         assert api.query("SELECT count(*) FROM podcast_factors WHERE podcast_id = %s", (ids[3],)) == [(0,)]
         assert "0 with factors" in train(4)  # trained again, with its own settings
         assert api.get("/api/health").json()["collaborative"]["factors"]["episodes"] == 0
+
+
+def test_swapping_in_new_factors_never_deadlocks_with_a_request(create_database):
+    """A request that has read `podcasts` and then reads the factors waits for the swap to commit
+    and reads the new ones: the swap locks nothing but the factors table exclusively (the CI run of
+    2026-12-07 died of the deadlock when dropping the old table locked `podcasts` too)."""
+    dsn = create_database("factor_swap")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        db_utils.migrate(conn, 384, "test-model")
+        cur.execute("INSERT INTO podcasts (title, transcript) VALUES ('a', 'x'), ('b', 'y') RETURNING id")
+        ids = [pid for (pid,) in cur.fetchall()]
+    y = np.eye(2, factors.DIMENSIONS, dtype=np.float32)
+    model = factors.Factors(np.array(ids), y, factors.gram(y), 1.0, 5.0, "numpy", 2)
+    with psycopg2.connect(dsn) as conn:
+        store.factors.save(conn, model, 0.0)
+    request = psycopg2.connect(dsn)
+    try:
+        with request.cursor() as cur:
+            cur.execute("SELECT count(*) FROM podcasts")  # the request now holds a lock on podcasts
+            with ThreadPoolExecutor(1) as pool:
+                swap = pool.submit(_save, dsn, model)
+                waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                assert wait_for(lambda: swap.done() or query(dsn, waiting) != [(0,)], timeout=30)
+                cur.execute("SELECT count(*) FROM podcast_factors")  # the old code's deadlock
+                assert cur.fetchone() == (2,)
+                request.commit()
+                swap.result(timeout=30)
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM podcasts WHERE id = %s", (ids[0],))  # its factors go with it
+            cur.execute("SELECT podcast_id FROM podcast_factors")
+            assert cur.fetchall() == [(ids[1],)]
+    finally:
+        request.close()
+
+
+def _save(dsn: str, model: factors.Factors) -> None:
+    with psycopg2.connect(dsn) as conn:
+        store.factors.save(conn, model, 0.0)
 
 
 def test_the_snapshot_is_parsed_a_chunk_of_rows_at_a_time(monkeypatch):

@@ -26,14 +26,14 @@ class FoldIn:
 
 # The new factors are loaded into a table of their own and indexed once, which then takes the old
 # table's place: inserting into an HNSW index costs a graph search per row (79 s at 100k episodes),
-# one build after the load a fraction of that. The podcasts lock keeps an episode from being deleted
-# between dropping the rows of deleted episodes and adding the foreign key.
+# one build after the load a fraction of that. The lock on podcasts (which lets requests read it)
+# keeps episodes from being deleted between dropping the rows of deleted episodes and the commit;
+# the trigger of sql/016_factor_swap.sql drops those deleted later. The swap's only exclusive lock
+# is on the factors table: no foreign key, whose drop would lock podcasts exclusively too.
 NEXT = "podcast_factors_next"
 SWAP = f"""
     LOCK TABLE podcasts IN SHARE ROW EXCLUSIVE MODE;
     DELETE FROM {NEXT} n WHERE NOT EXISTS (SELECT FROM podcasts p WHERE p.id = n.podcast_id);
-    ALTER TABLE {NEXT} ADD CONSTRAINT podcast_factors_podcast_id_fkey
-        FOREIGN KEY (podcast_id) REFERENCES podcasts (id) ON DELETE CASCADE;
     DROP TABLE podcast_factors;
     ALTER TABLE {NEXT} RENAME TO podcast_factors;
     ALTER INDEX {NEXT}_pkey RENAME TO podcast_factors_pkey;
