@@ -156,6 +156,7 @@ def copy_events(cur, events: dict[str, np.ndarray], user_ids: np.ndarray) -> tup
             values = user[rows], episode[rows], kind, weight, at[rows], at[rows]
             copy_rows(cur, "feedback_events", columns, *values)
     cur.execute("RESET session_replication_role")
+    cur.execute("SELECT net_all_engagements()")  # the triggers were off with the FK checks
     cur.execute("SET maintenance_work_mem = '1GB'")
     for _, create in indexes:
         cur.execute(create)

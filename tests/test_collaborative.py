@@ -190,7 +190,7 @@ def test_a_low_rating_after_a_listen_counts_against_the_episode_in_every_model(l
     for event, value in (("listen", 1.0), ("rate", 2)):
         sent = {"user_id": user_id, "podcast_id": episode, "event": event, "value": value}
         assert local_api.post("/api/feedback", sent).status_code == 201
-    with psycopg2.connect(local_api.dsn) as conn:  # the netting both read (store.collaborative.NET)
+    with psycopg2.connect(local_api.dsn) as conn:  # the netting both read (`engagements`)
         engagement = {i.podcast_id: i.weight for i in store.collaborative.listener_items(conn, user_id)}
     assert engagement[episode] == pytest.approx(-0.5)
     [(distance,)] = local_api.query(

@@ -13,7 +13,6 @@ import numpy as np
 
 from db_utils import dict_cursor
 from recommender.model.collaborative import Interactions, Model
-from recommender.model.events import JUDGEMENTS
 from recommender.model.pages import Candidate, Engagement
 from recommender.model.ranker import BOOTSTRAP_LISTENER_SHARE, HIDDEN_SHARE
 from recommender.store.bulk import copy_in
@@ -21,19 +20,6 @@ from recommender.store.podcasts import FILTERS, Filters, filter_params
 from recommender.store.vectors import binary, from_binary
 
 LISTENER_ITEMS = 200  # the listener's episodes a request scores from (most weighted first)
-
-
-# Every listen and event as (user_id, podcast_id, w, at, seq, judged): a stated listen is +1 and
-# judges nothing; an event weighs its stored weight, and likes, dislikes and ratings judge.
-ENGAGEMENTS = f"""
-    SELECT user_id, podcast_id, 1.0 AS w, occurred_at AS at, 0::bigint AS seq, false AS judged
-    FROM user_listens
-    UNION ALL
-    SELECT user_id, podcast_id, weight, occurred_at, id, event IN {JUDGEMENTS} FROM feedback_events
-"""
-# A listener's events on one episode, netted (`model.events.net_engagement`, the same rule).
-NET = """CASE WHEN bool_or(judged) THEN (array_agg(w ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1]
-              ELSE sum(w) END"""
 
 
 def unit_hash(text: str) -> str:
@@ -45,19 +31,18 @@ BOOTSTRAP_LISTENER = f"{unit_hash('user_id')} < {BOOTSTRAP_LISTENER_SHARE}"
 # `model.ranker.held_out`: engagement the models never see, for the ranker's bootstrap to hide.
 PAIR = "user_id || ':' || podcast_id"
 HELD_OUT = f"({BOOTSTRAP_LISTENER} AND {unit_hash(PAIR)} < {HIDDEN_SHARE})"
+# The netted engagements (`sql/017_engagements.sql`), each listener's most recent `max_items`.
 INTERACTIONS_SQL = f"""
     COPY (
         SELECT dense_rank() OVER (ORDER BY user_id) - 1, podcast_id,
-               greatest(-1, least(1, w))::real, age_days::real,  -- short text: 30% less to send and parse
+               greatest(-1, least(1, net))::real, age_days::real,  -- short text: 30% less to send and parse
                {HELD_OUT}::int
         FROM (
-            SELECT user_id, podcast_id, {NET} AS w,
-                   extract(epoch FROM now() - max(at)) / 86400 AS age_days,
-                   row_number() OVER (PARTITION BY user_id ORDER BY max(at) DESC) AS recency
-            FROM ({ENGAGEMENTS}) events
-            GROUP BY user_id, podcast_id
+            SELECT user_id, podcast_id, net, extract(epoch FROM now() - last_at) / 86400 AS age_days,
+                   row_number() OVER (PARTITION BY user_id ORDER BY last_at DESC) AS recency
+            FROM engagements
         ) net
-        WHERE w <> 0 AND recency <= {{max_items}}
+        WHERE net <> 0 AND recency <= {{max_items}}
     ) TO STDOUT
 """
 
@@ -210,8 +195,8 @@ def freshness(conn) -> Freshness:
 
 
 def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagement]:
-    """The listener's episodes with net engagement in [-1, 1] (`NET`: a listen +1, events their
-    weight, the latest judgement deciding), strongest first; the first `with_vectors` positive
+    """The listener's episodes with net engagement in [-1, 1] (`engagements`: a listen +1, events
+    their weight, the latest judgement deciding), strongest first; the first `with_vectors` positive
     ones carry their vector, so a reason can name the one a suggestion is closest to."""
     with conn.cursor() as cur:
         cur.execute(
@@ -220,10 +205,9 @@ def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagemen
                    CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s
                         THEN {binary("p.embedding")} END AS embedding, p.category
             FROM (
-                SELECT podcast_id, greatest(-1, least(1, {NET}))::real AS weight,
-                       row_number() OVER (ORDER BY abs({NET}) DESC, max(at) DESC) AS position
-                FROM ({ENGAGEMENTS}) events WHERE user_id = %(user_id)s
-                GROUP BY podcast_id HAVING {NET} <> 0
+                SELECT podcast_id, greatest(-1, least(1, net))::real AS weight,
+                       row_number() OVER (ORDER BY abs(net) DESC, last_at DESC) AS position
+                FROM engagements WHERE user_id = %(user_id)s AND net <> 0
             ) n JOIN podcasts p ON p.id = n.podcast_id
             WHERE n.position <= %(limit)s ORDER BY n.position
             """,

@@ -14,7 +14,7 @@ from db_utils import dict_cursor
 from recommender.model.events import JUDGEMENTS
 from recommender.model.fusion import FittedBlend
 from recommender.model.ranker import FEATURES, Ranker, Trained
-from recommender.store.collaborative import BOOTSTRAP_LISTENER, ENGAGEMENTS, NET
+from recommender.store.collaborative import BOOTSTRAP_LISTENER
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,7 +43,8 @@ class RankerState(TypedDict):
     blend: dict | None  # FittedBlend.stored()
 
 
-# A suggestion's outcome: the events that name it, netted as every model nets them.
+# A suggestion's outcome: the events that name it, netted as `netted_engagements` nets a listener's
+# events on an episode (sql/017_engagements.sql): the latest judgement, else the sum.
 LOG_SQL = f"""
     SELECT user_id, page, features, coalesce(net > 0, false)
     FROM (
@@ -54,7 +55,9 @@ LOG_SQL = f"""
             SELECT * FROM suggested_podcasts WHERE features IS NOT NULL ORDER BY id DESC LIMIT %(rows)s
         ) s
         LEFT JOIN LATERAL (
-            SELECT {NET} AS net
+            SELECT CASE WHEN bool_or(judged)
+                        THEN (array_agg(w ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1]
+                        ELSE sum(w) END AS net
             FROM (SELECT weight AS w, occurred_at AS at, id AS seq, event IN {JUDGEMENTS} AS judged
                   FROM feedback_events WHERE suggestion_id = s.id) events
             HAVING count(*) > 0
@@ -107,11 +110,8 @@ def sample_listeners(conn, count: int, min_enjoyed: int, salt: str) -> list[str]
     with conn.cursor() as cur:
         cur.execute(
             f"""
-            SELECT user_id FROM (
-                SELECT user_id, podcast_id FROM ({ENGAGEMENTS}) events
-                WHERE {BOOTSTRAP_LISTENER}
-                GROUP BY user_id, podcast_id HAVING {NET} > 0
-            ) enjoyed
+            SELECT user_id FROM engagements
+            WHERE {BOOTSTRAP_LISTENER} AND net > 0
             GROUP BY user_id HAVING count(*) >= %s
             ORDER BY md5(user_id || %s) LIMIT %s
             """,
