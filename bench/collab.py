@@ -146,6 +146,7 @@ def child() -> None:
             }
 
     timed(store.collaborative, "read_snapshot", "read", read)
+    timed(collaborative, "learn_signal", "signal", lambda learned, _: {"signal": learned.signal})
     timed(collaborative, "model_of", "build", built)
     timed(store.collaborative, "save", "save", saved)
     timed(factors, "train", "factors", lambda trained, _: {"episodes_with_factors": len(trained.episodes)})

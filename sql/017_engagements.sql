@@ -1,6 +1,6 @@
 -- Every listener's events on each episode, netted once: `netted_engagements` is the rule of
 -- `model.events.net_engagement` in SQL (the latest like, dislike or rating if any, else the sum of
--- every weight, a stated listen +1), and `engagements` holds its rows, kept up to date by triggers
+-- every weight, a stated listen +1) and whether they played it (`model.events.CONSUMPTIONS`), and `engagements` holds its rows, kept up to date by triggers
 -- in the transaction that writes a listen or an event, whoever writes it (the API, a bulk import,
 -- plain SQL). The refresh and each request read `engagements` instead of aggregating every event,
 -- so what a refresh costs no longer grows with the whole history.
@@ -11,12 +11,15 @@ SELECT user_id, podcast_id,
        (array_agg(w ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1] AS judgement,
        (array_agg(at ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1] AS judged_at,
        (array_agg(seq ORDER BY at DESC, seq DESC) FILTER (WHERE judged))[1] AS judged_seq,
-       max(at) AS last_at
+       max(at) AS last_at,
+       bool_or(consumed) AS consumed
 FROM (
-    SELECT user_id, podcast_id, 1.0::real AS w, occurred_at AS at, 0::bigint AS seq, false AS judged
+    SELECT user_id, podcast_id, 1.0::real AS w, occurred_at AS at, 0::bigint AS seq, false AS judged,
+           true AS consumed
     FROM user_listens
     UNION ALL
-    SELECT user_id, podcast_id, weight, occurred_at, id, event IN ('like', 'dislike', 'rate')
+    SELECT user_id, podcast_id, weight, occurred_at, id, event IN ('like', 'dislike', 'rate'),
+           event IN ('listen', 'complete', 'like', 'rate')
     FROM feedback_events
 ) events
 GROUP BY user_id, podcast_id;
@@ -31,6 +34,7 @@ CREATE TABLE engagements (
     judged_at  timestamptz,      -- that judgement's time and event id: what "latest" orders by
     judged_seq bigint,
     last_at    timestamptz NOT NULL,  -- the latest event's time, which the models fade from
+    consumed   boolean NOT NULL,      -- they played it: a stated listen, a listen, complete, like or rating
     net        float8 GENERATED ALWAYS AS (coalesce(judgement, total)) STORED,
     PRIMARY KEY (user_id, podcast_id)
 );
@@ -39,7 +43,7 @@ CREATE TABLE engagements (
 -- with the triggers off (`SET session_replication_role = replica`) runs afterwards.
 CREATE FUNCTION net_all_engagements() RETURNS void LANGUAGE sql AS $$
     DELETE FROM engagements;
-    INSERT INTO engagements (user_id, podcast_id, total, judgement, judged_at, judged_seq, last_at)
+    INSERT INTO engagements (user_id, podcast_id, total, judgement, judged_at, judged_seq, last_at, consumed)
     SELECT * FROM netted_engagements;
 $$;
 SELECT net_all_engagements();
@@ -52,12 +56,12 @@ $$;
 -- New events fold into the rows they touch (in key order, so concurrent writers lock alike).
 CREATE FUNCTION net_added_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO engagements AS e (user_id, podcast_id, total, judgement, judged_at, judged_seq, last_at)
+    INSERT INTO engagements AS e (user_id, podcast_id, total, judgement, judged_at, judged_seq, last_at, consumed)
     SELECT user_id, podcast_id, sum(weight),
            (array_agg(weight ORDER BY occurred_at DESC, id DESC) FILTER (WHERE judged))[1],
            (array_agg(occurred_at ORDER BY occurred_at DESC, id DESC) FILTER (WHERE judged))[1],
            (array_agg(id ORDER BY occurred_at DESC, id DESC) FILTER (WHERE judged))[1],
-           max(occurred_at)
+           max(occurred_at), bool_or(event IN ('listen', 'complete', 'like', 'rate'))
     FROM (SELECT *, event IN ('like', 'dislike', 'rate') AS judged FROM added) a
     GROUP BY user_id, podcast_id
     ORDER BY user_id, podcast_id
@@ -66,17 +70,18 @@ BEGIN
         judgement = CASE WHEN judged_later(excluded, e) THEN excluded.judgement ELSE e.judgement END,
         judged_at = CASE WHEN judged_later(excluded, e) THEN excluded.judged_at ELSE e.judged_at END,
         judged_seq = CASE WHEN judged_later(excluded, e) THEN excluded.judged_seq ELSE e.judged_seq END,
-        last_at = greatest(e.last_at, excluded.last_at);
+        last_at = greatest(e.last_at, excluded.last_at),
+        consumed = e.consumed OR excluded.consumed;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION net_added_listens() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO engagements AS e (user_id, podcast_id, total, last_at)
-    SELECT user_id, podcast_id, count(*), max(occurred_at)
+    INSERT INTO engagements AS e (user_id, podcast_id, total, last_at, consumed)
+    SELECT user_id, podcast_id, count(*), max(occurred_at), true
     FROM added GROUP BY user_id, podcast_id ORDER BY user_id, podcast_id
     ON CONFLICT (user_id, podcast_id) DO UPDATE SET
-        total = e.total + excluded.total, last_at = greatest(e.last_at, excluded.last_at);
+        total = e.total + excluded.total, last_at = greatest(e.last_at, excluded.last_at), consumed = true;
     RETURN NULL;
 END $$;
 
@@ -84,7 +89,7 @@ END $$;
 CREATE FUNCTION renet_engagements(user_ids text[], podcast_ids bigint[]) RETURNS void LANGUAGE sql AS $$
     DELETE FROM engagements e USING unnest(user_ids, podcast_ids) AS p(user_id, podcast_id)
     WHERE e.user_id = p.user_id AND e.podcast_id = p.podcast_id;
-    INSERT INTO engagements (user_id, podcast_id, total, judgement, judged_at, judged_seq, last_at)
+    INSERT INTO engagements (user_id, podcast_id, total, judgement, judged_at, judged_seq, last_at, consumed)
     SELECT n.* FROM netted_engagements n  -- "= ANY" reaches the tables' indexes through the view
     WHERE n.user_id = ANY(user_ids) AND n.podcast_id = ANY(podcast_ids)
       AND (n.user_id, n.podcast_id) IN (SELECT * FROM unnest(user_ids, podcast_ids))

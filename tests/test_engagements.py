@@ -12,7 +12,7 @@ import pytest
 
 import db_utils
 from recommender import store
-from recommender.model.events import JUDGEMENTS, event_weight, net_engagement
+from recommender.model.events import CONSUMPTIONS, JUDGEMENTS, event_weight, net_engagement
 from tests.conftest import Api, user_in
 
 EVENTS = ("click", "listen", "complete", "skip", "like", "dislike", "rate")
@@ -31,32 +31,38 @@ def dsn(create_database) -> str:
     return dsn
 
 
-def expected(cur) -> dict[tuple[str, int], tuple[float, datetime]]:
-    """Every pair's net engagement and latest time, netted again in Python from every event."""
+def expected(cur) -> dict[tuple[str, int], tuple[float, datetime, bool]]:
+    """Every pair's net engagement, latest time and whether it was played, netted again in Python
+    from every event."""
     cur.execute(
-        "SELECT user_id, podcast_id, 1.0, false, occurred_at, 0 FROM user_listens UNION ALL"
-        " SELECT user_id, podcast_id, weight, event = ANY(%s), occurred_at, id FROM feedback_events",
-        (list(JUDGEMENTS),),
+        "SELECT user_id, podcast_id, 1.0, false, true, occurred_at, 0 FROM user_listens UNION ALL"
+        " SELECT user_id, podcast_id, weight, event = ANY(%s), event = ANY(%s), occurred_at, id"
+        " FROM feedback_events",
+        (list(JUDGEMENTS), list(CONSUMPTIONS)),
     )
     events: dict[tuple[str, int], list[tuple]] = {}
-    for user_id, podcast_id, weight, judged, at, seq in cur.fetchall():
-        events.setdefault((user_id, podcast_id), []).append((at, seq, weight, judged))
+    for user_id, podcast_id, weight, judged, consumed, at, seq in cur.fetchall():
+        events.setdefault((user_id, podcast_id), []).append((at, seq, weight, judged, consumed))
     return {
-        pair: (net_engagement((w, judged) for _, _, w, judged in sorted(rows)), max(r[0] for r in rows))
+        pair: (
+            net_engagement((w, judged) for _, _, w, judged, _ in sorted(rows)),
+            max(r[0] for r in rows),
+            any(r[4] for r in rows),
+        )
         for pair, rows in events.items()
     }
 
 
-def stored(cur) -> dict[tuple[str, int], tuple[float, datetime]]:
-    cur.execute("SELECT user_id, podcast_id, net, last_at FROM engagements")
-    return {(u, p): (net, at) for u, p, net, at in cur.fetchall()}
+def stored(cur) -> dict[tuple[str, int], tuple[float, datetime, bool]]:
+    cur.execute("SELECT user_id, podcast_id, net, last_at, consumed FROM engagements")
+    return {(u, p): (net, at, consumed) for u, p, net, at, consumed in cur.fetchall()}
 
 
 def assert_netted(cur) -> None:
     want, got = expected(cur), stored(cur)
     assert got.keys() == want.keys()
-    for pair, (net, at) in want.items():
-        assert got[pair] == (pytest.approx(net, abs=1e-5), at), pair
+    for pair, (net, at, consumed) in want.items():
+        assert got[pair] == (pytest.approx(net, abs=1e-5), at, consumed), pair
 
 
 def random_events(rng: random.Random, count: int) -> list[tuple]:
@@ -145,6 +151,27 @@ def test_the_migration_nets_the_events_stored_before_it_and_truncating_nets_agai
         cur.execute("TRUNCATE feedback_events")
         assert_netted(cur)
         assert list(stored(cur)) == [("u2", 1)]  # the listen
+
+
+def test_a_listeners_episodes_are_weighed_by_the_signal_the_refresh_chose(dsn: str):
+    """A listen then 1 star: -1 while the models learn from judgement, +0.5 once they learn from
+    consumption (it was played); a skip alone stays -0.3 (it was not)."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM feedback_events WHERE user_id = 'u4'")
+        cur.execute("DELETE FROM user_listens WHERE user_id = 'u4'")
+        cur.execute("INSERT INTO user_listens (user_id, podcast_id) VALUES ('u4', 1)")
+        cur.execute(
+            "INSERT INTO feedback_events (user_id, podcast_id, event, value, weight) VALUES"
+            " ('u4', 1, 'rate', 1, -1), ('u4', 3, 'skip', NULL, -0.3)"
+        )
+        weighed = {}
+        for signal in ("judgement", "consumption"):
+            cur.execute("UPDATE collaborative_model SET engagement_signal = %s", (signal,))
+            items = store.collaborative.listener_items(conn, "u4")
+            weighed[signal] = {i.podcast_id: (pytest.approx(i.weight), i.enjoyed) for i in items}
+        conn.rollback()
+    assert weighed["judgement"] == {1: (-1.0, False), 3: (-0.3, False)}
+    assert weighed["consumption"] == {1: (0.5, False), 3: (-0.3, False)}  # played, still not enjoyed
 
 
 @pytest.mark.service

@@ -56,7 +56,8 @@ SETTINGS = {"regularization": 1.0, "alpha": 5.0, "iterations": 10, "threads": 1}
 def test_training_separates_two_audiences():
     listener = np.repeat(np.arange(40), 3)
     items = np.concatenate([rng_items(i) for i in range(40)])
-    interactions = Interactions(listener, items + 100, np.ones(len(listener)), np.zeros(len(listener)))
+    ones = np.ones(len(listener))
+    interactions = Interactions(listener, items + 100, ones, np.zeros(len(listener)), ones > 0)
     assert factors.train(interactions, min_listeners=41, **SETTINGS) is None  # too few to fit
     trained = factors.train(interactions, min_listeners=40, **SETTINGS)
     assert trained is not None and trained.item_factors.shape == (10, factors.DIMENSIONS)
@@ -208,15 +209,22 @@ def test_the_snapshot_is_parsed_a_chunk_of_rows_at_a_time(monkeypatch):
 
     monkeypatch.setattr(_Parsed, "CHUNK_ROWS", 2)
     parsed = _Parsed()
-    rows = ("0\t17\t1\t0.5\t0", "0\t9\t-0.3\t2\t0", "1\t17\t1\t10\t1", "2\t4\t0.6\t0\t0", "2\t9\t1\t1\t0")
+    rows = (
+        "0\t17\t1\t0.5\t1\t0",
+        "0\t9\t-0.3\t2\t0\t0",
+        "1\t17\t1\t10\t1\t1",
+        "2\t4\t0\t0\t1\t0",
+        "2\t9\t1\t1\t1\t0",
+    )
     for row in rows:
         parsed.write(row + "\n")
     assert len(parsed.columns[0]) == 2 and len(parsed.rows) == 1  # the text of two chunks is gone
     interactions = parsed.interactions()
     assert interactions.listener.tolist() == [0, 0, 2, 2]
     assert interactions.podcast_id.tolist() == [17, 9, 4, 9]
-    assert np.allclose(interactions.engagement, [1, -0.3, 0.6, 1])
+    assert np.allclose(interactions.engagement, [1, -0.3, 0, 1])  # 0: played, neither liked nor not
     assert np.allclose(interactions.age_days, [0.5, 2, 0, 1])
+    assert interactions.consumed.tolist() == [True, False, True, True]
     held_out = parsed.interactions(held_out=True)  # set apart for validation, in the same pass
     assert held_out.listener.tolist() == [1] and held_out.podcast_id.tolist() == [17]
 

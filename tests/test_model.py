@@ -56,17 +56,63 @@ def test_the_stored_model_counts_listeners_and_decays_popularity():
         podcast_id=np.array([10, 20, 10, 20, 30]),
         engagement=np.array([1.0, 1.0, 1.0, -1.0, 0.5]),
         age_days=np.array([0.0, 14.0, 0.0, 0.0, 28.0]),
+        consumed=np.array([True, True, True, False, True]),
     )
-    nothing_held_out = Interactions(*[np.array([], int)] * 4)
-    model = collaborative.model_of(
-        interactions, nothing_held_out, 5, alpha=0.5, half_life_days=14, ease_episodes=10, ease_neighbors=5
-    )
+    nothing_held_out = Interactions(*[np.array([], int)] * 5)
+    learned = collaborative.learn_signal(interactions, nothing_held_out, ease_episodes=10, ease_neighbors=5)
+    assert learned.signal == "judgement"  # nothing played went unenjoyed: consumption is not even tried
+    assert learned.validation_recall == {"judgement": None}
+    model = collaborative.model_of(learned, 5, alpha=0.5, half_life_days=14)
     assert list(model.episodes) == [10, 20, 30]
     assert list(model.listeners) == [2, 1, 1]  # a skip is not enjoying it
     assert model.popularity == pytest.approx([2.0, 0.5 - 1.0, 0.125])
     assert model.active_listeners == 3
     assert list(model.neighbor_ids[0]) == [20] and list(model.neighbor_ids[2]) == []
-    assert collaborative.model_of(nothing_held_out, nothing_held_out, 5, 0.5, 14, 10, 5) is None
+    nothing = collaborative.learn_signal(nothing_held_out, nothing_held_out, 10, 5)
+    assert collaborative.model_of(nothing, 5, 0.5, 14) is None
+
+
+def taste_groups(ratings_say: str) -> tuple[Interactions, Interactions]:
+    """30 groups of 10 episodes, 20 listeners each, who play 3 of their group's episodes. `"little"`:
+    they rate them at random (2 in 5 enjoyed), so what they play says more than the stars.
+    `"everything"`: they enjoy those and also play 12 episodes of other groups, rated low, so
+    playing says little. Held out: 2 more episodes of their group, enjoyed."""
+    rng = np.random.default_rng(11)
+    rows, held = [], []
+    for listener in range(600):
+        own = rng.permutation(10) + 10 * (listener % 30)
+        for episode in own[:3]:
+            enjoyed = ratings_say == "everything" or rng.random() < 0.4
+            rows.append((listener, episode, 1.0 if enjoyed else -0.5))
+        if ratings_say == "everything":
+            rows += [
+                (listener, e, -0.5) for e in rng.choice(np.setdiff1d(np.arange(300), own), 12, replace=False)
+            ]
+        held += [(listener, episode, 1.0) for episode in own[3:5]]
+
+    def interactions(entries: list[tuple]) -> Interactions:
+        listener, episode, weight = (np.array(column) for column in zip(*entries, strict=True))
+        return Interactions(
+            listener, episode + 1, weight, np.zeros(len(listener)), np.ones(len(listener), bool)
+        )
+
+    return interactions(rows), interactions(held)
+
+
+@pytest.mark.parametrize(("ratings_say", "signal"), [("little", "consumption"), ("everything", "judgement")])
+def test_the_models_learn_from_the_signal_that_predicts_the_held_out_episodes(ratings_say: str, signal: str):
+    """On ratings data what a listener played can say more than how they rated it, or less: each
+    deployment measures which on its own held-out episodes, and its models learn from that one."""
+    seen, held_out = taste_groups(ratings_say)
+    learned = collaborative.learn_signal(seen, held_out, ease_episodes=300, ease_neighbors=20)
+    assert learned.signal == signal, learned.validation_recall
+    recalls = learned.validation_recall
+    other = next(name for name in recalls if name != signal)
+    assert recalls[signal] > recalls[other] + 0.05  # clearly, not by a tie's rounding
+    weights = learned.interactions.engagement
+    assert (
+        (weights[seen.engagement < 0] == 0.5).all() if signal == "consumption" else weights is seen.engagement
+    )
 
 
 def candidate(podcast_id: int, vector: list[float], **signals) -> Candidate:

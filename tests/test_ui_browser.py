@@ -119,6 +119,7 @@ def test_a_listener_likes_an_item_and_the_page_and_dashboard_follow(
     suggestions, events = int(text(browser, "#total-suggestions")), int(text(browser, "#total-events"))
     assert suggestions > 0 and events > 0
     assert "loop" in text(browser, "#ab") and "95 % interval" in text(browser, "#ab")
+    assert text(browser, "#signal").startswith("Models learn from judgement (EASE's recall@20")
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-rates svg path")
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#topics .topic"), "a trending topic")
 

@@ -290,8 +290,18 @@ function showBacklog(health) {
   chart("#chart-backlog", stackedBar(parts, "episodes by enrichment status"));
 }
 
+function signalText(collaborative) {
+  const signal = collaborative && collaborative.signal;
+  if (!signal || !Object.keys(signal.validation_recall_at_20).length) return "Models: not trained yet.";
+  const evidence = Object.entries(signal.validation_recall_at_20)
+    .map(([name, recall]) => `${name} ${recall === null ? "untested" : recall.toFixed(3)}`).join(", ");
+  return `Models learn from ${signal.learns_from} (EASE's recall@20 of the held-out episodes: ${evidence}).`;
+}
+
 async function refreshDashboard() {
-  showBacklog(await call("GET", "health"));
+  const health = await call("GET", "health");
+  showBacklog(health);
+  $("#signal").textContent = signalText(health.collaborative);
   try {
     showFigures(await call("GET", "dashboard"));
   } catch (error) {

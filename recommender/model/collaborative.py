@@ -19,12 +19,13 @@ neighbour score, so the listener's own likes and skips count at once, between re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from recommender.model import ease
+from recommender.model.events import signal_engagement
 
 BLOCK_PAIRS = 5_000_000  # co-engagement pairs computed per block of episodes (bounds memory)
 
@@ -36,8 +37,20 @@ class Interactions:
 
     listener: np.ndarray  # 0 .. listeners - 1
     podcast_id: np.ndarray
-    engagement: np.ndarray
+    engagement: np.ndarray  # 0 where the signal learnt from says nothing: no model counts it
     age_days: np.ndarray
+    consumed: np.ndarray  # they played it (`model.events.CONSUMPTIONS`)
+
+
+@dataclass(frozen=True, eq=False)
+class Learned:
+    """The signal the models learn from (`model.events.SIGNALS`), chosen on the held-out episodes
+    by the recall@20 of EASE fitted on each, with the interactions as it weighs them and that EASE."""
+
+    signal: str
+    interactions: Interactions
+    ease: ease.Ease
+    validation_recall: dict[str, float | None]  # per signal tried
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +75,8 @@ class Model:
     ease_weights: list[np.ndarray]
     ease_regularization: float  # the lambda chosen on the held-out episodes, and its evidence
     ease_validation_recall: float | None
+    signal: str  # what the models learnt from (`Learned`), and each signal's evidence
+    signal_recall: dict[str, float | None]
 
 
 def build(user_items: sp.csr_matrix, neighbors: int, alpha: float) -> Neighbours:
@@ -73,18 +88,56 @@ def build(user_items: sp.csr_matrix, neighbors: int, alpha: float) -> Neighbours
     return Neighbours(columns, scores)
 
 
-def model_of(
-    interactions: Interactions,
-    held_out: Interactions,
-    neighbors: int,
-    alpha: float,
-    half_life_days: float,
-    ease_episodes: int,
-    ease_neighbors: int,
-) -> Model | None:
-    """The model to store: neighbours (co-engagement's and EASE's) from who enjoyed what (positive
-    engagement), popularity from all engagement, each halving every `half_life_days`; EASE's lambda
-    chosen on the `held_out` interactions (of the same listeners, never in `interactions`)."""
+def with_signal(interactions: Interactions, signal: str) -> Interactions:
+    """The interactions as `signal` weighs them (`model.events.signal_engagement`); the other
+    columns are shared, not copied."""
+    if signal == "judgement":
+        return interactions
+    engagement = signal_engagement(interactions.engagement, interactions.consumed, signal)
+    return replace(interactions, engagement=engagement)
+
+
+def learn_signal(
+    interactions: Interactions, held_out: Interactions, ease_episodes: int, ease_neighbors: int
+) -> Learned:
+    """Judgement, unless consumption predicts the held-out enjoyed episodes better (ties keep
+    judgement). Consumption is tried only where the two differ, where some played episode's net
+    is not positive (a low rating, a listen then a skip): on plays and likes alone nothing is
+    fitted twice."""
+    tried = ["judgement"]
+    if np.any(interactions.consumed & (interactions.engagement <= 0)):
+        tried.append("consumption")
+    fitted = {
+        signal: fit_ease(with_signal(interactions, signal), held_out, ease_episodes, ease_neighbors)
+        for signal in tried
+    }
+    recalls = {signal: fit.validation_recall for signal, fit in fitted.items()}
+    chosen = max(tried, key=lambda signal: (recalls[signal] or 0.0, signal == "judgement"))
+    return Learned(chosen, with_signal(interactions, chosen), fitted[chosen], recalls)
+
+
+def fit_ease(
+    interactions: Interactions, held_out: Interactions, max_episodes: int, neighbors: int
+) -> ease.Ease:
+    """EASE on who enjoyed what (positive engagement), its lambda chosen on the `held_out`
+    interactions' enjoyed episodes (of the same listeners, never in `interactions`)."""
+    episodes, column = episode_columns(interactions)
+    shape = (
+        int(max(interactions.listener.max(initial=0), held_out.listener.max(initial=0))) + 1,
+        len(episodes),
+    )
+    return ease.fit(
+        _enjoyed(interactions, episodes, shape, column),
+        _enjoyed(held_out, episodes, shape),
+        max_episodes,
+        neighbors,
+    )
+
+
+def model_of(learned: Learned, neighbors: int, alpha: float, half_life_days: float) -> Model | None:
+    """The model to store: co-engagement neighbours from who enjoyed what (positive engagement)
+    beside `learned`'s EASE, popularity from all engagement, each halving every `half_life_days`."""
+    interactions, linear = learned.interactions, learned.ease
     if not len(interactions.listener):
         return None
     episodes, column = episode_columns(interactions)
@@ -93,13 +146,10 @@ def model_of(
     del decay
     positive = interactions.engagement > 0
     listener = interactions.listener
-    shape = (int(max(listener.max(), held_out.listener.max(initial=0))) + 1, len(episodes))
-    user_items = sp.csr_matrix(
-        (np.ones(positive.sum(), np.float32), (listener[positive], column[positive])), shape=shape
-    )
+    shape = (int(listener.max()) + 1, len(episodes))
+    user_items = _enjoyed(interactions, episodes, shape, column)
     del column
     model = build(user_items, neighbors, alpha)
-    linear = ease.fit(user_items, _enjoyed(held_out, episodes, shape), ease_episodes, ease_neighbors)
     return Model(
         len(np.unique(listener[positive])),
         episodes,
@@ -111,13 +161,20 @@ def model_of(
         linear.weights,
         linear.regularization,
         linear.validation_recall,
+        learned.signal,
+        learned.validation_recall,
     )
 
 
-def _enjoyed(interactions: Interactions, episodes: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """1 where a listener enjoyed one of `episodes` (sorted podcast ids) in `interactions`."""
-    column = np.searchsorted(episodes, interactions.podcast_id).clip(max=len(episodes) - 1)
-    keep = (interactions.engagement > 0) & (episodes[column] == interactions.podcast_id)
+def _enjoyed(
+    interactions: Interactions, episodes: np.ndarray, shape: tuple[int, int], column: np.ndarray | None = None
+) -> sp.csr_matrix:
+    """1 where a listener enjoyed one of `episodes` (sorted podcast ids) in `interactions`
+    (`column`: each interaction's column among them, where it is known)."""
+    keep = interactions.engagement > 0
+    if column is None:
+        column = np.searchsorted(episodes, interactions.podcast_id).clip(max=len(episodes) - 1)
+        keep &= episodes[column] == interactions.podcast_id
     return sp.csr_matrix(
         (np.ones(keep.sum(), np.float32), (interactions.listener[keep], column[keep])), shape=shape
     )

@@ -20,9 +20,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+import numpy as np
+
 EVENT_WEIGHTS = {"click": 0.2, "complete": 1.0, "like": 1.0, "skip": -0.3, "dislike": -1.0}
 # What the listener said of the episode, rather than did with it: the latest one decides.
 JUDGEMENTS = ("like", "dislike", "rate")
+# What says they played it (a stated listen too): on ratings data, who rated a film watched it.
+CONSUMPTIONS = ("listen", "complete", "like", "rate")
+# What the models can learn from (`signal_engagement`), chosen per deployment by the refresh.
+SIGNALS = ("judgement", "consumption")
 
 
 def event_weight(event: str, value: float | None) -> float:
@@ -61,3 +67,14 @@ def faded_engagement(events: Sequence[PairEvent], now: datetime, half_life_days:
     age_days = max((now - ordered[-1].at).total_seconds(), 0.0) / 86400
     net = net_engagement((event.weight, event.judged) for event in ordered)
     return net * 0.5 ** (age_days / half_life_days)
+
+
+def signal_engagement(net: np.ndarray, consumed: np.ndarray, signal: str) -> np.ndarray:
+    """What the models learn from a listener's net engagement with an episode. `judgement`: the
+    net itself (3 stars neutral, 2 against). `consumption`: a played episode counts for, at
+    least half as much as a loved one whatever its rating (1 star +0.5, 5 stars +1: on ratings
+    data, having rated a film says more about what else they will watch than the stars do);
+    what they did not play (a skip, a dislike, a click) keeps its net."""
+    if signal == "judgement":
+        return net
+    return np.where(consumed, (1 + np.maximum(net, 0)) / 2, net)

@@ -61,6 +61,7 @@ def train(
         (interactions.engagement.astype(np.float32), (interactions.listener, column)),
         shape=(int(interactions.listener.max()) + 1, len(episodes)),
     )
+    user_items.eliminate_zeros()  # what the signal learnt from weighs 0 is not observed
     with threadpool_limits(1, "blas"):  # implicit's own threads do the work; BLAS threads would fight them
         model = AlternatingLeastSquares(
             factors=DIMENSIONS,

@@ -42,13 +42,20 @@ class Candidate:
 
 @dataclass(frozen=True, eq=False)
 class Engagement:
-    """One of the listener's episodes and their net engagement with it, in [-1, 1]."""
+    """One of the listener's episodes and their engagement with it, in [-1, 1], as the models weigh
+    it (`model.events.signal_engagement`)."""
 
     podcast_id: int
     weight: float
     title: str
     embedding: np.ndarray | None = None  # for the strongest few only
     category: str | None = None
+    net: float | None = None  # their net engagement itself, where it is known (else: the weight)
+
+    @property
+    def enjoyed(self) -> bool:
+        """Whether they enjoyed it (a positive net), whatever the signal makes of it."""
+        return (self.weight if self.net is None else self.net) > 0
 
 
 @dataclass(frozen=True, eq=False)

@@ -43,7 +43,7 @@ def hidden_page(conn, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:
     and which of them are hidden ones; None without a hidden one among the candidates."""
     user = store.users.get(conn, user_id)
     mine = store.collaborative.listener_items(conn, user_id, with_vectors=store.collaborative.LISTENER_ITEMS)
-    enjoyed = [m.podcast_id for m in mine if m.weight > 0]
+    enjoyed = [m.podcast_id for m in mine if m.enjoyed]
     if user is None or len(enjoyed) < MIN_ENJOYED:
         return None
     hidden = {pid for pid in enjoyed if ranker.held_out(user_id, pid)}

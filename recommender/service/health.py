@@ -127,6 +127,13 @@ def read_figures() -> dict[str, Any]:
                 "regularization": model["ease_regularization"],
                 "validation_recall_at_20": None if recall is None else round(recall, 4),
             },
+            "signal": {
+                "learns_from": model["signal"],
+                "validation_recall_at_20": {
+                    signal: None if value is None else round(value, 4)
+                    for signal, value in (model["signal_recall"] or {}).items()
+                },
+            },
         },
         "ranker": ranker_state(learned),
     }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ import numpy as np
 
 from db_utils import dict_cursor
 from recommender.model.collaborative import Interactions, Model
+from recommender.model.events import signal_engagement
 from recommender.model.pages import Candidate, Engagement
 from recommender.model.ranker import BOOTSTRAP_LISTENER_SHARE, HIDDEN_SHARE
 from recommender.store.bulk import copy_in
@@ -36,13 +38,14 @@ INTERACTIONS_SQL = f"""
     COPY (
         SELECT dense_rank() OVER (ORDER BY user_id) - 1, podcast_id,
                greatest(-1, least(1, net))::real, age_days::real,  -- short text: 30% less to send and parse
-               {HELD_OUT}::int
+               consumed::int, {HELD_OUT}::int
         FROM (
-            SELECT user_id, podcast_id, net, extract(epoch FROM now() - last_at) / 86400 AS age_days,
+            SELECT user_id, podcast_id, net, consumed,
+                   extract(epoch FROM now() - last_at) / 86400 AS age_days,
                    row_number() OVER (PARTITION BY user_id ORDER BY last_at DESC) AS recency
             FROM engagements
         ) net
-        WHERE net <> 0 AND recency <= {{max_items}}
+        WHERE (net <> 0 OR consumed) AND recency <= {{max_items}}
     ) TO STDOUT
 """
 
@@ -71,23 +74,31 @@ class Freshness(TypedDict):
     factor_seconds: float | None
     ease_regularization: float | None
     ease_validation_recall: float | None
+    signal: str
+    signal_recall: dict[str, float | None] | None
 
 
-COLUMN_TYPES = (np.int32, np.int64, np.float64, np.float64)  # listener, podcast id, engagement, age
+COLUMN_TYPES = (
+    np.int32,
+    np.int64,
+    np.float64,
+    np.float64,
+    np.bool_,
+)  # listener, podcast id, net, age, played
 
 
 class _Parsed(io.TextIOBase):
     """What COPY writes (a text file: psycopg2 writes it rows as str), parsed in C a chunk of rows
     at a time, so the text of all of them (several hundred MB at 10M events) is never held at once.
-    Each chunk's held-out rows (the fifth column) are set apart as it is parsed."""
+    Each chunk's held-out rows (the last column) are set apart as it is parsed."""
 
     CHUNK_ROWS = 200_000
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[str] = []
-        self.columns: tuple[list[np.ndarray], ...] = ([], [], [], [])  # each column's chunks
-        self.held_out: tuple[list[np.ndarray], ...] = ([], [], [], [])
+        self.columns: tuple[list[np.ndarray], ...] = tuple([] for _ in COLUMN_TYPES)  # each column's chunks
+        self.held_out: tuple[list[np.ndarray], ...] = tuple([] for _ in COLUMN_TYPES)
 
     def write(self, row: str) -> int:  # type: ignore[override]
         self.rows.append(row)
@@ -99,10 +110,10 @@ class _Parsed(io.TextIOBase):
         if self.rows:
             text = "".join(self.rows).replace("\t", " ")
             self.rows = []
-            flat = np.fromstring(text, sep=" ", dtype=np.float64).reshape(-1, 5)
-            hidden = flat[:, 4] > 0
+            flat = np.fromstring(text, sep=" ", dtype=np.float64).reshape(-1, len(COLUMN_TYPES) + 1)
+            hidden = flat[:, -1] > 0
             for columns, rows in ((self.columns, ~hidden), (self.held_out, hidden)):
-                for chunks, dtype, values in zip(columns, COLUMN_TYPES, flat[rows, :4].T, strict=True):
+                for chunks, dtype, values in zip(columns, COLUMN_TYPES, flat[rows, :-1].T, strict=True):
                     chunks.append(values.astype(dtype))  # a copy: the chunk's text and rows are freed
 
     def interactions(self, held_out: bool = False) -> Interactions:
@@ -117,7 +128,8 @@ class _Parsed(io.TextIOBase):
 
 
 def read_snapshot(conn, max_items_per_listener: int) -> Snapshot:
-    """The interactions as (listener number, podcast id, net engagement, age in days), parsed in C."""
+    """The interactions as (listener number, podcast id, net engagement, age in days, played),
+    parsed in C."""
     parsed = _Parsed()
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -163,7 +175,7 @@ def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: 
         cur.execute(
             "UPDATE collaborative_model SET refreshed_at = now(), event_mark = %s, listen_mark = %s,"
             " listeners = %s, episodes = %s, refresh_seconds = %s, ease_regularization = %s,"
-            " ease_validation_recall = %s",
+            " ease_validation_recall = %s, engagement_signal = %s, signal_recall = %s",
             (
                 event_mark,
                 listen_mark,
@@ -172,6 +184,8 @@ def save(conn, model: Model | None, event_mark: int, listen_mark: Any, seconds: 
                 seconds,
                 None if model is None else model.ease_regularization,
                 None if model is None else model.ease_validation_recall,
+                "judgement" if model is None else model.signal,
+                None if model is None else json.dumps(model.signal_recall),
             ),
         )
 
@@ -185,6 +199,7 @@ def freshness(conn) -> Freshness:
             SELECT m.refreshed_at, extract(epoch FROM now() - m.refreshed_at)::float8 AS age_seconds,
                    m.episodes, m.refresh_seconds, m.factor_episodes, m.factors_trained_at,
                    m.factors_trained_by, m.factor_seconds, m.ease_regularization, m.ease_validation_recall,
+                   m.engagement_signal AS signal, m.signal_recall,
                    (SELECT count(*) FROM feedback_events WHERE id > m.event_mark)
                    + (SELECT count(*) FROM user_listens WHERE created_at > m.listen_mark)
                    AS events_since_refresh
@@ -195,28 +210,35 @@ def freshness(conn) -> Freshness:
 
 
 def listener_items(conn, user_id: str, with_vectors: int = 20) -> list[Engagement]:
-    """The listener's episodes with net engagement in [-1, 1] (`engagements`: a listen +1, events
-    their weight, the latest judgement deciding), strongest first; the first `with_vectors` positive
-    ones carry their vector, so a reason can name the one a suggestion is closest to."""
+    """The listener's episodes with their engagement in [-1, 1] as the models weigh it (the net
+    of `engagements`, a listen +1, events their weight, the latest judgement deciding, under the
+    signal the last refresh chose), strongest net first; the first `with_vectors` positive ones
+    carry their vector, so a reason can name the one a suggestion is closest to."""
     with conn.cursor() as cur:
         cur.execute(
             f"""
-            SELECT n.podcast_id, n.weight, p.title,
-                   CASE WHEN n.weight > 0 AND n.position <= %(with_vectors)s
-                        THEN {binary("p.embedding")} END AS embedding, p.category
+            SELECT n.podcast_id, n.net, n.consumed, p.title,
+                   CASE WHEN (n.net > 0 OR n.consumed) AND n.position <= %(with_vectors)s
+                        THEN {binary("p.embedding")} END AS embedding, p.category,
+                   (SELECT engagement_signal FROM collaborative_model)
             FROM (
-                SELECT podcast_id, greatest(-1, least(1, net))::real AS weight,
+                SELECT podcast_id, greatest(-1, least(1, net))::real AS net, consumed,
                        row_number() OVER (ORDER BY abs(net) DESC, last_at DESC) AS position
-                FROM engagements WHERE user_id = %(user_id)s AND net <> 0
+                FROM engagements WHERE user_id = %(user_id)s AND (net <> 0 OR consumed)
             ) n JOIN podcasts p ON p.id = n.podcast_id
             WHERE n.position <= %(limit)s ORDER BY n.position
             """,
             {"user_id": user_id, "with_vectors": with_vectors, "limit": LISTENER_ITEMS},
         )
-        return [
-            Engagement(pid, weight, title, from_binary(vector), category)
-            for pid, weight, title, vector, category in cur
-        ]
+        rows = cur.fetchall()
+    items = []
+    for pid, net, consumed, title, vector, category, signal in rows:
+        weight = float(signal_engagement(np.float64(net), np.bool_(consumed), signal or "judgement"))
+        if weight != 0:
+            items.append(
+                Engagement(pid, weight, title, from_binary(vector) if weight > 0 else None, category, net)
+            )
+    return items
 
 
 class Neighbourhood(NamedTuple):

@@ -30,10 +30,15 @@ def refresh_if_due(force: bool = False) -> bool:
         started = time.perf_counter()
         snapshot = store.collaborative.read_snapshot(conn, settings.collab_max_items_per_listener)
         read = time.perf_counter()
-        # The factors first: what they keep is small (Y), what the neighbours keep is not, and
+        # What the models learn from first (EASE is fitted on each signal tried, the winner kept),
+        # then the factors: what they keep is small (Y), what the neighbours keep is not, and
         # each step's working memory then comes on top of less.
+        learned = collaborative.learn_signal(
+            snapshot.interactions, snapshot.held_out, settings.ease_max_episodes, settings.ease_neighbors
+        )
+        signal_done = time.perf_counter()
         trained = factors.train(
-            snapshot.interactions,
+            learned.interactions,
             min_listeners=settings.factor_min_listeners,
             regularization=settings.factor_regularization,
             alpha=settings.factor_alpha,
@@ -42,19 +47,13 @@ def refresh_if_due(force: bool = False) -> bool:
         )
         factors_done = time.perf_counter()
         model = collaborative.model_of(
-            snapshot.interactions,
-            snapshot.held_out,
-            settings.collab_neighbors,
-            settings.collab_alpha,
-            settings.popularity_half_life_days,
-            settings.ease_max_episodes,
-            settings.ease_neighbors,
+            learned, settings.collab_neighbors, settings.collab_alpha, settings.popularity_half_life_days
         )
-        neighbours_seconds = read - started + time.perf_counter() - factors_done
+        neighbours_seconds = signal_done - started + time.perf_counter() - factors_done
         with conn:
             marks = snapshot.event_mark, snapshot.listen_mark
             store.collaborative.save(conn, model, *marks, neighbours_seconds)
-            store.factors.save(conn, trained, factors_done - read)
+            store.factors.save(conn, trained, factors_done - signal_done)
     log.info(
         "collaborative model: %d episodes from %d interactions in %.2f s (factors %.2f s)",
         0 if model is None else len(model.episodes),
