@@ -221,3 +221,21 @@ def test_sql_and_python_agree_on_what_the_models_never_see(postgres: str):
     in_python = [ranker.held_out(u, p) for u, p in pairs]
     assert in_sql == in_python
     assert 0.005 < np.mean(in_python) < 0.05  # about a tenth of listeners, a fifth of their episodes
+
+
+def test_a_ranker_that_fails_to_train_still_lets_the_collaborative_model_refresh(monkeypatch):
+    """The real-data replay of 2026-12-07 saw it: the ranker's query failed at every pass, and the
+    collaborative model, trained after it by the same timer, was never refreshed again."""
+    from recommender.worker import training
+
+    refreshed = []
+
+    def failing() -> bool:
+        raise RuntimeError("the ranker's log could not be read")
+
+    monkeypatch.setattr(training, "require_database", lambda: None)
+    monkeypatch.setattr(training.ranker, "train_if_due", failing)
+    monkeypatch.setattr(training.collaborative, "refresh_if_due", lambda: refreshed.append(True) or True)
+    with pytest.raises(RuntimeError, match="could not be read"):
+        training.train_models()
+    assert refreshed == [True]

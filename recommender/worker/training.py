@@ -9,7 +9,11 @@ from recommender.worker import collaborative, ranker
 
 
 def train_models() -> bool:
-    """Whatever is due; returns whether anything was trained."""
+    """Whatever is due; returns whether anything was trained. A ranker that fails to train still
+    lets the collaborative model refresh (its error is raised after, for the timer to log)."""
     require_database()
-    ranked = ranker.train_if_due()
-    return collaborative.refresh_if_due() or ranked
+    try:
+        ranked = ranker.train_if_due()
+    finally:
+        refreshed = collaborative.refresh_if_due()
+    return refreshed or ranked
