@@ -146,7 +146,13 @@ def child() -> None:
             }
 
     timed(store.collaborative, "read_snapshot", "read", read)
-    timed(collaborative, "learn_signal", "signal", lambda learned, _: {"signal": learned.signal})
+    def chose(learned: Any, _: float) -> dict[str, Any]:
+        figures["signal"] = learned.signal
+        figures["signal_recall"] = learned.validation_recall
+        figures["ease_regularization"] = learned.ease.regularization
+        return {"signals_tried": len(learned.validation_recall)}
+
+    timed(collaborative, "learn_signal", "signal", chose)
     timed(collaborative, "model_of", "build", built)
     timed(store.collaborative, "save", "save", saved)
     timed(factors, "train", "factors", lambda trained, _: {"episodes_with_factors": len(trained.episodes)})

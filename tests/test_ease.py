@@ -44,7 +44,7 @@ def test_neighbours_are_the_episodes_enjoyed_with_it():
     for column, neighbours in enumerate(fitted.columns):
         assert len(neighbours) == 5 and set(neighbours % 12) == {column % 12}, (column, neighbours)
         assert (fitted.weights[column] > 0).all() and (np.diff(fitted.weights[column]) <= 0).all()
-    assert fitted.regularization in ease.LAMBDAS and fitted.validation_listeners == 100
+    assert fitted.regularization in (*ease.LAMBDAS, *ease.WIDER) and fitted.validation_listeners == 100
     # The hidden episodes are in the same groups: nearly all are found among the top 20 (a random
     # ranking finds a sixth of them).
     assert fitted.validation_recall > 0.8
@@ -84,6 +84,27 @@ def test_the_lambda_is_chosen_on_the_held_out_episodes():
     assert len(set(np.round(list(recalls.values()), 4))) > 1  # the lambdas differ here: the choice matters
 
 
+@pytest.mark.parametrize(
+    ("best", "tried"), [(300.0, ease.LAMBDAS), (10000.0, (*ease.LAMBDAS, 3000.0, 10000.0, 30000.0))]
+)
+def test_larger_lambdas_are_tried_only_while_the_largest_is_the_best(monkeypatch, best: float, tried: tuple):
+    """Recall peaking at `best`: below 1,000 the wider lambdas are never fitted; above, the
+    ladder climbs until the recall falls."""
+    fitted_with: list[float] = []
+    weights = ease._weights
+
+    def recording(gram: np.ndarray, regularization: float) -> np.ndarray:
+        fitted_with.append(regularization)
+        return weights(gram, regularization)
+
+    monkeypatch.setattr(ease, "_weights", recording)
+    monkeypatch.setattr(ease, "_recall", lambda b, seen, hidden, counts: -abs(np.log(fitted_with[-1] / best)))
+    seen, hidden = hide(taste_groups(200, groups=4, size=10, enjoyed=4), listeners=50, per_listener=1)
+    chosen = ease.fit(seen, hidden, max_episodes=100, neighbors=5)
+    assert chosen.regularization == best
+    assert tuple(fitted_with[:-1]) == tried  # the last fit is the chosen lambda's, kept
+
+
 @pytest.mark.service
 def test_the_refresh_stores_ease_neighbours_and_the_probe_scores_them(local_api: Api):
     """After a refresh on the shared service: health says which lambda was chosen, and a listener's
@@ -98,7 +119,7 @@ def test_the_refresh_stores_ease_neighbours_and_the_probe_scores_them(local_api:
         assert local_api.post("/api/update_user_history", body).status_code == 200
     wait_for_model(local_api)
     state = local_api.get("/api/health").json()["collaborative"]["ease"]
-    assert state["regularization"] in ease.LAMBDAS
+    assert state["regularization"] in (*ease.LAMBDAS, *ease.WIDER)
     [(episode, neighbour, weight)] = local_api.query(
         "SELECT podcast_id, ease_ids[1], ease_weights[1] FROM podcast_engagement"
         " WHERE cardinality(ease_ids) > 0 ORDER BY podcast_id LIMIT 1"

@@ -120,18 +120,27 @@ def fit_ease(
     interactions: Interactions, held_out: Interactions, max_episodes: int, neighbors: int
 ) -> ease.Ease:
     """EASE on who enjoyed what (positive engagement), its lambda chosen on the `held_out`
-    interactions' enjoyed episodes (of the same listeners, never in `interactions`)."""
+    interactions' enjoyed episodes (of the same listeners, never in `interactions`). Only the
+    episodes its closed form takes (`ease.most_enjoyed`) are made a matrix: at 10M events the
+    whole matrix and its copies held 400 MB more."""
     episodes, column = episode_columns(interactions)
-    shape = (
-        int(max(interactions.listener.max(initial=0), held_out.listener.max(initial=0))) + 1,
-        len(episodes),
+    kept = ease.most_enjoyed(
+        np.bincount(column[interactions.engagement > 0], minlength=len(episodes)), max_episodes
     )
-    return ease.fit(
-        _enjoyed(interactions, episodes, shape, column),
-        _enjoyed(held_out, episodes, shape),
+    del column
+    listeners = int(max(interactions.listener.max(initial=0), held_out.listener.max(initial=0))) + 1
+    inside = episodes[kept]
+    fitted = ease.fit(
+        _enjoyed(interactions, inside, (listeners, len(kept))),
+        _enjoyed(held_out, inside, (listeners, len(kept))),
         max_episodes,
         neighbors,
     )
+    columns = [np.zeros(0, np.int64)] * len(episodes)
+    weights = [np.zeros(0, np.float32)] * len(episodes)
+    for position, column_of in enumerate(kept):
+        columns[column_of], weights[column_of] = kept[fitted.columns[position]], fitted.weights[position]
+    return replace(fitted, columns=columns, weights=weights)
 
 
 def model_of(learned: Learned, neighbors: int, alpha: float, half_life_days: float) -> Model | None:
@@ -171,6 +180,8 @@ def _enjoyed(
 ) -> sp.csr_matrix:
     """1 where a listener enjoyed one of `episodes` (sorted podcast ids) in `interactions`
     (`column`: each interaction's column among them, where it is known)."""
+    if not len(episodes):
+        return sp.csr_matrix(shape, dtype=np.float32)
     keep = interactions.engagement > 0
     if column is None:
         column = np.searchsorted(episodes, interactions.podcast_id).clip(max=len(episodes) - 1)

@@ -10,8 +10,9 @@ weights (stored beside the co-engagement neighbours, read by the same probe).
 
 Lambda is chosen per deployment, never set per data set: each candidate of `LAMBDAS` ranks the
 bootstrap listeners' held-out episodes (the ones no model sees, `model.ranker.held_out`) and the
-one with the best recall@20 is kept; without held-out episodes the middle one is. Pure: sparse
-matrices in, weights out.
+one with the best recall@20 is kept; while the largest tried is the best, the next of `WIDER` is
+tried too (dense, small catalogues of ratings want more than listening logs do); without held-out
+episodes the middle one is. Pure: sparse matrices in, weights out.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0)
+WIDER = (3000.0, 10000.0, 30000.0)  # tried in turn while the largest lambda so far is the best
 RECALL_AT = 20
 VALIDATION_LISTENERS = 1000  # bounds the validation's dense scores (listeners x episodes)
 
@@ -41,8 +43,7 @@ class Ease:
 def fit(user_items: sp.csr_matrix, held_out: sp.csr_matrix, max_episodes: int, neighbors: int) -> Ease:
     """EASE on the `max_episodes` columns of `user_items` with most listeners, its lambda chosen
     on `held_out` (same shape: 1 where a listener enjoyed an episode the matrix does not hold)."""
-    counts = user_items.getnnz(axis=0)
-    kept = np.sort(np.argsort(-counts, kind="stable")[: min(max_episodes, int((counts > 0).sum()))])
+    kept = most_enjoyed(user_items.getnnz(axis=0), max_episodes)
     columns: list[np.ndarray] = [np.zeros(0, np.int64)] * user_items.shape[1]
     values: list[np.ndarray] = [np.zeros(0, np.float32)] * user_items.shape[1]
     if len(kept) < 2:
@@ -50,10 +51,13 @@ def fit(user_items: sp.csr_matrix, held_out: sp.csr_matrix, max_episodes: int, n
     x = user_items[:, kept].astype(np.float64).tocsr()
     gram = (x.T @ x).toarray()
     rows = np.flatnonzero(held_out.getnnz(axis=1))[:VALIDATION_LISTENERS]
-    scored = {
-        lam: _recall(_weights(gram, lam), x[rows], held_out[rows][:, kept], held_out[rows].getnnz(axis=1))
-        for lam in (LAMBDAS if len(rows) else ())
-    }
+    scored: dict[float, float] = {}
+    for lam in (*LAMBDAS, *WIDER) if len(rows) else ():
+        if lam in WIDER and max(scored, key=lambda tried: (scored[tried], tried)) < max(scored):
+            break
+        scored[lam] = _recall(
+            _weights(gram, lam), x[rows], held_out[rows][:, kept], held_out[rows].getnnz(axis=1)
+        )
     chosen = max(scored, key=lambda lam: (scored[lam], lam)) if scored else LAMBDAS[len(LAMBDAS) // 2]
     weights = _weights(gram, chosen)
     del gram
@@ -63,6 +67,11 @@ def fit(user_items: sp.csr_matrix, held_out: sp.csr_matrix, max_episodes: int, n
         best = best[np.argsort(-weights[row, best], kind="stable")]
         columns[column], values[column] = kept[best], weights[row, best].astype(np.float32)
     return Ease(columns, values, chosen, scored.get(chosen), len(rows))
+
+
+def most_enjoyed(counts: np.ndarray, max_episodes: int) -> np.ndarray:
+    """The columns (sorted) of the `max_episodes` episodes most listeners enjoyed, of those anyone did."""
+    return np.sort(np.argsort(-counts, kind="stable")[: min(max_episodes, int((counts > 0).sum()))])
 
 
 def _weights(gram: np.ndarray, regularization: float) -> np.ndarray:
