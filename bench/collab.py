@@ -146,6 +146,7 @@ def child() -> None:
             }
 
     timed(store.collaborative, "read_snapshot", "read", read)
+
     def chose(learned: Any, _: float) -> dict[str, Any]:
         figures["signal"] = learned.signal
         figures["signal_recall"] = learned.validation_recall

@@ -56,9 +56,11 @@ taste; listens in `user_listens` (one per listener and episode), the rest in `fe
 `collaborative.refresh_if_due(force=True)` runs in a fresh interpreter with the default settings
 (100 neighbours, 500 episodes per listener); its peak RSS is the peak resident set (VmHWM) minus
 the resident set after imports, and its steps are timed by wrapping, in that process, what the
-worker calls (`store.collaborative.read_snapshot`, `factors.train`, `collaborative.model_of`
-and its `top_neighbors`, `store.collaborative.save`, `store.factors.save`; read = the COPY query
-until its text is received, then the parse; factors = iALS, one thread; build = matrix, X'X
+worker calls (`store.collaborative.read_snapshot`, `collaborative.learn_signal`, `factors.train`,
+`collaborative.model_of` and its `top_neighbors`, `store.collaborative.save`, `store.factors.save`;
+read = the COPY query of the netted rows (`engagements`) until its text is received, then the
+parse; signal = EASE fitted on each signal tried, two where some played episode nets at or
+below zero (here, a listen then a skip), the better kept; factors = iALS, one thread; build = matrix, X'X
 blocks, the per-episode top-K loop; save = the neighbours' rows streamed to COPY and the
 replacing SQL; save factors = the same for the factors, then their HNSW index built once on a
 table of its own, which is swapped in). WAL and temp MiB are Postgres' during the refresh.
