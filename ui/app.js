@@ -291,11 +291,12 @@ function showBacklog(health) {
 }
 
 function signalText(collaborative) {
-  const signal = collaborative && collaborative.signal;
-  if (!signal || !Object.keys(signal.validation_recall_at_20).length) return "Models: not trained yet.";
-  const evidence = Object.entries(signal.validation_recall_at_20)
+  if (!collaborative || !collaborative.refreshed_at) return "Models: not trained yet.";
+  const { learns_from: signal, validation_recall_at_20: recalls } = collaborative.signal;
+  const evidence = Object.entries(recalls)
     .map(([name, recall]) => `${name} ${recall === null ? "untested" : recall.toFixed(3)}`).join(", ");
-  return `Models learn from ${signal.learns_from} (EASE's recall@20 of the held-out episodes: ${evidence}).`;
+  return `Models learn from ${signal} (` +
+    (evidence ? `EASE's recall@20 of the held-out episodes: ${evidence}).` : "nothing held out to compare on yet).");
 }
 
 async function refreshDashboard() {
