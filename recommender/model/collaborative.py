@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.model import ease
-from recommender.model.events import signal_engagement
+from recommender.model.events import SIGNALS, signal_engagement
 
 BLOCK_PAIRS = 5_000_000  # co-engagement pairs computed per block of episodes (bounds memory)
 
@@ -104,16 +104,17 @@ def learn_signal(
     judgement). Consumption is tried only where the two differ, where some played episode's net
     is not positive (a low rating, a listen then a skip): on plays and likes alone nothing is
     fitted twice."""
-    tried = ["judgement"]
-    if np.any(interactions.consumed & (interactions.engagement <= 0)):
-        tried.append("consumption")
+    judgement = SIGNALS[0]  # the default, kept on a tie
+    differ = np.any(interactions.consumed & (interactions.engagement <= 0))
+    weighed = {
+        signal: with_signal(interactions, signal) for signal in SIGNALS if signal == judgement or differ
+    }
     fitted = {
-        signal: fit_ease(with_signal(interactions, signal), held_out, ease_episodes, ease_neighbors)
-        for signal in tried
+        signal: fit_ease(rows, held_out, ease_episodes, ease_neighbors) for signal, rows in weighed.items()
     }
     recalls = {signal: fit.validation_recall for signal, fit in fitted.items()}
-    chosen = max(tried, key=lambda signal: (recalls[signal] or 0.0, signal == "judgement"))
-    return Learned(chosen, with_signal(interactions, chosen), fitted[chosen], recalls)
+    chosen = max(weighed, key=lambda signal: (recalls[signal] or 0.0, signal == judgement))
+    return Learned(chosen, weighed[chosen], fitted[chosen], recalls)
 
 
 def fit_ease(

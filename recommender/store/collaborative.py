@@ -78,13 +78,8 @@ class Freshness(TypedDict):
     signal_recall: dict[str, float | None] | None
 
 
-COLUMN_TYPES = (
-    np.int32,
-    np.int64,
-    np.float64,
-    np.float64,
-    np.bool_,
-)  # listener, podcast id, net, age, played
+# listener, podcast id, net engagement, age in days, played
+COLUMN_TYPES = (np.int32, np.int64, np.float64, np.float64, np.bool_)
 
 
 class _Parsed(io.TextIOBase):
