@@ -23,6 +23,8 @@ def _serve(pipe: Connection) -> None:
                 pipe.send(None)
             elif command == "counters":
                 pipe.send({name: getattr(server, name) for name in COUNTERS})
+            elif command == "summarized":
+                pipe.send(server.summarized)
             else:
                 pipe.send(None)
                 return
@@ -48,6 +50,10 @@ class FakeAI:
 
     def counters(self) -> dict[str, int]:
         return self._call("counters")
+
+    def summarized(self) -> dict[str, int]:
+        """How many times each episode title was summarized."""
+        return self._call("summarized")
 
     def close(self) -> None:
         if self._process.is_alive():

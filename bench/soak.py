@@ -36,10 +36,12 @@ import psutil
 
 from bench import services
 from bench.db import WORK_DIR, create_database, scalar, start_server
+from bench.fake_ai import FakeAI
 from bench.report import BENCH_DIR, code_version, log, machine, machine_line, table, update_results
 from bench.soak_traffic import Catalogue, Mix, run
 
 SOAK_MD = BENCH_DIR / "SOAK_RESULTS.md"
+DIMENSIONS = 384  # of the fake OpenAI server's embeddings
 LOG_PATTERNS = {  # lines of the service's log counted after the run
     "DeadlockDetected": "DeadlockDetected",
     "Traceback": "Traceback",
@@ -49,31 +51,35 @@ LOG_PATTERNS = {  # lines of the service's log counted after the run
 
 
 class RssSampler:
-    """The resident set of a process and its descendants, every `interval` seconds, on a thread."""
+    """The resident set of each service process (the runners of `pids` and their workers), every
+    `interval` seconds, on a thread."""
 
-    def __init__(self, pid: int, interval: float = 5.0) -> None:
-        self.pid, self.interval, self.samples = pid, interval, []
+    def __init__(self, pids: list[int], interval: float = 30.0) -> None:
+        self.pids, self.interval, self.samples = pids, interval, []
         self.started = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def rss_mb(self) -> float:
-        try:
-            root = psutil.Process(self.pid)
-            processes = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0.0
-        total = 0
-        for process in processes:
+    def by_process(self) -> dict[str, float]:
+        """MiB per process, named `instance N runner` or `instance N worker PID`."""
+        sizes = {}
+        for instance, pid in enumerate(self.pids, 1):
             try:
-                total += process.memory_info().rss
+                root = psutil.Process(pid)
+                processes = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 continue
-        return round(total / 2**20, 1)
+            for process in processes:
+                name = f"instance {instance} " + ("runner" if process is root else f"worker {process.pid}")
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    sizes[name] = round(process.memory_info().rss / 2**20, 1)
+        return sizes
 
     def _run(self) -> None:
         while True:
-            self.samples.append({"at_s": round(time.perf_counter() - self.started), "mb": self.rss_mb()})
+            sizes = self.by_process()
+            at = round(time.perf_counter() - self.started)
+            self.samples.append({"at_s": at, "mb": round(sum(sizes.values()), 1), "processes": sizes})
             if self._stop.wait(self.interval):
                 return
 
@@ -84,6 +90,54 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def settling(samples: list[dict[str, Any]], from_s: float) -> dict[str, dict[str, float]]:
+    """Per process, and for all of them (`service`), the RSS from `from_s` on: its least, its most,
+    their spread (most over least, in %) and the last sample."""
+    late = [s for s in samples if s["at_s"] >= from_s] or samples[-1:]
+    series = {"service": [s["mb"] for s in late]}
+    for sample in late:
+        for name, mb in sample["processes"].items():
+            series.setdefault(name, []).append(mb)
+    return {
+        name: {
+            "min": min(mb),
+            "max": max(mb),
+            "spread_pct": round(100 * (max(mb) / min(mb) - 1), 1) if min(mb) else 0.0,
+            "end": mb[-1],
+        }
+        for name, mb in series.items()
+    }
+
+
+# Each refresh's end in the runners' log (`worker/collaborative.py`): its time, pid and duration.
+REFRESH_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO \[(\d+)\] recommender\.worker\.collaborative:"
+    r" collaborative model: .* in ([\d.]+) s",
+    re.MULTILINE,
+)
+TIMER_HOLDER_LINE = "background worker: this process"
+
+
+def timer_work(logs: list[str], summarized: dict[str, int]) -> dict[str, Any]:
+    """What the timers did across all instances: the refreshes (and how many overlapped another),
+    which processes took the timers, and the episodes the AI service summarized more than once."""
+    refreshes = []
+    for text in logs:
+        for stamp, millis, pid, seconds in REFRESH_LINE.findall(text):
+            end = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+            refreshes.append((end - float(seconds), end, pid))
+    refreshes.sort()
+    overlapping = sum(1 for a, b in itertools.pairwise(refreshes) if b[0] < a[1])
+    return {
+        "refreshes": len(refreshes),
+        "refreshes_overlapping": overlapping,
+        "refreshing_processes": len({pid for *_, pid in refreshes}),
+        "timer_takeovers": sum(text.count(TIMER_HOLDER_LINE) for text in logs),
+        "episodes_summarized": len(summarized),
+        "summarized_twice": {title: n for title, n in summarized.items() if n > 1},
+    }
 
 
 def deadlocks(dsn: str) -> int:
@@ -137,32 +191,37 @@ def log_counts(text: str) -> dict[str, int]:
 
 
 def soak(
-    base_url: str,
+    base_urls: list[str],
     dsn: str,
-    service_pid: int,
+    service_pids: list[int],
     clients: int,
     seconds: float,
     mix: Mix | None = None,
     window: float = 30.0,
     stop_service: Callable[[], None] | None = None,
-    service_log: Path | None = None,
+    service_logs: list[Path] = (),
+    summarized: Callable[[], dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """Run the traffic against a running service; returns the figures. `stop_service` is called
-    before the deadlock count is read again (a backend reports its deadlocks as it ends)."""
+    """Run the traffic against running instances of the service (each request to the next one, so
+    what one instance prepared the other serves); returns the figures. `stop_service` is called
+    before the deadlock count is read again (a backend reports its deadlocks as it ends);
+    `summarized` tells how often the AI service summarized each episode."""
     mix = mix or Mix()
     catalogue = Catalogue(dsn)
     pg_log = postgres_log(dsn)
     pg_offset, before = log_size(pg_log), deadlocks(dsn)
-    with RssSampler(service_pid, interval=min(5.0, window / 2)) as rss:
-        stats = run(base_url, clients, seconds, mix, catalogue)
+    with RssSampler(service_pids, interval=min(window, seconds / 4)) as rss:
+        stats = run(base_urls, clients, seconds, mix, catalogue)
     if stop_service is not None:
         stop_service()
     time.sleep(1.0)  # backends flush their statistics within a second of their last transaction
     after = deadlocks(dsn)
     mb = [s["mb"] for s in rss.samples]
+    logs = [path.read_text(errors="replace") for path in service_logs]
     return {
         "clients": clients,
         "seconds": seconds,
+        "instances": len(base_urls),
         "mix": asdict(mix),
         "requests": len(stats.answers),
         "rps": round(len(stats.answers) / seconds, 1),
@@ -174,11 +233,14 @@ def soak(
         "window": window,
         "throughput": stats.throughput(window, seconds),
         "rss_mb": {"start": mb[0], "max": max(mb), "end": mb[-1], "samples": rss.samples} if mb else {},
+        "rss_settled_from_s": round(seconds / 3),
+        "rss_settled": settling(rss.samples, seconds / 3) if mb else {},
+        "timer_work": timer_work(logs, summarized() if summarized else {}),
         "deadlocks_before": before,
         "deadlocks_after": after,
         "deadlocks": after - before,
         "postgres_deadlocks": deadlock_reports(pg_log, pg_offset),
-        "service_log": log_counts(service_log.read_text(errors="replace")) if service_log else {},
+        "service_log": log_counts("\n".join(logs)),
     }
 
 
@@ -191,6 +253,11 @@ def failures(figures: dict[str, Any]) -> list[str]:
         found.append(f"{figures['transport_errors']} requests without an answer")
     if figures["deadlocks"]:
         found.append(f"{figures['deadlocks']} deadlocks in pg_stat_database")
+    work = figures["timer_work"]
+    if work["summarized_twice"]:
+        found.append(f"{len(work['summarized_twice'])} episodes summarized more than once")
+    if work["refreshes_overlapping"]:
+        found.append(f"{work['refreshes_overlapping']} refreshes overlapped another")
     if figures["service_log"].get("DeadlockDetected"):
         found.append(
             f"{figures['service_log']['DeadlockDetected']} DeadlockDetected lines in the service log"
@@ -211,18 +278,34 @@ def markdown(figures: dict[str, Any]) -> str:
     setup = (
         f"`make bench-soak` on {figures['measured']}, code {figures['code']}: " if "code" in figures else ""
     )
-    setup += f"{figures['clients']} listeners for {duration} against `local_runner.py --workers 2`"
-    setup += " (offline `local` provider, sample catalogue), mixed traffic (`bench/soak_traffic.py`)."
+    setup += f"{figures['clients']} listeners for {duration} against {figures['instances']} x"
+    setup += " `local_runner.py --workers 2`"
+    setup += " on one database (each request to the next instance), the `openai` provider on the fake"
+    setup += " OpenAI server, sample catalogue, mixed traffic (`bench/soak_traffic.py`)."
     if figures.get("machine"):
         setup += " " + machine_line(figures["machine"])
+    settled = figures["rss_settled"]
+    first = rss["samples"][0]["processes"] if rss else {}
+    memory_rows = [
+        {"process": name, "start": first.get(name, ""), **figures_of} for name, figures_of in settled.items()
+    ]
+    memory_rows[0]["start"] = rss.get("start") if rss else ""
+    memory_columns = [("process", "process"), ("MiB at start", "start")]
+    memory_columns += [("least", "min"), ("most", "max"), ("spread %", "spread_pct"), ("at the end", "end")]
+    work = figures["timer_work"]
     parts = [
         "# Soak results\n",
         setup + "\n",
         table(columns, rows),
         f"\n{figures['requests']:,} requests, {figures['rps']} req/s;"
         f" per {figures['window']:g} s: {throughput}.\n",
-        f"Service RSS (all processes): {rss.get('start')} MiB at start, {rss.get('max')} max,"
-        f" {rss.get('end')} at the end.\n",
+        f"Resident memory, sampled every {figures['window']:g} s; least, most and spread from"
+        f" {figures['rss_settled_from_s']} s on (the last two thirds of the run):\n",
+        table(memory_columns, memory_rows),
+        f"\nTimers across the instances: {work['refreshes']} model refreshes by"
+        f" {work['refreshing_processes']} processes, {work['refreshes_overlapping']} overlapping another;"
+        f" the timers taken {work['timer_takeovers']} times; {work['episodes_summarized']} episodes"
+        f" summarized, {len(work['summarized_twice'])} of them more than once.\n",
         f"5xx: {figures['errors_5xx']} {figures['error_codes'] or ''}; without an answer:"
         f" {figures['transport_errors']}. Deadlocks (pg_stat_database): {figures['deadlocks']}."
         f" Service log: {figures['service_log']}.\n",
@@ -232,15 +315,17 @@ def markdown(figures: dict[str, Any]) -> str:
         parts.append(f"- {report['count']} deadlocks, waiting for {report['waits']}:\n\n{statements}\n")
     verdict = failures(figures)
     parts.append(
-        "**FAILED**: " + "; ".join(verdict) + "\n" if verdict else "**Clean**: no 5xx, no deadlock.\n"
+        "**FAILED**: " + "; ".join(verdict) + "\n"
+        if verdict
+        else "**Clean**: no 5xx, no deadlock, no timer work done twice.\n"
     )
     return "\n".join(parts)
 
 
-def seed(dsn: str, log_path: Path | None = None) -> None:
-    """`python cli.py seed` on `dsn`, on the `local` provider, as `make run` seeds a fresh database."""
+def seed(dsn: str, ai: dict[str, str], log_path: Path | None = None) -> None:
+    """`python cli.py seed` on `dsn` with the AI settings `ai`, as `make run` seeds a fresh database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))}
-    env.update(DATABASE_URL=dsn, AI_PROVIDER="local", HF_HUB_OFFLINE="1")
+    env.update(DATABASE_URL=dsn, HF_HUB_OFFLINE="1", **ai)
     done = subprocess.run(
         [sys.executable, "cli.py", "seed"], cwd=services.ROOT, env=env, capture_output=True, text=True
     )
@@ -251,43 +336,49 @@ def seed(dsn: str, log_path: Path | None = None) -> None:
         raise RuntimeError(f"cli.py seed failed:\n{done.stdout}{done.stderr}")
 
 
-def runner_pid() -> int:
-    """The `local_runner.py` this process started (its workers are its children)."""
+def runner_pid(base_url: str) -> int:
+    """The `local_runner.py` this process started on the port of `base_url` (its workers are its
+    children)."""
+    port = base_url.rsplit(":", 1)[1]
     for child in psutil.Process().children():
-        if any("local_runner.py" in part for part in child.cmdline()):
+        command = child.cmdline()
+        if any("local_runner.py" in part for part in command) and command[-1] == port:
             return child.pid
-    raise RuntimeError("no local_runner.py child process")
+    raise RuntimeError(f"no local_runner.py child process on port {port}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--instances", type=int, default=2, help="local_runner.py processes on one database")
     args = parser.parse_args(argv)
     server = start_server()
     dsn = create_database(server, "bench_soak")
-    log("seeding the sample catalogue (python cli.py seed, local provider)")
-    seed(dsn, WORK_DIR / "logs" / "soak-seed.log")
-    service_log = WORK_DIR / "logs" / "soak.log"  # services.process writes the runner's output there
-    runner = services.process(
-        [str(services.ROOT / "local_runner.py"), "--workers", services.WORKERS],
-        {"DATABASE_URL": dsn, "AI_PROVIDER": "local"},
-        "/api/health",
-        "soak",
-    )
-    log(f"{args.clients} listeners for {args.minutes:g} min against local_runner.py --workers 2")
-    with contextlib.ExitStack() as running:
-        url = running.enter_context(runner)
-        seconds = args.minutes * 60
+    with FakeAI() as ai, contextlib.ExitStack() as running:
+        env = {"DATABASE_URL": dsn, **services.ai_env(ai.base_url, DIMENSIONS)}
+        log("seeding the sample catalogue (python cli.py seed, the fake OpenAI server)")
+        seed(dsn, env, WORK_DIR / "logs" / "soak-seed.log")
+        runner = [str(services.ROOT / "local_runner.py"), "--workers", services.WORKERS]
+        names = [f"soak-{n}" for n in range(1, args.instances + 1)]
+        urls = [running.enter_context(services.process(runner, env, "/api/health", name)) for name in names]
+        log(f"{args.clients} listeners for {args.minutes:g} min against {args.instances} x local_runner.py")
         figures = soak(
-            url, dsn, runner_pid(), args.clients, seconds, stop_service=running.close, service_log=service_log
+            urls,
+            dsn,
+            [runner_pid(url) for url in urls],
+            args.clients,
+            args.minutes * 60,
+            stop_service=running.close,  # the runners only: the fake AI server still counts
+            service_logs=[WORK_DIR / "logs" / f"{name}.log" for name in names],
+            summarized=ai.summarized,
         )
     figures.update(measured=time.strftime("%Y-%m-%d %H:%M"), code=code_version(), machine=machine(server))
     update_results(lambda results: results.update(soak=figures))
     text = markdown(figures)
     SOAK_MD.write_text(text)
     print(text)
-    log(f"figures: bench/results.json (soak), bench/{SOAK_MD.name}; service log: {service_log}")
+    log(f"figures: bench/results.json (soak), bench/{SOAK_MD.name}; service logs: {WORK_DIR / 'logs'}")
     return 1 if failures(figures) else 0
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import random
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,12 +158,18 @@ def page_events(user: str, items: list[dict], count: int, rng: random.Random, se
 
 
 async def listener(
-    client: httpx.AsyncClient, stats: Stats, n: int, deadline: float, mix: Mix, catalogue: Catalogue
+    instances: list[httpx.AsyncClient], stats: Stats, n: int, deadline: float, mix: Mix, catalogue: Catalogue
 ) -> None:
     """One listener: a history, then pages and what they do with them until `deadline`. As a
     frontend posts a tap without waiting for its answer, a page's events are sent in the
-    background (with `mix.background_feedback`): they meet the listener's next requests."""
+    background (with `mix.background_feedback`): they meet the listener's next requests. Each
+    request goes to the next of the service's `instances`, as a load balancer sends them."""
     rng = random.Random(n)
+    clients = itertools.cycle(instances[n % len(instances) :] + instances[: n % len(instances)])
+
+    def call(route: str, method: str, path: str, body: Any = None) -> Coroutine[Any, Any, Any]:
+        return send(next(clients), stats, route, method, path, body)
+
     user = f"soak-{n}"
     topic = catalogue.categories[n % len(catalogue.categories)]
     history = {
@@ -170,34 +178,34 @@ async def listener(
         "listening_history": f"I listen to {topic} episodes on my commute, the longer the better.",
         "listened_podcast_ids": rng.sample(catalogue.by_category[topic], 2),
     }
-    await send(client, stats, "POST update_user_history", "POST", "/api/update_user_history", history)
+    await call("POST update_user_history", "POST", "/api/update_user_history", history)
     seq, in_flight = 0, []
     while time.perf_counter() < deadline:
         seq += 1
         query = f"/api/recommend_podcasts?user_id={user}&limit={mix.page_size}"
         if rng.random() < mix.category_share:
             query += f"&category={rng.choice(catalogue.categories)}"
-        page = await send(client, stats, "GET recommend_podcasts", "GET", query)
+        page = await call("GET recommend_podcasts", "GET", query)
         await asyncio.gather(*in_flight)  # at most one page's events in flight
         items = (page or {}).get("recommendations", [])
         events = page_events(user, items, mix.feedback_per_page, rng, seq)
         if events and rng.random() < mix.bulk_share:
-            posts = [send(client, stats, "POST feedback[]", "POST", "/api/feedback", events)]
+            posts = [call("POST feedback[]", "POST", "/api/feedback", events)]
         else:
-            posts = [send(client, stats, "POST feedback", "POST", "/api/feedback", e) for e in events]
+            posts = [call("POST feedback", "POST", "/api/feedback", e) for e in events]
         in_flight = [asyncio.create_task(post) for post in posts]
         if not mix.background_feedback:
             await asyncio.gather(*in_flight)
         if rng.random() < mix.search_share:
             words = rng.choice(SEARCHES).replace(" ", "+")
-            await send(client, stats, "GET search", "GET", f"/api/search?q={words}&user_id={user}&limit=5")
+            await call("GET search", "GET", f"/api/search?q={words}&user_id={user}&limit=5")
         if rng.random() < mix.history_share:
             update: dict[str, Any] = {"user_id": user}
             if items:
                 update["listened_podcast_ids"] = [rng.choice(items)["podcast_id"]]
             if rng.random() < 0.3 or not items:
                 update["listening_history"] = f"Lately {rng.choice(catalogue.categories)} and {topic}."
-            await send(client, stats, "POST update_user_history", "POST", "/api/update_user_history", update)
+            await call("POST update_user_history", "POST", "/api/update_user_history", update)
         if rng.random() < mix.add_share:
             title, transcript = rng.choice(catalogue.texts)
             episode = {
@@ -206,22 +214,27 @@ async def listener(
                 "transcript": f"{transcript} Recorded again for listener {n}, page {seq}.",
                 "category": topic,
             }
-            await send(client, stats, "POST add_podcast", "POST", "/api/add_podcast", episode)
+            await call("POST add_podcast", "POST", "/api/add_podcast", episode)
         if rng.random() < mix.health_share:
-            await send(client, stats, "GET health", "GET", "/api/health")
+            await call("GET health", "GET", "/api/health")
     await asyncio.gather(*in_flight)
 
 
-async def _run(base_url: str, clients: int, seconds: float, mix: Mix, catalogue: Catalogue) -> Stats:
+async def _run(base_urls: list[str], clients: int, seconds: float, mix: Mix, catalogue: Catalogue) -> Stats:
     stats = Stats()
     connections = clients * (mix.feedback_per_page + 1)  # a page and its events in flight
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        instances = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=120, limits=limits))
+            for url in base_urls
+        ]
         deadline = time.perf_counter() + seconds
-        await asyncio.gather(*(listener(client, stats, n, deadline, mix, catalogue) for n in range(clients)))
+        listeners = [listener(instances, stats, n, deadline, mix, catalogue) for n in range(clients)]
+        await asyncio.gather(*listeners)
     return stats
 
 
-def run(base_url: str, clients: int, seconds: float, mix: Mix, catalogue: Catalogue) -> Stats:
-    """`clients` listeners for `seconds` against the service at `base_url`."""
-    return asyncio.run(_run(base_url, clients, seconds, mix, catalogue))
+def run(base_urls: list[str], clients: int, seconds: float, mix: Mix, catalogue: Catalogue) -> Stats:
+    """`clients` listeners for `seconds` against the service's instances at `base_urls`."""
+    return asyncio.run(_run(base_urls, clients, seconds, mix, catalogue))

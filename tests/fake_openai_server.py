@@ -16,7 +16,7 @@ import re
 import struct
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, cast
@@ -148,6 +148,7 @@ class FakeOpenAIServer:
             self._embedding_inputs = 0
             self._chat_requests = 0
             self._failed_requests = 0
+            self._summarized: Counter[str] = Counter()
             self._log.clear()
 
     # -- lifecycle ---------------------------------------------------------
@@ -225,6 +226,12 @@ class FakeOpenAIServer:
     def failed_requests(self) -> int:
         """Model requests answered with a simulated failure."""
         return self._failed_requests
+
+    @property
+    def summarized(self) -> dict[str, int]:
+        """How many times each episode title was summarized (a batched summary request's episodes)."""
+        with self._lock:
+            return dict(self._summarized)
 
     @property
     def requests(self) -> list[JsonDict]:
@@ -321,6 +328,8 @@ class FakeOpenAIServer:
         elif self.chat_reply is not None:
             content = self.chat_reply
         elif json_mode and episodes(last_user):
+            with self._lock:
+                self._summarized.update(str(e.get("title", "")) for e in episodes(last_user))
             summaries = [
                 {"id": e["id"], "summary": summarize(f"{e.get('title', '')}. {e.get('transcript', '')}")}
                 for e in episodes(last_user)

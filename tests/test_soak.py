@@ -1,10 +1,11 @@
 """Mixed writes do not deadlock (issue 21): eight listeners doing what a frontend does for 40 s.
 
 The service as `make run` starts it (`python cli.py seed` on a fresh database, then
-`local_runner.py --workers 2` on the offline `local` provider), and the traffic of `make
-bench-soak` (`bench/soak_traffic.py`): pages, a like, skip, listen or complete on two items of each
-with their `suggestion_id` (posted in the background, as a frontend posts a tap, sometimes as a
-bulk array), searches, history updates, a new episode now and then, the timer's interest profiles.
+`local_runner.py --workers 2`, here on the `openai` provider against the fake AI server), and the
+traffic of `make bench-soak` (`bench/soak_traffic.py`): pages, a like, skip, listen or complete
+on two items of each with their `suggestion_id` (posted in the background, as a frontend posts a
+tap, sometimes as a bulk array), searches, history updates, a new episode now and then, the
+timer's interest profiles.
 On the code before the fix of issue 21 (1306277) these 40 s gave 100 to 140 deadlocks (feedback's
 and the timer's `INSERT INTO pages_due` against a page's `INSERT INTO suggested_podcasts`) and 95 to
 130 answers 503 `database_unavailable`.
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 
 from bench import soak
-from tests.conftest import run_api
+from tests.conftest import openai_env, run_api
+from tests.fake_openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
 
@@ -27,22 +29,24 @@ SECONDS = 40
 
 
 @pytest.fixture(scope="module")
-def figures(create_database, tmp_path_factory) -> dict[str, Any]:
+def figures(create_database, fake: FakeOpenAIServer, tmp_path_factory) -> dict[str, Any]:
     """One soak run; the service is stopped before the deadlock count is read again."""
     dsn = create_database("soak")
     logs = tmp_path_factory.mktemp("logs")
-    soak.seed(dsn, logs / "soak-seed.log")
+    env = openai_env(fake)
+    soak.seed(dsn, env, logs / "soak-seed.log")
     service_log = logs / "soak.log"
     with contextlib.ExitStack() as running:
-        api = running.enter_context(run_api(dsn, {"AI_PROVIDER": "local"}, service_log, "--workers", "2"))
+        api = running.enter_context(run_api(dsn, env, service_log, "--workers", "2"))
         return soak.soak(
-            api.base_url,
+            [api.base_url],
             dsn,
-            api.process.pid,
+            [api.process.pid],
             CLIENTS,
             SECONDS,
             stop_service=running.close,
-            service_log=service_log,
+            service_logs=[service_log],
+            summarized=lambda: fake.summarized,
         )
 
 
@@ -67,3 +71,17 @@ def test_postgres_counted_no_deadlock(figures: dict[str, Any]):
 def test_the_service_log_has_no_deadlock(figures: dict[str, Any]):
     assert figures["service_log"]["DeadlockDetected"] == 0, soak.markdown(figures)
     assert figures["service_log"]["Traceback"] == 0, soak.markdown(figures)
+
+
+def test_the_memory_of_every_process_is_recorded(figures: dict[str, Any]):
+    last = figures["rss_mb"]["samples"][-1]
+    assert {"instance 1 runner"} < set(last["processes"]), last  # the runner and its workers
+    assert len([name for name in last["processes"] if " worker " in name]) >= 2, last
+    assert last["mb"] == pytest.approx(sum(last["processes"].values()), abs=0.5)
+    assert figures["rss_settled"]["service"]["max"] >= figures["rss_settled"]["service"]["min"] > 0
+
+
+def test_no_timer_work_was_done_twice(figures: dict[str, Any]):
+    work = figures["timer_work"]
+    assert work["episodes_summarized"] > 0 and work["summarized_twice"] == {}, work
+    assert work["timer_takeovers"] == 1 and work["refreshes_overlapping"] == 0, work
