@@ -325,7 +325,7 @@ def markdown(figures: dict[str, Any]) -> str:
 def seed(dsn: str, ai: dict[str, str], log_path: Path | None = None) -> None:
     """`python cli.py seed` on `dsn` with the AI settings `ai`, as `make run` seeds a fresh database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_", "AI_"))}
-    env.update(DATABASE_URL=dsn, HF_HUB_OFFLINE="1", **ai)
+    env.update({"HF_HUB_OFFLINE": "1", **ai, "DATABASE_URL": dsn})
     done = subprocess.run(
         [sys.executable, "cli.py", "seed"], cwd=services.ROOT, env=env, capture_output=True, text=True
     )
