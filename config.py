@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_DIR = Path(__file__).resolve().parent
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"  # the local runner's
+
+
 def setting(default: Any, meaning: str, shown: str | None = None) -> Any:
     """A setting's default and what it means (`shown`: the default as the table writes it)."""
     return Field(default, description=meaning, json_schema_extra={"shown": shown} if shown else None)

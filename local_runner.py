@@ -24,7 +24,7 @@ from azure.functions.decorators.function_app import Function
 from uvicorn.supervisors import Multiprocess
 
 import db_utils
-from config import get_settings
+from config import LOG_FORMAT, get_settings
 from recommender.api.endpoint import CREDENTIAL_PARAMETER
 from recommender.runner.asgi import Adapter, http_routes
 from recommender.runner.background import timers
@@ -113,9 +113,7 @@ class RedactSecrets(logging.Filter):
 
 
 def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     for noisy in ("httpx", "httpx2", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     access = logging.getLogger("uvicorn.access")

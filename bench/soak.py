@@ -117,12 +117,13 @@ REFRESH_LINE = re.compile(
     r" collaborative model: .* in ([\d.]+) s",
     re.MULTILINE,
 )
-TIMER_HOLDER_LINE = "background worker: this process"
+TIMER_HOLDER_LINE = re.compile(r"\[(\d+)\] local_runner: background worker: this process")
 
 
 def timer_work(logs: list[str], summarized: dict[str, int]) -> dict[str, Any]:
-    """What the timers did across all instances: the refreshes (and how many overlapped another),
-    which processes took the timers, and the episodes the AI service summarized more than once."""
+    """What the timers did across all instances: the refreshes (how many overlapped another, how
+    many ran in a serving process rather than a training's own), which processes took the timers,
+    and the episodes the AI service summarized more than once."""
     refreshes = []
     for text in logs:
         for stamp, millis, pid, seconds in REFRESH_LINE.findall(text):
@@ -130,11 +131,13 @@ def timer_work(logs: list[str], summarized: dict[str, int]) -> dict[str, Any]:
             refreshes.append((end - float(seconds), end, pid))
     refreshes.sort()
     overlapping = sum(1 for a, b in itertools.pairwise(refreshes) if b[0] < a[1])
+    holders = [pid for text in logs for pid in TIMER_HOLDER_LINE.findall(text)]
     return {
         "refreshes": len(refreshes),
         "refreshes_overlapping": overlapping,
         "refreshing_processes": len({pid for *_, pid in refreshes}),
-        "timer_takeovers": sum(text.count(TIMER_HOLDER_LINE) for text in logs),
+        "refreshes_in_a_serving_process": sum(1 for *_, pid in refreshes if pid in holders),
+        "timer_takeovers": len(holders),
         "episodes_summarized": len(summarized),
         "summarized_twice": {title: n for title, n in summarized.items() if n > 1},
     }
@@ -303,7 +306,8 @@ def markdown(figures: dict[str, Any]) -> str:
         f" {figures['rss_settled_from_s']} s on (the last two thirds of the run):\n",
         table(memory_columns, memory_rows),
         f"\nTimers across the instances: {work['refreshes']} model refreshes by"
-        f" {work['refreshing_processes']} processes, {work['refreshes_overlapping']} overlapping another;"
+        f" {work['refreshing_processes']} processes ({work['refreshes_in_a_serving_process']} in a serving"
+        f" one), {work['refreshes_overlapping']} overlapping another;"
         f" the timers taken {work['timer_takeovers']} times; {work['episodes_summarized']} episodes"
         f" summarized, {len(work['summarized_twice'])} of them more than once.\n",
         f"5xx: {figures['errors_5xx']} {figures['error_codes'] or ''}; without an answer:"

@@ -237,5 +237,5 @@ def test_a_ranker_that_fails_to_train_still_lets_the_collaborative_model_refresh
     monkeypatch.setattr(training.ranker, "train_if_due", failing)
     monkeypatch.setattr(training.collaborative, "refresh_if_due", lambda: refreshed.append(True) or True)
     with pytest.raises(RuntimeError, match="could not be read"):
-        training.train_models()
+        training.train_pass(0)
     assert refreshed == [True]

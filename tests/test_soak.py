@@ -85,3 +85,11 @@ def test_no_timer_work_was_done_twice(figures: dict[str, Any]):
     work = figures["timer_work"]
     assert work["episodes_summarized"] > 0 and work["summarized_twice"] == {}, work
     assert work["timer_takeovers"] == 1 and work["refreshes_overlapping"] == 0, work
+
+
+def test_the_models_train_in_processes_of_their_own(figures: dict[str, Any]):
+    """Each refresh in a child process of its own, so none leaves its memory in a serving one."""
+    work = figures["timer_work"]
+    assert work["refreshes"] >= 2, work
+    assert work["refreshing_processes"] == work["refreshes"], work
+    assert work["refreshes_in_a_serving_process"] == 0, work

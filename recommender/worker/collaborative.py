@@ -21,7 +21,7 @@ def refresh_if_due(force: bool = False) -> bool:
     """Rebuild the model when enough events arrived (`COLLAB_REFRESH_EVENTS`), or any arrived
     and it is older than `COLLAB_REFRESH_SECONDS`. One refresh at a time per database (an
     advisory lock), on its own connection so no pooled one is held. Returns whether it ran."""
-    if not (force or _due()):
+    if not (force or due()):
         return False
     settings = get_settings()
     with db_utils.dedicated_connection("podcast-collaborative") as conn:
@@ -64,7 +64,9 @@ def refresh_if_due(force: bool = False) -> bool:
     return True
 
 
-def _due() -> bool:
+def due() -> bool:
+    """Enough events arrived (`COLLAB_REFRESH_EVENTS`), or any arrived and the model is older than
+    `COLLAB_REFRESH_SECONDS`."""
     settings = get_settings()
     with db_utils.connection() as conn:
         state = store.collaborative.freshness(conn)

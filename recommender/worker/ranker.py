@@ -17,26 +17,36 @@ log = logging.getLogger(__name__)
 
 TRAIN_LOCK_ID = 4_711_004  # pg_advisory_lock key: one training at a time per database
 KEPT_VERSIONS = 20
-_tried_at = 0  # the attributed-event mark of this process's last training that fitted nothing
+# The attributed-event mark of the last training that fitted nothing (passed to and from the
+# process that trains: `worker/training.py`).
+tried_at = 0
+
+
+def due() -> bool:
+    """Whether a training is due: there is none yet and a collaborative model to learn about, or
+    `RANKER_RETRAIN_EVENTS` reactions to suggestions arrived since the last training (or attempt)."""
+    with db_utils.connection() as conn:
+        return _due(conn)
+
+
+def _due(conn) -> bool:
+    newest = store.ranker.state(conn)
+    mark = max(tried_at, newest["label_mark"] if newest else 0)
+    if newest is None and tried_at == 0 and store.collaborative.freshness(conn)["episodes"] > 0:
+        return True
+    return store.ranker.events_since(conn, mark) >= get_settings().ranker_retrain_events
 
 
 def train_if_due(force: bool = False) -> bool:
-    """Train when there is none yet and a collaborative model to learn about, or when
-    `RANKER_RETRAIN_EVENTS` reactions to suggestions arrived since the last training (or attempt).
-    Learns from the log and from pages recomputed with episodes hidden (`service/bootstrap.py`).
-    Returns whether a model was stored."""
-    global _tried_at
+    """Train when `due` (or `force`d), from the log and from pages recomputed with episodes hidden
+    (`service/bootstrap.py`). Returns whether a model was stored."""
+    global tried_at
     settings = get_settings()
     with db_utils.dedicated_connection("podcast-ranker") as conn:
         if not db_utils.try_advisory_lock(conn, TRAIN_LOCK_ID):
             return False
         with conn:
-            newest = store.ranker.state(conn)
-            mark = max(_tried_at, newest["label_mark"] if newest else 0)
-            first = newest is None and _tried_at == 0 and store.collaborative.freshness(conn)["episodes"] > 0
-            if not (
-                force or first or store.ranker.events_since(conn, mark) >= settings.ranker_retrain_events
-            ):
+            if not (force or _due(conn)):
                 return False
             logged = store.ranker.read_log(conn, settings.ranker_max_rows)
             x, hits, pages_of, listeners = bootstrap.pages_of(
@@ -53,7 +63,7 @@ def train_if_due(force: bool = False) -> bool:
         blend = fusion.fit(*rows, configured)
         trained = ranker.train(*rows, blend.weights if blend and blend.adopted else configured)
         if trained is None:
-            _tried_at = max(logged.label_mark, 1)
+            tried_at = max(logged.label_mark, 1)
             return False
         with conn:
             version = store.ranker.save(conn, trained, blend, logged.label_mark)
