@@ -61,7 +61,8 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def by_process(self) -> dict[str, float]:
-        """MiB per process, named `instance N runner` or `instance N worker PID`."""
+        """MiB per process, named `instance N runner`, `instance N worker PID` (a process of the
+        runner's, serving) or `instance N training PID` (a worker's child: a training)."""
         sizes = {}
         for instance, pid in enumerate(self.pids, 1):
             try:
@@ -70,16 +71,17 @@ class RssSampler:
             except psutil.NoSuchProcess:
                 continue
             for process in processes:
-                name = f"instance {instance} " + ("runner" if process is root else f"worker {process.pid}")
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    sizes[name] = round(process.memory_info().rss / 2**20, 1)
+                    mb = round(process.memory_info().rss / 2**20, 1)
+                    sizes[f"instance {instance} {role(root, process)}"] = mb
         return sizes
 
     def _run(self) -> None:
         while True:
             sizes = self.by_process()
             at = round(time.perf_counter() - self.started)
-            self.samples.append({"at_s": at, "mb": round(sum(sizes.values()), 1), "processes": sizes})
+            serving = round(sum(mb for name, mb in sizes.items() if not is_training(name)), 1)
+            self.samples.append({"at_s": at, "mb": serving, "processes": sizes})
             if self._stop.wait(self.interval):
                 return
 
@@ -92,14 +94,28 @@ class RssSampler:
         self._thread.join()
 
 
+def role(runner: psutil.Process, process: psutil.Process) -> str:
+    if process.pid == runner.pid:
+        return "runner"
+    return f"{'worker' if process.ppid() == runner.pid else 'training'} {process.pid}"
+
+
+def is_training(name: str) -> bool:
+    return " training " in name
+
+
 def settling(samples: list[dict[str, Any]], from_s: float) -> dict[str, dict[str, float]]:
-    """Per process, and for all of them (`service`), the RSS from `from_s` on: its least, its most,
-    their spread (most over least, in %) and the last sample."""
+    """From `from_s` on, the RSS of all serving processes together (`serving`), of each, and of the
+    largest training (`training`, sampled while one ran): its least, its most, their spread (most
+    over least, in %) and the last sample."""
     late = [s for s in samples if s["at_s"] >= from_s] or samples[-1:]
-    series = {"service": [s["mb"] for s in late]}
+    series: dict[str, list[float]] = {"serving": [s["mb"] for s in late], "training": []}
     for sample in late:
+        trainings = [mb for name, mb in sample["processes"].items() if is_training(name)]
+        series["training"] += [max(trainings)] if trainings else []
         for name, mb in sample["processes"].items():
-            series.setdefault(name, []).append(mb)
+            if not is_training(name):
+                series.setdefault(name, []).append(mb)
     return {
         name: {
             "min": min(mb),
@@ -108,6 +124,7 @@ def settling(samples: list[dict[str, Any]], from_s: float) -> dict[str, dict[str
             "end": mb[-1],
         }
         for name, mb in series.items()
+        if mb
     }
 
 
@@ -292,7 +309,7 @@ def markdown(figures: dict[str, Any]) -> str:
     memory_rows = [
         {"process": name, "start": first.get(name, ""), **figures_of} for name, figures_of in settled.items()
     ]
-    memory_rows[0]["start"] = rss.get("start") if rss else ""
+    memory_rows[0]["start"] = rss.get("start") if rss else ""  # the serving processes' sum
     memory_columns = [("process", "process"), ("MiB at start", "start")]
     memory_columns += [("least", "min"), ("most", "max"), ("spread %", "spread_pct"), ("at the end", "end")]
     work = figures["timer_work"]
