@@ -221,6 +221,11 @@ class Settings(BaseSettings):
         5.0, "iALS: confidence per unit of net engagement (a like or a listen: 1, a dislike: -1)."
     )
     factor_iterations: int = setting(15, "iALS: alternating passes per training.")
+    factor_warm_iterations: int = setting(
+        0,
+        "iALS: passes of a training that starts from the stored factors (episodes new since start at"
+        " random); 0: every training starts afresh with `FACTOR_ITERATIONS`.",
+    )
     factor_threads: int = setting(1, "iALS: threads a training uses (a request-serving core stays free).")
     ranker_retrain_events: int = setting(
         200, "Reactions to suggestions (events naming one) before the ranker is trained again."

@@ -43,9 +43,12 @@ def train(
     alpha: float,
     iterations: int,
     threads: int,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Factors | None:
     """iALS episode factors from the interactions; none with fewer than `min_listeners` listeners
-    with positive engagement (64 factors would fit noise).
+    with positive engagement (64 factors would fit noise). From `start` (episodes and their
+    factors, e.g. the stored ones) where given: the first pass then solves the listeners against
+    them, and a few `iterations` refine what many would find from random factors.
 
     `implicit` is imported here, by training only: its import costs half a second that a
     request-serving process starting cold need not pay."""
@@ -71,6 +74,8 @@ def train(
             num_threads=threads,
             random_state=0,
         )
+        if start is not None:
+            model.item_factors = initial_factors(episodes, *start)
         model.fit(user_items, show_progress=False)
     y = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     return Factors(
@@ -79,9 +84,20 @@ def train(
         gram(y),
         regularization,
         alpha,
-        f"implicit {implicit.__version__} als",
+        f"implicit {implicit.__version__} als"
+        + (f", {iterations} passes from the stored factors" if start is not None else ""),
         listeners,
     )
+
+
+def initial_factors(episodes: np.ndarray, known: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Factors to start from for `episodes` (sorted podcast ids): the rows of `factors` of the
+    `known` episodes (sorted ids), small random ones (as `implicit` starts) for the others."""
+    start = np.random.default_rng(0).random((len(episodes), DIMENSIONS), dtype=np.float32) * 0.01
+    position = np.searchsorted(known, episodes).clip(max=max(len(known) - 1, 0))
+    found = known[position] == episodes if len(known) else np.zeros(len(episodes), bool)
+    start[found] = factors[position[found]]
+    return start
 
 
 def gram(item_factors: np.ndarray) -> np.ndarray:

@@ -97,6 +97,15 @@ def fold_in_constants(conn) -> FoldIn | None:
     return FoldIn(gram, float(row[1]), float(row[2]))
 
 
+def stored(conn) -> tuple[np.ndarray, np.ndarray]:
+    """Every stored episode's factors: the episodes (sorted podcast ids) and their rows of Y."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT podcast_id, {binary('factors')} FROM podcast_factors ORDER BY podcast_id")
+        rows = cur.fetchall()
+    factors = np.array([from_binary(row[1]) for row in rows], np.float32).reshape(len(rows), DIMENSIONS)
+    return np.array([row[0] for row in rows], np.int64), factors
+
+
 def of_episodes(conn, podcast_ids: list[int]) -> dict[int, np.ndarray]:
     """The stored factors of the given episodes (those that have any)."""
     with conn.cursor() as cur:

@@ -37,13 +37,16 @@ def refresh_if_due(force: bool = False) -> bool:
             snapshot.interactions, snapshot.held_out, settings.ease_max_episodes, settings.ease_neighbors
         )
         signal_done = time.perf_counter()
+        stored = store.factors.stored(conn) if settings.factor_warm_iterations else None
+        warm = stored is not None and len(stored[0]) > 0  # start from the factors of the last training
         trained = factors.train(
             learned.interactions,
             min_listeners=settings.factor_min_listeners,
             regularization=settings.factor_regularization,
             alpha=settings.factor_alpha,
-            iterations=settings.factor_iterations,
+            iterations=settings.factor_warm_iterations if warm else settings.factor_iterations,
             threads=settings.factor_threads,
+            start=stored if warm else None,
         )
         factors_done = time.perf_counter()
         model = collaborative.model_of(
