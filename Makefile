@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test test-quick browser lint migrate seed clean
+.PHONY: install run test test-quick browser spark lint migrate seed clean
 
 install: $(VENV)/.installed
 
@@ -27,7 +27,7 @@ run: install
 	$(PY) cli.py seed --if-empty
 	$(PY) local_runner.py --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
-test: install browser
+test: install browser spark
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
@@ -51,6 +51,31 @@ browser:
 		apt-get install -y -qq --no-install-recommends chromium chromium-driver \
 		|| echo "apt-get could not install chromium and chromium-driver: the browser test will skip."
 
+# tests/test_spark_job.py runs the Spark training job (recommender/spark/train.py) in local mode: it
+# needs Java and the Postgres JDBC driver (Debian's, installed with apt-get as `browser` installs
+# chromium) and pyspark, in a virtualenv of its own (.venv-spark), never in the service's.
+SPARK_VENV := .venv-spark
+
+spark: $(SPARK_VENV)/.installed
+	@if command -v java >/dev/null && [ -f /usr/share/java/postgresql.jar ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "No apt-get: the Spark job's test will skip (it needs java and the Postgres JDBC driver)."; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+		echo "Not root, no sudo: the Spark job's test will skip" \
+			"(apt-get install openjdk-17-jre-headless libpostgresql-jdbc-java)."; exit 0; fi; \
+	echo "Installing Java 17 and the Postgres JDBC driver for the Spark job's test (apt-get)"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless libpostgresql-jdbc-java \
+		|| echo "apt-get could not install Java and the JDBC driver: the Spark job's test will skip."
+
+# Rebuilt from scratch when requirements-spark.txt changes, like .venv.
+$(SPARK_VENV)/.installed: requirements-spark.txt
+	rm -rf $(SPARK_VENV)
+	@echo "Setting up .venv-spark for the Spark job's test: pyspark (about 320 MB of downloads) ..."
+	$(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/python -m pip install --quiet -r requirements-spark.txt
+	touch $@
+
 lint: install
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
@@ -62,7 +87,7 @@ seed: install
 	$(PY) cli.py seed
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SPARK_VENV) .data .pytest_cache .ruff_cache
 
 # Benchmarks: recommend latency and throughput against a naive baseline, recall, ingest, scale.
 # Writes bench/results.json and bench/RESULTS.md; built catalogs are cached in bench/.work/.

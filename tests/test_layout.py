@@ -16,6 +16,7 @@ PACKAGE = ROOT / "recommender"
 APP = [ROOT / name for name in ("function_app.py", "config.py", "db_utils.py", "openai_client.py", "cli.py")]
 APP += [ROOT / "local_runner.py", *sorted(PACKAGE.rglob("*.py"))]
 DATA_LAYER = {ROOT / "db_utils.py", *PACKAGE.joinpath("store").glob("*.py")}
+DATA_LAYER |= set(PACKAGE.joinpath("spark").glob("*.py"))  # the Spark job: its own reads and writes
 SQL = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TEMP\s+)?TABLE|LISTEN\s|"
     r"pg_\w+\(|set_config\()",
@@ -32,6 +33,7 @@ LAYERS = {
     "worker": {"worker", "service", "store", "model", "ai", "db_utils", "config"},
     "api": {"api", "service", "worker", "schemas", "db_utils", "config", "openai_client"},
     "runner": {"runner", "store", "db_utils", "config"},
+    "spark": set(),  # one file uploaded alone to a cluster: pyspark and the standard library only
 }
 
 

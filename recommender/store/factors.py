@@ -24,22 +24,10 @@ class FoldIn:
     alpha: float
 
 
-# The new factors are loaded into a table of their own and indexed once, which then takes the old
-# table's place: inserting into an HNSW index costs a graph search per row (79 s at 100k episodes),
-# one build after the load a fraction of that. The lock on podcasts (which lets requests read it)
-# keeps episodes from being deleted between dropping the rows of deleted episodes and the commit;
-# the trigger of sql/016_factor_swap.sql drops those deleted later. The swap's only exclusive lock
-# is on the factors table: no foreign key, whose drop would lock podcasts exclusively too.
+# The new factors are loaded into a table of their own, which `swap_in_factors()`
+# (sql/019_training_import.sql, also what a trainer outside the service installs through) indexes
+# once and swaps in for the old one: inserting into an HNSW index costs a graph search per row.
 NEXT = "podcast_factors_next"
-SWAP = f"""
-    LOCK TABLE podcasts IN SHARE ROW EXCLUSIVE MODE;
-    DELETE FROM {NEXT} n WHERE NOT EXISTS (SELECT FROM podcasts p WHERE p.id = n.podcast_id);
-    DROP TABLE podcast_factors;
-    ALTER TABLE {NEXT} RENAME TO podcast_factors;
-    ALTER INDEX {NEXT}_pkey RENAME TO podcast_factors_pkey;
-    ALTER INDEX {NEXT}_ip RENAME TO podcast_factors_ip;
-"""
-INDEX_MEMORY = "256MB"  # maintenance_work_mem of the build: the graph of 100k episodes fits in it
 
 
 def save(conn, factors: Factors | None, seconds: float) -> None:
@@ -53,14 +41,7 @@ def save(conn, factors: Factors | None, seconds: float) -> None:
             cur.execute(f"CREATE TABLE {NEXT} (LIKE podcast_factors)")  # its columns, no index yet
             rows = zip(factors.episodes.tolist(), factors.item_factors, strict=True)
             copy_in(cur, f"COPY {NEXT} FROM STDIN", (f"{pid}\t{_vector(row)}\n" for pid, row in rows))
-            cur.execute(f"ALTER TABLE {NEXT} ADD PRIMARY KEY (podcast_id)")
-            # One process builds the index: the other core is the requests'.
-            cur.execute(
-                f"SET LOCAL maintenance_work_mem = '{INDEX_MEMORY}';"
-                " SET LOCAL max_parallel_maintenance_workers = 0"
-            )
-            cur.execute(f"CREATE INDEX {NEXT}_ip ON {NEXT} USING hnsw (factors vector_ip_ops)")
-            cur.execute(SWAP)
+            cur.execute("SELECT swap_in_factors()")
         cur.execute(
             """
             UPDATE collaborative_model SET factor_gram = %s::vector, factor_regularization = %s,
