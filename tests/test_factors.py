@@ -70,7 +70,8 @@ def test_training_separates_two_audiences():
 
 def test_a_training_from_the_stored_factors_needs_few_passes():
     """Started from converged factors, three passes stay near where thirty went (0.04 apart here);
-    from random factors three passes are far from it (1.5). Episodes the start does not know start small and random."""
+    from random factors three passes are far from it (1.5). Episodes the start does not know start
+    small and random."""
     rng = np.random.default_rng(5)
     listener = np.repeat(np.arange(300), 8)
     taste = listener % 4  # four audiences of 15 episodes each, and some noise
