@@ -202,6 +202,11 @@ class Settings(BaseSettings):
     collab_refresh_seconds: float = setting(
         300.0, "Any new event triggers a rebuild once the model is this old."
     )
+    collab_refresh_in_service: bool = setting(
+        True,
+        "false: a trainer elsewhere (the Spark job, docs/deployment.md) writes the collaborative model;"
+        " the timer trains only the ranker (`cli.py train` still refreshes it).",
+    )
     collab_max_items_per_listener: int = setting(
         500, "A listener's most recent episodes the model learns from (bounds heavy listeners' cost)."
     )

@@ -239,3 +239,18 @@ def test_a_ranker_that_fails_to_train_still_lets_the_collaborative_model_refresh
     with pytest.raises(RuntimeError, match="could not be read"):
         training.train_pass(0)
     assert refreshed == [True]
+
+
+def test_where_another_trainer_writes_the_model_the_timer_never_refreshes_it(monkeypatch):
+    """`COLLAB_REFRESH_IN_SERVICE=false` (a Spark job trains it): never due, and no database is even
+    asked how many events arrived."""
+    from config import get_settings
+    from recommender.worker import collaborative
+
+    monkeypatch.setenv("COLLAB_REFRESH_IN_SERVICE", "false")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")  # would fail if asked
+    get_settings.cache_clear()
+    try:
+        assert collaborative.due() is False
+    finally:
+        get_settings.cache_clear()

@@ -149,7 +149,7 @@ def test_the_spark_job_writes_the_contract_and_the_service_serves_it(create_data
     if reason := missing():
         pytest.skip(f"the Spark job cannot run here: {reason}")
     env = {"AI_PROVIDER": "local", "AB_SPLIT": "loop:100", "EXPLORATION_SHARE": "0"}
-    env |= {"COLLAB_REFRESH_SECONDS": "1e9", "COLLAB_REFRESH_EVENTS": "1000000000"}  # the job trains
+    env |= {"COLLAB_REFRESH_IN_SERVICE": "false", "COLLAB_REFRESH_SECONDS": "0"}  # the job trains
     with run_api(create_database("spark_job"), env, tmp_path / "spark.log") as api:
         by_topic = listen_and_react(api, random.Random(7))
         summary = run_job(api.dsn)

@@ -69,8 +69,10 @@ def refresh_if_due(force: bool = False) -> bool:
 
 def due() -> bool:
     """Enough events arrived (`COLLAB_REFRESH_EVENTS`), or any arrived and the model is older than
-    `COLLAB_REFRESH_SECONDS`."""
+    `COLLAB_REFRESH_SECONDS`; never where another trainer writes it (`COLLAB_REFRESH_IN_SERVICE`)."""
     settings = get_settings()
+    if not settings.collab_refresh_in_service:
+        return False
     with db_utils.connection() as conn:
         state = store.collaborative.freshness(conn)
     pending, age = state["events_since_refresh"], state["age_seconds"]
