@@ -18,8 +18,7 @@ REFRESH_LOCK_ID = 4_711_002  # pg_advisory_lock key: one refresh at a time per d
 
 
 def refresh_if_due(force: bool = False) -> bool:
-    """Rebuild the model when enough events arrived (`COLLAB_REFRESH_EVENTS`), or any arrived
-    and it is older than `COLLAB_REFRESH_SECONDS`. One refresh at a time per database (an
+    """Rebuild the model when it is `due` (or `force`d). One refresh at a time per database (an
     advisory lock), on its own connection so no pooled one is held. Returns whether it ran."""
     if not (force or due()):
         return False

@@ -5,8 +5,9 @@ and requests never wait on a training.
 A training runs in a child process of its own, started when one is due and ended with it: what it
 reads and builds (the interactions, EASE's dense matrices, iALS, LightGBM) and the libraries it
 imports go back to the system when it ends. The serving process that runs the timers stays the
-size of the others; trained in it, it grew by 230 MiB and peaked 340 MiB higher during trainings
-in a soak of the sample catalogue (bench/SOAK_RESULTS.md), by the size of a training at 10M events.
+size of the others (bench/SOAK_RESULTS.md); trained in it, in a soak of the sample catalogue it
+grew from 110 to 340 MiB and peaked at 482 during trainings, and a training at 10M events holds
+766 MiB more.
 """
 
 from __future__ import annotations
