@@ -12,7 +12,7 @@ import pytest
 from recommender import store
 from recommender.ai.text import content_words
 from recommender.model import reasons
-from tests.conftest import Api, run_api, user_in, wait_for, wait_for_model
+from tests.conftest import Api, run_api, sample_service, user_in, wait_for, wait_for_model
 
 pytestmark = pytest.mark.service  # over HTTP, against local_runner.py in a subprocess
 
@@ -46,37 +46,41 @@ def recommend(api: Api, user_id: str, limit: int = 5) -> list[dict]:
     return response.json()["recommendations"]
 
 
-def test_listeners_who_share_likes_bring_each_other_episodes_the_text_would_not(local_api: Api, tmp_path):
-    siege = add_episode(
-        local_api,
-        "The Siege of Constantinople, 1453",
-        "Cannons, walls and the last days of Byzantium under Mehmed the Second.",
-        "history",
-    )
-    sketch = add_episode(
-        local_api,
-        "Improv Night: Forty Minutes of Sketches",
-        "Our comedians riff on audience suggestions: a haunted toaster, a wedding gone wrong.",
-        "comedy",
-    )
-    alice = new_listener(local_api, "Medieval warfare and famous sieges, castles and empires.")
-    bob = new_listener(local_api, "Ancient and medieval history, the fall of empires.")
-    like(local_api, alice, siege)
-    like(local_api, alice, sketch)
-    like(local_api, bob, siege)
-    wait_for_model(local_api)
+def test_listeners_who_share_likes_bring_each_other_episodes_the_text_would_not(create_database, tmp_path):
+    """On a sample service of its own: on the one every module shares, what earlier tests left
+    (listeners, logged pages, the ranker and blend trained on them) shapes bob's page too, and a CI
+    run saw the sketch left out of it once in four."""
+    with sample_service(create_database("collaborative_shared_likes"), tmp_path / "service.log") as local_api:
+        siege = add_episode(
+            local_api,
+            "The Siege of Constantinople, 1453",
+            "Cannons, walls and the last days of Byzantium under Mehmed the Second.",
+            "history",
+        )
+        sketch = add_episode(
+            local_api,
+            "Improv Night: Forty Minutes of Sketches",
+            "Our comedians riff on audience suggestions: a haunted toaster, a wedding gone wrong.",
+            "comedy",
+        )
+        alice = new_listener(local_api, "Medieval warfare and famous sieges, castles and empires.")
+        bob = new_listener(local_api, "Ancient and medieval history, the fall of empires.")
+        like(local_api, alice, siege)
+        like(local_api, alice, sketch)
+        like(local_api, bob, siege)
+        wait_for_model(local_api)
 
-    items = recommend(local_api, bob, limit=5)
-    by_id = {i["podcast_id"]: i for i in items}
-    assert sketch in by_id, [(i["title"], i["strategy"]) for i in items]
-    assert by_id[sketch]["strategy"] == "collaborative"
-    evidence = by_id[sketch]["evidence"]
-    assert (evidence["kind"], evidence["podcast_id"]) == ("co_engagement", siege)
-    assert "The Siege of Constantinople" in by_id[sketch]["reason"]
-    # The content path alone (the history_only reference design) does not find it.
-    env = {"AI_PROVIDER": "local", "AB_SPLIT": "history_only:100"}
-    with run_api(local_api.dsn, env, tmp_path / "history_only.log") as content_only:
-        assert sketch not in [i["podcast_id"] for i in recommend(content_only, bob, limit=5)]
+        items = recommend(local_api, bob, limit=5)
+        by_id = {i["podcast_id"]: i for i in items}
+        assert sketch in by_id, [(i["title"], i["strategy"]) for i in items]
+        assert by_id[sketch]["strategy"] == "collaborative"
+        evidence = by_id[sketch]["evidence"]
+        assert (evidence["kind"], evidence["podcast_id"]) == ("co_engagement", siege)
+        assert "The Siege of Constantinople" in by_id[sketch]["reason"]
+        # The content path alone (the history_only reference design) does not find it.
+        env = {"AI_PROVIDER": "local", "AB_SPLIT": "history_only:100"}
+        with run_api(local_api.dsn, env, tmp_path / "history_only.log") as content_only:
+            assert sketch not in [i["podcast_id"] for i in recommend(content_only, bob, limit=5)]
 
 
 def test_a_new_episode_with_no_events_reaches_the_listener_its_text_matches(local_api: Api):
